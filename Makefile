@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, pinned, so nothing later can pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	@$(BIN)/pip show torch | grep -q '^Version: 2.13.0' || (echo "torch is not 2.13.0: refusing to continue" && exit 1)
+	@$(BIN)/pip show torch 2>/dev/null | grep '^Version: 2.13.0' >/dev/null || (echo "torch is not 2.13.0: refusing to continue" && exit 1)
 	touch $(STAMP)
 
 install: $(STAMP) sandbox-deps

@@ -1,2 +1,28 @@
+"""The one CLI entry point, ``ponder``. Each subcommand lives in its own module of ``ponder.cli``.
+
+The typed signature of each command *is* its CLI (typer). Errors the user can fix (bad paths,
+malformed files, unknown names) are ``ValueError`` subclasses raised by the library; the
+``errors`` wrapper turns them into one red line and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
 import typer
-app = typer.Typer()
+
+from ponder.cli import demo, tasks, verify
+
+app = typer.Typer(
+    name="ponder",
+    help="ponder: build, run, verify, evaluate and serve reasoning models (<think>…</think> then answer).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("verify", help="Check whether an answer equals a gold answer (math equivalence).")(verify.verify)
+app.add_typer(tasks.app, name="tasks", help="List tasks, show their examples, score completions against them.")
+app.command("demo", help="Run the main job and print where its report is.")(demo.demo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,140 @@
+"""Typed configs: dataclasses with help text on every field, loaded from YAML, overridden from the CLI.
+
+A config class is a plain ``@dataclass`` whose fields carry ``metadata={"help": …}`` (use
+``option(default, "help")``). The same class is
+
+* the CLI: ``ponder.cli.configcli.command`` turns every field into a typed ``--option`` with its help,
+* the recipe format: a YAML mapping whose keys are field names (unknown keys are an error that
+  names the key and lists the valid ones — a typo must never be silently ignored),
+* the record: ``asdict(cfg)`` is saved beside every checkpoint as ``ponder_config.json``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config value or recipe file is wrong; the message names the key."""
+
+
+def option(default: Any, help: str, **kw) -> Any:
+    """A dataclass field with a default and its help text (shown by ``--help``)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _base_type(tp):
+    """``int | None`` → int; ``list[str]`` stays; used to coerce strings from the command line."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0]) if len(args) == 1 else str
+    return tp
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or a ``key=value`` string) to field type ``tp``."""
+    if value is None:
+        return None
+    base = _base_type(tp)
+    origin = typing.get_origin(base)
+    try:
+        if origin is list:
+            (item,) = typing.get_args(base) or (str,)
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()]
+            return [coerce(v, item, key) for v in value]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            return dict(value)
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base is int:
+            # accept "1e3" and 1000.0 from YAML/CLI, but never truncate 2.5 to 2
+            number = float(value) if isinstance(value, (str, float)) else value
+            if isinstance(value, bool) or int(number) != number:
+                raise ValueError(value)
+            return int(number)
+        if base in (float, str):
+            return base(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    return value
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """Build ``cls`` from a mapping, coercing types; unknown keys are an error naming them."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(data).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    hints = _hints(cls)
+    kwargs = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    missing = [n for n, f in names.items() if n not in kwargs and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required option(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested mapping (values parsed as YAML scalars)."""
+    out = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. grpo.steps=50)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            child = node.get(p)
+            if not isinstance(child, dict):
+                child = {}
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or bad YAML is a ConfigError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return data
+
+
+def help_of(cls, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pass@k, maj@k, confidence intervals) and running a model over a task."""

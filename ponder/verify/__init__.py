@@ -1,0 +1,1 @@
+from ponder.verify.math import math_equal
