@@ -1,0 +1,199 @@
+"""What every strategy shares: the result type, errors, answer extraction, voting keys, scorers.
+
+A strategy is a short function over ``backend.generate`` (``ponder.generate.Backend``) plus a
+verifier or a scorer. It returns a ``StrategyResult``: the chosen answer and completion text,
+every completion it generated (``samples``), the tokens it spent in total, and a ``trace`` of
+its decisions (votes, scores, rounds, tree, tool calls...).
+
+Scorers rank completions: ``scorer(prompt, completion) -> float`` (higher is better). Besides a
+callable, a scorer may be named: ``"logprob"`` (mean token log-prob: the model's confidence),
+``"verifier"`` (the task's own check, 1.0 when correct; gold-free for code tests, an oracle
+for math, which has only the gold answer to check against), or a path to a local checkpoint
+used as an outcome reward model (``ponder.strategies.scorers.RewardModel``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+from ponder.format import THINK_OPEN, extract_answer, parse
+from ponder.generate.types import Budget, Completion, SamplingParams, prefilled_think
+
+Scorer = Callable[[str, Completion], float]
+
+
+class StrategyError(ValueError):
+    """Bad strategy input (unknown name or option, missing task/scorer); the message names it."""
+
+
+@dataclass
+class StrategyResult:
+    """What a strategy returns.
+
+    answer: the final extracted answer (None when no completion gave one).
+    text: the final completion text (the chosen one; for votes, the first sample of the winner).
+    reasoning: the reasoning part of ``text``.
+    samples: every completion generated, in order (for search strategies: every step).
+    tokens, reasoning_tokens, answer_tokens: totals spent over all samples and rounds.
+    trace: strategy-specific decisions (documented per strategy in docs/strategies.md); always
+        has "strategy".
+    """
+
+    answer: str | None
+    text: str
+    reasoning: str
+    samples: list[Completion] = field(default_factory=list)
+    tokens: int = 0
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completion(self) -> Completion | None:
+        """The chosen completion when it is one of ``samples`` (``trace["chosen"]``)."""
+        i = self.trace.get("chosen")
+        return self.samples[i] if isinstance(i, int) and 0 <= i < len(self.samples) else None
+
+
+def totals(samples: Sequence[Completion]) -> dict[str, int]:
+    """Token totals over completions, as StrategyResult keyword arguments."""
+    r = sum(c.reasoning_tokens for c in samples)
+    a = sum(c.answer_tokens for c in samples)
+    return {"tokens": r + a, "reasoning_tokens": r, "answer_tokens": a}
+
+
+def result(strategy: str, final: Completion | None, samples: list[Completion], answer: str | None,
+           **trace: Any) -> StrategyResult:
+    """A StrategyResult whose text/reasoning come from ``final`` and totals from ``samples``."""
+    return StrategyResult(
+        answer=answer,
+        text=final.text if final is not None else "",
+        reasoning=final.reasoning if final is not None else "",
+        samples=list(samples),
+        **totals(samples),
+        trace={"strategy": strategy, **trace},
+    )
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def scoring_text(c: Completion) -> str:
+    """The completion as a task's ``score`` should read it.
+
+    When the prompt pre-filled ``<think>`` the text starts inside the reasoning; without the
+    tag a task would read the unterminated reasoning as a plain answer, so it is put back.
+    """
+    if THINK_OPEN not in c.text and (c.think_closed or c.reasoning):
+        return THINK_OPEN + c.text
+    return c.text
+
+
+def answer_of(c: Completion, task=None, example=None) -> str | None:
+    """The completion's final answer: the task's extraction when it has one, else the format's."""
+    if task is not None and example is not None:
+        return task.score(scoring_text(c), example).answer
+    return extract_answer(c.answer) if c.answer else None
+
+
+def equality(equal: str | Callable[[str, str], bool]) -> Callable[[str, str], bool]:
+    """The answer equivalence used to pool votes: "math" (``math_equal``), "exact", or a callable."""
+    if callable(equal):
+        return equal
+    if equal == "exact":
+        return lambda a, b: a.strip() == b.strip()
+    if equal == "math":
+        from ponder.verify.math import math_equal
+
+        # symmetric enough for voting: both sides are model answers, neither is a gold
+        return lambda a, b: math_equal(a, b, timeout=2.0)
+    raise StrategyError(f"equal must be 'math', 'exact' or a callable (a, b) -> bool, got {equal!r}")
+
+
+# --------------------------------------------------------------------------- sampling helpers
+
+
+def seeded(sampling: SamplingParams | None, offset: int) -> SamplingParams | None:
+    """``sampling`` with its seed moved by ``offset``, so repeated calls draw new samples.
+
+    A seeded backend returns the same completions for the same request; strategies that call
+    it several times (adaptive batches, refine rounds, search steps) shift the seed per call.
+    """
+    if sampling is None or sampling.seed is None or offset == 0:
+        return sampling
+    return replace(sampling, seed=(sampling.seed + 1_000_003 * offset) % (2**63))
+
+
+def with_stop(sampling: SamplingParams | None, stop: Sequence[str], max_tokens: int | None = None,
+              offset: int = 0) -> SamplingParams:
+    """``sampling`` (or the default) with extra stop strings and, optionally, a token limit."""
+    sp = seeded(sampling, offset) or SamplingParams()
+    kw: dict[str, Any] = {"stop": tuple(dict.fromkeys([*sp.stop, *stop]))}
+    if max_tokens is not None:
+        kw["max_tokens"] = max_tokens
+    return replace(sp, **kw)
+
+
+def join(prompt: str, parts: Sequence[Completion], suffixes: Sequence[str] = ()) -> Completion:
+    """One Completion made of consecutive generated pieces (search steps, tool segments).
+
+    ``suffixes[i]`` is text appended after piece i that the backend cut off (a stop string) or
+    that ponder inserted (tool output); it joins the text but has no tokens. Tokens up to and
+    including the piece that closes ``</think>`` count as reasoning.
+    """
+    text = "".join(p.text + (suffixes[i] if i < len(suffixes) else "") for i, p in enumerate(parts))
+    pr = parse(text, prefilled_think=prefilled_think(prompt))
+    ids: list[int] = []
+    logprobs: list[float] = []
+    reasoning_tokens = 0
+    thinking = prefilled_think(prompt)
+    seen = ""
+    for i, p in enumerate(parts):
+        ids += p.token_ids
+        logprobs += p.logprobs
+        before = seen
+        seen += p.text + (suffixes[i] if i < len(suffixes) else "")
+        opened = thinking or THINK_OPEN in seen
+        if opened and "</think>" not in before:
+            reasoning_tokens += len(p.token_ids)
+    return Completion(
+        text=text, token_ids=ids, reasoning=pr.reasoning, answer=pr.answer,
+        reasoning_tokens=reasoning_tokens, answer_tokens=len(ids) - reasoning_tokens,
+        finish_reason=parts[-1].finish_reason if parts else "length", logprobs=logprobs,
+        think_closed=pr.think_closed, forced_close=any(p.forced_close for p in parts),
+        waits=sum(p.waits for p in parts),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_int(name: str, value: Any, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise StrategyError(f"{name} must be an int >= {lo}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise StrategyError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def no_budget(name: str, budget: Budget | None) -> None:
+    """Step-wise strategies call the backend many times; a per-call thinking budget would
+    restart at every step, so they refuse one rather than silently mis-apply it."""
+    if budget is not None and (budget.thinking_budget is not None or budget.effort is not None or budget.forcing):
+        raise StrategyError(f"strategy {name!r} generates step by step and does not take a thinking budget "
+                            "(limit it with its max_steps/max_calls options instead)")
+
+
+def rng_for(sampling: SamplingParams | None) -> random.Random:
+    return random.Random(sampling.seed if sampling is not None and sampling.seed is not None else 0)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
