@@ -110,3 +110,151 @@ def load_backend(spec: str | ModelSpec, **kw) -> Backend:
 def api_key_from(kw_key: str | None) -> str:
     """The API key: the explicit one, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
     return kw_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+
+
+# --------------------------------------------------------------------------- prompts & streaming
+
+
+def prompt_for(backend: Backend, question: str, template: str = "think", system: str | None = None):
+    """The prompt a backend should get for a bare ``question``.
+
+    A local engine gets ``ponder.format.build_prompt`` with its tokenizer (the chat template the
+    pipeline trains with, ``<think>`` pre-filled), so a tiny ponder model sees its training format.
+    A remote server applies its own chat template: it gets the question as one user message, or
+    ``[system, user]`` messages when ``system`` is given.
+    """
+    from ponder.format import build_prompt
+
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is not None:
+        return build_prompt(question, template, system, tokenizer=tokenizer)
+    if system:
+        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    return question
+
+
+class ThinkSplitter:
+    """Splits streamed text into ``("reasoning", s)`` / ``("answer", s)`` pieces at the think tags.
+
+    Tags may arrive split across deltas: the tail that could still become a tag is held back until
+    the next ``feed`` (or ``flush``). ``prefilled``: the prompt ended in ``<think>``, so the text
+    starts inside the reasoning. Text before a leading ``<think>`` is dropped (as in ``parse``).
+    """
+
+    def __init__(self, prefilled: bool = False):
+        from ponder.format import THINK_CLOSE, THINK_OPEN
+
+        self.open, self.close = THINK_OPEN, THINK_CLOSE
+        self.state = "think" if prefilled else "pre"
+        self.buf = ""
+        self.closed = False
+        self.started = False
+
+    def _held(self, tag: str) -> int:
+        """Length of the longest buffer suffix that is a proper prefix of ``tag``."""
+        for k in range(min(len(tag) - 1, len(self.buf)), 0, -1):
+            if self.buf.endswith(tag[:k]):
+                return k
+        return 0
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        self.started = self.started or bool(text)
+        self.buf += text
+        out: list[tuple[str, str]] = []
+        while self.buf:
+            if self.state == "answer":
+                out.append(("answer", self.buf))
+                self.buf = ""
+            elif self.state == "pre":
+                at = self.buf.find(self.open)
+                if at >= 0:
+                    self.state, self.buf = "think", self.buf[at + len(self.open):]
+                elif self.buf.strip() and not self.open.startswith(self.buf.lstrip()):
+                    self.state = "answer"  # plain text, no think block
+                else:
+                    break
+            else:  # think
+                at = self.buf.find(self.close)
+                if at >= 0:
+                    if at:
+                        out.append(("reasoning", self.buf[:at]))
+                    self.state, self.closed, self.buf = "answer", True, self.buf[at + len(self.close):]
+                    continue
+                keep = self._held(self.close)
+                if len(self.buf) > keep:
+                    out.append(("reasoning", self.buf[: len(self.buf) - keep]))
+                self.buf = self.buf[len(self.buf) - keep:]
+                break
+        return out
+
+    def flush(self) -> list[tuple[str, str]]:
+        """Whatever is still held back, once the stream has ended."""
+        rest, self.buf = self.buf, ""
+        if not rest or self.state == "pre" and not rest.strip():
+            return []
+        return [("reasoning" if self.state == "think" else "answer", rest)]
+
+
+def stream(backend: Backend, prompt, sampling=None, budget=None):
+    """Stream one completion from any backend: yields ``("reasoning", delta)``, ``("answer",
+    delta)`` and finally ``("done", Completion)``.
+
+    The openai backend streams from the server; a local engine generates in a worker thread and
+    its ``on_token`` hook feeds the deltas (true token streaming); any other backend generates the
+    whole completion and then yields it in two pieces.
+    """
+    if hasattr(backend, "stream"):
+        yield from backend.stream(prompt, sampling, budget)
+        return
+    if not hasattr(backend, "tokenizer") or not isinstance(prompt, str):
+        c = backend.generate([prompt], 1, sampling, budget)[0][0]
+        if c.reasoning:
+            yield "reasoning", c.reasoning
+        if c.answer:
+            yield "answer", c.answer
+        yield "done", c
+        return
+    yield from _stream_local(backend, prompt, sampling, budget)
+
+
+def _stream_local(engine, prompt: str, sampling, budget):
+    import queue
+    import threading
+
+    from ponder.generate.types import prefilled_think
+
+    q: queue.Queue = queue.Queue()
+    eos = getattr(engine, "eos_ids", frozenset())
+    state = {"text": ""}
+
+    def on_token(row: int, ids: list[int]) -> None:
+        body = ids[:-1] if ids and ids[-1] in eos else ids
+        text = engine._decode(body)
+        if text.endswith("\ufffd") or not text.startswith(state["text"]):
+            return  # an incomplete UTF-8 piece, or a taken-back tag: wait for the next token
+        delta, state["text"] = text[len(state["text"]):], text
+        if delta:
+            q.put(("delta", delta))
+
+    def work() -> None:
+        try:
+            q.put(("result", engine.generate([prompt], 1, sampling, budget, on_token=on_token)[0][0]))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(("error", e))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    split = ThinkSplitter(prefilled=prefilled_think(prompt))
+    while True:
+        kind, item = q.get()
+        if kind == "delta":
+            yield from split.feed(item)
+        elif kind == "error":
+            t.join()
+            raise item
+        else:
+            t.join()
+            # the stop-string cut happens at the end: the streamed text may run a little past it
+            yield from split.flush()
+            yield "done", item
+            return

@@ -33,7 +33,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -447,8 +447,11 @@ class LocalEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
-                 budget: Budget | None = None) -> list[list[Completion]]:
-        """``n`` completions for each prompt, grouped by prompt (see ``ponder.generate.types``)."""
+                 budget: Budget | None = None, on_token: Callable[[int, list[int]], None] | None = None
+                 ) -> list[list[Completion]]:
+        """``n`` completions for each prompt, grouped by prompt (see ``ponder.generate.types``).
+        ``on_token(row, ids)`` (streaming): after each step, per row (prompt_i * n + sample_j) that
+        emitted, with its ids so far (read-only; forcing may take back pieces of a split </think>)."""
         prompts = check_request(prompts, n)
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
@@ -463,14 +466,14 @@ class LocalEngine:
         pre = [prefilled_think(p) for p in prompts]
         k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
         with torch.inference_mode(), _ThreadTuner(k, tune=self.num_threads is None) as tuner:
-            rows = self._run(enc, pre, n, sampling, budget, tuner)
+            rows = self._run(enc, pre, n, sampling, budget, tuner, on_token)
         self.threads_used = tuner.best
         return [[make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop, self.eos_ids,
                                  forced_close=r.forced_close, waits=r.waits)
                  for r in rows[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
-             budget: Budget, tuner: _ThreadTuner) -> list[_Row]:
+             budget: Budget, tuner: _ThreadTuner, on_token=None) -> list[_Row]:
         """Prefill, then decode until every row is finished. Returns the B = P·n rows, grouped."""
         P, L = len(enc), max(map(len, enc))
         ids = torch.full((P, L), self.pad_id, dtype=torch.long)  # [P, L] left-padded
@@ -535,6 +538,8 @@ class LocalEngine:
                 lp = torch.log_softmax(logits, -1).gather(1, picked[:, None]).squeeze(1).tolist()
                 for j in emitted:
                     rows[active[j]].lps.append(lp[j])
+                    if on_token is not None:
+                        on_token(active[j], rows[active[j]].ids)
             dead += sum(1 for j in emitted if rows[active[j]].finish is not None)
             if dead == len(active):
                 return rows

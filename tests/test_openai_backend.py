@@ -1,0 +1,326 @@
+"""OpenAIBackend and load_backend against a REAL local OpenAI-compatible server.
+
+The server is a minimal FastAPI app run by uvicorn on 127.0.0.1 (a free port) in a thread. The
+model name picks its behaviour, so each test talks HTTP to the same server:
+
+* ``rc`` / ``rs`` / ``tags``: reasoning in ``reasoning_content``, in ``reasoning``, or as
+  ``<think>`` tags in the content; ``rc`` reports usage with reasoning_tokens, ``tags`` without.
+* ``flaky``: fails with 503 while ``FAILS["flaky"] > 0`` (the test sets it), then answers as ``rc``.
+* ``broken``: always 500. ``missing``: 404 (a model the server does not have).
+* ``one``: ignores ``n`` and always returns one choice. ``nolp``: 400 when logprobs are asked for.
+* ``slow``: sleeps 50 ms per request (to measure requests in flight).
+
+Answers are ``ans:<question>:<choice index>`` so grouping and order can be checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
+
+from ponder.generate import Budget, GenerationError, SamplingParams  # noqa: E402
+from ponder.generate.backends import (  # noqa: E402
+    ModelSpecError,
+    load_backend,
+    parse_model_spec,
+    prompt_for,
+    stream,
+)
+from ponder.generate.openai_backend import OpenAIBackend  # noqa: E402
+
+REQUESTS: list[dict] = []
+FAILS: dict[str, int] = {}
+INFLIGHT = {"now": 0, "max": 0}
+
+
+def _question(body: dict) -> str:
+    return [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+
+
+def _parts(model: str, q: str, i: int) -> tuple[str, str]:
+    return f"thinking about {q} step {i}", f"ans:{q}:{i}"
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        body["_auth"] = request.headers.get("authorization")
+        REQUESTS.append(body)
+        model = body["model"]
+        if model == "broken":
+            return JSONResponse({"error": {"message": "boom"}}, status_code=500)
+        if model == "missing":
+            return JSONResponse({"error": {"message": "model 'missing' not found"}}, status_code=404)
+        if FAILS.get(model, 0) > 0:
+            FAILS[model] -= 1
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        if model == "nolp" and body.get("logprobs"):
+            return JSONResponse({"error": {"message": "logprobs are not supported"}}, status_code=400)
+        INFLIGHT["now"] += 1
+        INFLIGHT["max"] = max(INFLIGHT["max"], INFLIGHT["now"])
+        try:
+            if model == "slow":
+                await asyncio.sleep(0.05)
+        finally:
+            INFLIGHT["now"] -= 1
+        q = _question(body)
+        n = 1 if model == "one" else body.get("n") or 1
+        if body.get("stream"):
+            return StreamingResponse(_sse(model, q), media_type="text/event-stream")
+        choices = []
+        for i in range(n):
+            r, a = _parts(model, q, i)
+            msg = {"role": "assistant", "content": a}
+            if model in ("rc", "flaky", "slow", "one", "nolp"):
+                msg["reasoning_content"] = r
+            elif model == "rs":
+                msg["reasoning"] = r
+            else:
+                msg["content"] = f"<think>{r}</think>{a}"
+            ch = {"index": i, "message": msg, "finish_reason": "stop"}
+            if body.get("logprobs"):
+                ch["logprobs"] = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
+                                             for w in a.split(":")]}
+            choices.append(ch)
+        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": choices}
+        if model != "tags":
+            resp["usage"] = {"prompt_tokens": 5, "completion_tokens": 10 * n, "total_tokens": 5 + 10 * n,
+                             "completion_tokens_details": {"reasoning_tokens": 7 * n}}
+        return resp
+
+    return app
+
+
+async def _sse(model: str, q: str):
+    r, a = _parts(model, q, 0)
+    if model == "tags":
+        text = f"<think>{r}</think>{a}"
+        pieces = [{"content": text[i:i + 3]} for i in range(0, len(text), 3)]  # tags split across chunks
+    else:
+        field = "reasoning" if model == "rs" else "reasoning_content"
+        pieces = [{field: r[i:i + 4]} for i in range(0, len(r), 4)] + [{"content": a[:3]}, {"content": a[3:]}]
+    for i, d in enumerate(pieces):
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                 "choices": [{"index": 0, "delta": d, "finish_reason": "stop" if i == len(pieces) - 1 else None}]}
+        yield f"data: {json.dumps(chunk)}\n\n"
+    usage = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17,
+                       "completion_tokens_details": {"reasoning_tokens": 9}}}
+    yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+@pytest.fixture(scope="module")
+def url():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "test server did not start"
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def backend(url: str, model: str, **kw) -> OpenAIBackend:
+    kw.setdefault("backoff", 0.01)
+    return OpenAIBackend(model, url, api_key="test-key", **kw)
+
+
+@pytest.mark.parametrize("model", ["rc", "rs", "tags"])
+def test_reasoning_is_read_from_each_server_shape(url, model):
+    groups = backend(url, model).generate(["2+2?", "3+3?"], n=2)
+    assert [[c.answer for c in g] for g in groups] == [["ans:2+2?:0", "ans:2+2?:1"], ["ans:3+3?:0", "ans:3+3?:1"]]
+    c = groups[1][1]
+    assert c.reasoning == "thinking about 3+3? step 1" and c.think_closed
+    # the text is rebuilt in the local shape, so ponder.format.parse agrees with the fields
+    from ponder.format import parse
+
+    p = parse(c.text)
+    assert (p.reasoning, p.answer) == (c.reasoning, c.answer)
+    assert c.token_ids == [] and c.finish_reason == "eos"
+    if model == "tags":  # no usage: estimated from characters
+        assert c.reasoning_tokens == round(len(c.reasoning) / 4) and c.answer_tokens == round(len(c.answer) / 4)
+    else:  # usage shared between the two choices of the response (20 tokens, 14 reasoning)
+        assert sum(x.reasoning_tokens for x in groups[1]) == 14
+        assert sum(x.reasoning_tokens + x.answer_tokens for x in groups[1]) == 20
+
+
+def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url):
+    b = backend(url, "rc")
+    b.generate(["q"], n=3)
+    assert b.requests == 1
+    one = backend(url, "one")
+    g = one.generate(["q"], n=3, sampling=SamplingParams(seed=5))[0]
+    assert len(g) == 3 and one.requests == 3 and one.use_n is False
+    seeds = [r.get("seed") for r in REQUESTS[-2:]]
+    assert seeds == [6, 7]  # the extra requests get distinct seeds
+    one.generate(["q"], n=2)  # now n requests straight away
+    assert one.requests == 5
+
+
+def test_retries_with_backoff_then_succeeds(url):
+    FAILS["flaky"] = 2
+    b = backend(url, "flaky", max_retries=3)
+    t0 = time.perf_counter()
+    assert b.generate(["hi"])[0][0].answer == "ans:hi:0"
+    assert b.requests == 3 and FAILS["flaky"] == 0
+    assert time.perf_counter() - t0 >= 0.01 * (0.5 + 1)  # two backoff sleeps happened
+
+
+def test_a_server_that_keeps_failing_raises_a_clear_error(url):
+    b = backend(url, "broken", max_retries=2)
+    with pytest.raises(GenerationError, match=r"kept failing.*'broken'.*3 attempts.*HTTP 500"):
+        b.generate(["hi"])
+    assert b.requests == 3
+
+
+def test_a_refused_request_is_not_retried(url):
+    b = backend(url, "missing", max_retries=5)
+    with pytest.raises(GenerationError, match="refused.*HTTP 404"):
+        b.generate(["hi"])
+    assert b.requests == 1
+
+
+def test_unreachable_server_raises_after_retries():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens here
+    b = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", max_retries=1, backoff=0.01, timeout=5)
+    with pytest.raises(GenerationError, match="kept failing.*2 attempts.*APIConnectionError"):
+        b.generate(["hi"])
+
+
+def test_concurrency_is_bounded_and_used(url):
+    INFLIGHT["max"] = 0
+    b = backend(url, "slow", concurrency=2)
+    groups = b.generate([f"q{i}" for i in range(6)])
+    assert [g[0].answer for g in groups] == [f"ans:q{i}:0" for i in range(6)]
+    assert INFLIGHT["max"] == 2
+
+
+def test_budgets_map_to_request_fields(url):
+    b = backend(url, "rc", effort_table={"low": 10, "medium": 20, "high": 40})
+    b.generate(["q"], sampling=SamplingParams(max_tokens=50, top_k=5, stop=["##"]), budget=Budget(effort="high"))
+    body = REQUESTS[-1]
+    assert body["reasoning_effort"] == "high" and body["max_tokens"] == 90
+    assert body["top_k"] == 5 and body["stop"] == ["##"]
+    b.generate(["q"], sampling=SamplingParams(max_tokens=50), budget=Budget(thinking_budget=30))
+    body = REQUESTS[-1]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 30} and body["max_tokens"] == 80
+    assert "reasoning_effort" not in body
+    n = len(REQUESTS)
+    with pytest.raises(GenerationError, match="min_thinking.*local model"):
+        b.generate(["q"], budget=Budget(min_thinking=5))
+    assert len(REQUESTS) == n  # rejected before any request
+
+
+def test_logprobs_are_read_and_dropped_when_the_server_rejects_them(url):
+    c = backend(url, "rc").generate(["q"])[0][0]
+    assert c.logprobs == [-0.5, -0.5, -0.5] and c.mean_logprob == -0.5
+    b = backend(url, "nolp")
+    c = b.generate(["q"])[0][0]
+    assert c.answer == "ans:q:0" and c.logprobs == [] and b.logprobs is False
+    assert "logprobs" not in REQUESTS[-1]
+
+
+def test_message_prompts_and_api_key(url, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    b = load_backend(f"openai:rc@{url}")
+    assert isinstance(b, OpenAIBackend) and b.model == "rc"
+    msgs = prompt_for(b, "what?", system="be brief")
+    b.generate([msgs])
+    body = REQUESTS[-1]
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what?"}]
+    assert body["_auth"] == "Bearer env-key"
+    assert prompt_for(b, "what?") == "what?"
+
+
+def test_generate_works_inside_a_running_event_loop(url):
+    async def handler():
+        return backend(url, "rc").generate(["q"])
+
+    assert asyncio.run(handler())[0][0].answer == "ans:q:0"
+
+
+@pytest.mark.parametrize("model", ["rc", "rs", "tags"])
+def test_streaming_yields_reasoning_then_answer(url, model):
+    events = list(backend(url, model).stream("s?"))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("reasoning") >= 3
+    assert kinds.index("answer") > max(i for i, k in enumerate(kinds) if k == "reasoning")
+    r = "".join(t for k, t in events if k == "reasoning")
+    a = "".join(t for k, t in events if k == "answer")
+    done = events[-1][1]
+    assert (r, a) == ("thinking about s? step 0", "ans:s?:0") == (done.reasoning, done.answer)
+    assert done.think_closed and (done.reasoning_tokens, done.answer_tokens) == (9, 3)
+    # the generic stream() dispatches to the backend's own streaming
+    assert list(stream(backend(url, model), "s?"))[-1][1].answer == "ans:s?:0"
+
+
+def test_bad_inputs_raise_clear_errors(url):
+    b = backend(url, "rc")
+    with pytest.raises(GenerationError, match="prompts must be a list"):
+        b.generate("q")
+    with pytest.raises(GenerationError, match=r"prompts\[1\]"):
+        b.generate(["q", 3])
+    with pytest.raises(GenerationError, match="n must be"):
+        b.generate(["q"], n=0)
+    with pytest.raises(GenerationError, match="concurrency"):
+        OpenAIBackend("m", url, concurrency=0)
+    assert b.generate([]) == []
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("openai:m", "openai:<model>@<base_url>"),
+    ("openai:@http://h/v1", "empty model name"),
+    ("openai:m@http://", "no host"),
+    ("", "non-empty"),
+])
+def test_bad_model_specs(spec, match):
+    with pytest.raises(ModelSpecError, match=match):
+        parse_model_spec(spec)
+
+
+def test_model_spec_parsing():
+    s = parse_model_spec("openai:org/m@v2@https://api.example.com/v1/")
+    assert (s.kind, s.model, s.base_url) == ("openai", "org/m@v2", "https://api.example.com/v1")
+    assert parse_model_spec("runs/x").kind == "local"
+
+
+def test_load_backend_rejects_bad_local_dirs(tmp_path):
+    with pytest.raises(ModelSpecError, match="does not exist"):
+        load_backend(str(tmp_path / "nope"))
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ModelSpecError, match="not a directory"):
+        load_backend(str(f))
+    with pytest.raises(ModelSpecError, match="no config.json"):
+        load_backend(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelSpecError, match="no weights"):
+        load_backend(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"junk")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelSpecError, match="cannot load model"):
+        load_backend(str(tmp_path))
