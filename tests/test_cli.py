@@ -47,6 +47,23 @@ def test_verify_pairs_malformed_line_names_the_line(tmp_path):
     assert ":2:" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--gold", "1"], "give --gold and --answer"),
+    ([], "give --gold and --answer"),
+    (["--pairs", "p.jsonl", "--gold", "1"], "not both"),
+])
+def test_verify_needs_exactly_one_mode(args, message):
+    r = runner.invoke(app, ["verify", *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_verify_pairs_line_without_fields_is_named(tmp_path):
+    p = tmp_path / "pairs.jsonl"
+    p.write_text('{"gold": "1", "answer": "1"}\n{"gold": "2"}\n')
+    r = runner.invoke(app, ["verify", "--pairs", str(p)])
+    assert r.exit_code == 2 and ":2:" in r.output and '"answer"' in r.output
+
+
 def test_verify_missing_file_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["verify", "--pairs", str(tmp_path / "nope.jsonl")])
     assert r.exit_code == 2 and "no such file" in r.output

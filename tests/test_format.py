@@ -1,5 +1,6 @@
 """The reasoning format: every completion shape parses, answers are extracted, nothing crashes."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -147,3 +148,38 @@ def test_never_crashes(text):
     assert ans is None or isinstance(ans, str)
     box = last_boxed(text)
     assert box is None or box in text
+
+
+# A template that opens the think block itself, as DeepSeek-R1-Distill's and Qwen3's do.
+PREFILLING_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from ponder.models.tokenizer import train_tokenizer
+
+    return train_tokenizer(["What is 2+2? <think>4</think>4"], vocab_size=300)
+
+
+@pytest.mark.parametrize("template", ["think", "r1-zero"])
+def test_build_prompt_with_a_tokenizer_chat_template(tokenizer, template):
+    p = build_prompt("What is 2+2?", template=template, system="Be brief.", tokenizer=tokenizer)
+    assert p == "Be brief.\nUser: What is 2+2?\nAssistant: <think>"
+    default = build_prompt("What is 2+2?", template=template, tokenizer=tokenizer)
+    assert default.startswith(build_messages("q", template)[0]["content"] + "\n")
+    assert ("<answer>" in default) == (template == "r1-zero")
+    no_system = build_prompt("What is 2+2?", template=template, system="", tokenizer=tokenizer, prefill_think=False)
+    assert no_system == "User: What is 2+2?\nAssistant: "
+
+
+def test_build_prompt_does_not_open_think_twice(tokenizer):
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = PREFILLING_TEMPLATE
+    p = build_prompt("What is 2+2?", system="S", tokenizer=tok)
+    assert p == "<|system|>S\n<|user|>What is 2+2?\n<|assistant|><think>\n"
+    # and a completion after it parses as shape 3 (pre-filled)
+    done = parse("2+2=4</think>4")
+    assert (done.reasoning, done.answer, done.think_open) == ("2+2=4", "4", False)

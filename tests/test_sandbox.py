@@ -192,6 +192,59 @@ def test_huge_output_is_cut(mode):
     assert r.reason == "output limit" and len(r.stderr) == FAST.report_chars
 
 
+def test_open_file_limit(mode):
+    code = (
+        "files = []\n"
+        "try:\n"
+        "    for _ in range(100):\n"
+        "        files.append(open('/dev/null'))\n"
+        "except OSError as e:\n"
+        "    print(len(files), e.errno)\n"
+        "else:\n"
+        "    print(len(files), 0)\n"
+    )
+    opened, errno = map(int, run_code(code, [], Limits(open_files=16)).stdout.split())
+    assert errno == 24 and opened < 16  # EMFILE: stdin/out/err and the report pipe count too
+    opened, errno = map(int, run_code(code, [], Limits(open_files=256)).stdout.split())
+    assert (opened, errno) == (100, 0)  # the same code with room: the limit was the cause
+
+
+def test_process_limit_caps_children(mode):
+    if mode == "rlimit" and os.getuid() == 0 and not all(map(sandbox._readable_by_others, sandbox._interpreter()[1])):
+        pytest.skip("reduced mode as root without a readable interpreter cannot drop to a uid (see sandbox docs)")
+    # a bounded number of forks (never a bomb in the reduced mode): each child sleeps until swept
+    code = (
+        "import os, time\n"
+        "n = 0\n"
+        "for _ in range(12):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(20)\n"
+        "        os._exit(0)\n"
+        "    n += 1\n"
+        "print(n)\n"
+    )
+    small = run_code(code, [], Limits(processes=4))
+    assert small.passed, small.detail
+    assert 1 <= int(small.stdout) <= 3  # the program itself is one of the four
+    assert int(run_code(code, [], Limits(processes=32)).stdout) == 12
+    assert sandbox_processes() == []  # the sleepers were swept
+
+
+def test_each_run_starts_in_a_fresh_empty_dir(mode):
+    code = (
+        "import os\n"
+        "print(sorted(os.listdir('.')))\n"
+        "open('left_behind.txt', 'w').write('x')\n"
+        "print(os.getcwd() != %r)\n"
+    ) % os.getcwd()
+    first, second = run_code(code, []), run_code(code, [])
+    assert first.stdout == second.stdout == "[]\nTrue\n"
+
+
 def test_fork_bomb_is_contained(isolated):
     before = len(os.listdir("/proc"))
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"

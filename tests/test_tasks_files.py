@@ -93,6 +93,16 @@ def test_gsm8k_train_references_score_correct():
     assert not wrong, wrong[:5]
 
 
+@needs_data
+def test_aime_reference_solutions_are_never_judged_wrong():
+    """AoPS solutions are free-form: one that states its final answer must verify; one that
+    does not (the first ends in "$180 + 24 = 204$. -sepehr2010") must give "no answer found"."""
+    task = get_task("aime24")
+    verdicts = [task.score(e["meta"]["solution"], e) for e in task.examples()]
+    assert all(v.correct or v.reason == "no answer found" for v in verdicts), verdicts
+    assert sum(v.correct for v in verdicts) >= 25  # nearly all do state it
+
+
 GSM0 = {"id": "gsm8k/test/0", "prompt": "Janet's ducks…", "gold": "18", "meta": {}}
 M500_0 = {"id": "math500/test/precalculus/807.json", "prompt": "", "gold": r"\left( 3, \frac{\pi}{2} \right)", "meta": {}}
 AMC0 = {"id": "amc23/0", "prompt": "", "gold": "27", "meta": {}}
