@@ -1,0 +1,120 @@
+"""A small held-out evaluation of one checkpoint: greedy pass@1, sampled pass@1 and maj@k, 95% CIs.
+
+Used by ``ponder demo`` to score every stage of a recipe on the same held-out problems (the task's
+``test`` split, disjoint from ``train`` by construction). For each of the first ``limit`` test
+problems:
+
+* **greedy pass@1**: one temperature-0 completion, right or wrong (per-problem score 0/1);
+* with ``samples = k > 1``: k completions at ``temperature``; sampled pass@1 is the mean over
+  problems of c/k, and maj@k the share of problems whose most-voted answer (``ponder.evaluate.
+  metrics.maj_at_k``; answers grouped by the verifier's extracted answer text) is correct.
+
+Each metric is a mean over problems with a 95% normal interval (``metrics.mean_ci``). The result is
+written as JSON (``<out>``) with per-problem rows, so a report can be re-derived from it; an
+existing file with the same settings is reused (a finished stage is not evaluated twice).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+from ponder.config import ConfigError, option
+from ponder.evaluate.metrics import maj_at_k, mean_ci
+from ponder.format import THINK_OPEN
+from ponder.train.checkpoint import write_json_atomic
+
+
+@dataclass
+class StageEvalConfig:
+    """Options of a held-out stage evaluation."""
+
+    task: str = option("addition:digits=3", "Task spec; its test split is the held-out set.")
+    limit: int = option(200, "Held-out problems (the first LIMIT of the test split).")
+    samples: int = option(0, "Sampled completions per problem for sampled pass@1 and maj@k (0 = greedy only).")
+    temperature: float = option(0.8, "Temperature of the sampled completions.")
+    max_tokens: int = option(256, "Most tokens per completion.")
+    seed: int = option(0, "Sampling seed.")
+    batch_prompts: int = option(64, "Problems per generation call.")
+
+    def check(self) -> None:
+        if self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.samples < 0 or self.samples == 1:
+            raise ConfigError(f"samples must be 0 (greedy only) or >= 2, got {self.samples}")
+        if self.max_tokens < 1 or self.batch_prompts < 1:
+            raise ConfigError("max_tokens and batch_prompts must be >= 1")
+
+
+def _ci(values: list[float]) -> dict:
+    mean, lo, hi = mean_ci(values)
+    return {"mean": mean, "low": lo, "high": hi, "n": len(values)}
+
+
+def evaluate_backend(backend, cfg: StageEvalConfig) -> dict:
+    """Evaluate ``backend`` (a ``ponder.generate.Backend``) per ``cfg``; returns the result dict."""
+    from ponder.generate import SamplingParams
+    from ponder.tasks import get_task
+    from ponder.train.common import prompt_for
+
+    cfg.check()
+    task = get_task(cfg.task)
+    examples = list(islice(task.examples("test"), cfg.limit))
+    if not examples:
+        raise ConfigError(f"task {cfg.task!r} has no test examples")
+    tokenizer = getattr(backend, "tokenizer", None)
+    rows, t0, tokens = [], time.perf_counter(), 0
+    for i in range(0, len(examples), cfg.batch_prompts):
+        batch = examples[i:i + cfg.batch_prompts]
+        prompts = [prompt_for(ex["prompt"], tokenizer) for ex in batch]
+        pre = THINK_OPEN if prompts and prompts[0].rstrip().endswith(THINK_OPEN) else ""
+        greedy = backend.generate(prompts, n=1, sampling=SamplingParams(temperature=0, max_tokens=cfg.max_tokens))
+        sampled = [[] for _ in batch]
+        if cfg.samples:
+            sp = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed + i)
+            sampled = backend.generate(prompts, n=cfg.samples, sampling=sp)
+        for ex, g, group in zip(batch, greedy, sampled):
+            v = task.score(pre + g[0].text, ex)
+            row = {"id": ex["id"], "greedy_correct": v.correct, "greedy_answer": v.answer,
+                   "reasoning_tokens": g[0].reasoning_tokens, "completion_tokens": len(g[0].token_ids)}
+            tokens += len(g[0].token_ids)
+            if group:
+                verdicts = [task.score(pre + c.text, ex) for c in group]
+                correct = [x.correct for x in verdicts]
+                keys = [x.answer.strip() if x.answer else None for x in verdicts]
+                row.update(sampled_correct=sum(correct), sampled_n=len(group),
+                           maj_correct=maj_at_k(keys, correct, len(group)))
+                tokens += sum(len(c.token_ids) for c in group)
+            rows.append(row)
+    result = {
+        "config": asdict(cfg),
+        "pass1_greedy": _ci([float(r["greedy_correct"]) for r in rows]),
+        "reasoning_tokens_greedy": sum(r["reasoning_tokens"] for r in rows) / len(rows),
+        "seconds": time.perf_counter() - t0,
+        "tokens": tokens,
+        "rows": rows,
+    }
+    if cfg.samples:
+        result["pass1_sampled"] = _ci([r["sampled_correct"] / r["sampled_n"] for r in rows])
+        result[f"maj@{cfg.samples}"] = _ci([float(r["maj_correct"]) for r in rows])
+    return result
+
+
+def evaluate_checkpoint(model_dir: str | Path, cfg: StageEvalConfig, out: str | Path | None = None) -> dict:
+    """Evaluate a checkpoint directory; with ``out``, write (or reuse a matching) JSON result."""
+    from ponder.generate import LocalEngine
+    from ponder.models import check_checkpoint
+
+    if out is not None and Path(out).is_file():
+        old = json.loads(Path(out).read_text())
+        if old.get("config") == asdict(cfg) and old.get("model") == str(model_dir):
+            return old
+    check_checkpoint(model_dir)
+    result = evaluate_backend(LocalEngine.from_path(model_dir), cfg)
+    result["model"] = str(model_dir)
+    if out is not None:
+        write_json_atomic(out, result)
+    return result

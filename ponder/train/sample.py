@@ -1,0 +1,256 @@
+"""Rejection sampling: N samples per prompt, keep the verified-correct ones, write SFT JSONL.
+
+``ponder sample`` is both the R1 recipe's rejection-sampling stage (sample the RL model on the
+train split, keep what the verifier accepts, fine-tune on it) and the teacher-trace generator of
+distillation. Each kept sample is one JSONL line::
+
+    {"prompt": <prompt text>, "completion": "<think>…</think>answer",
+     "provenance": {"model", "task", "id", "sample_index", "seed", "temperature", "correct"}}
+
+``prompt`` is the question in the sampled model's chat template (``ponder.train.common.prompt_for``,
+the text every ponder stage shows a model; the student of a distillation shares the template), and
+``completion`` is what the model wrote after it (a pre-filled ``<think>``, should a prompt end in
+one, is put back in front, so the completion parses on its own).
+
+Selection per prompt: verified-correct samples (``task.score``), de-duplicated by text when
+``dedup`` (the first occurrence survives), then ``keep=all`` (up to ``max_per_prompt``) or
+``keep=shortest`` (the one correct sample with the fewest tokens; ties: lowest sample index).
+
+Resume: after each batch of prompts the kept lines are appended to ``out`` and one line per
+finished prompt to ``<out>.progress.jsonl``, both flushed. A restarted run skips the finished
+ids and drops lines of a prompt whose progress line was never written (a kill between the two
+writes). Batches are fixed slices of the prompt list with seed ``seed·1000003 + batch index``,
+so a resumed run draws the same samples for the batches it still has to do as a fresh run would
+(up to a batch a kill cut in half). ``<out>.stats.json`` marks the run done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable
+
+from ponder.config import ConfigError, option
+from ponder.format import THINK_OPEN
+from ponder.train.checkpoint import write_json_atomic
+
+
+class SampleError(ValueError):
+    """Bad rejection-sampling input or state; the message names the problem."""
+
+
+@dataclass
+class SampleConfig:
+    """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
+
+    model: str = option("", "Checkpoint directory of the model to sample (the RL model or the teacher).")
+    task: str = option("addition:digits=3", "Task spec whose examples are the prompts and whose verifier filters.")
+    out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
+    split: str = option("train", "Task split to draw prompts from (train or test).")
+    limit: int = option(0, "Use only the first LIMIT prompts of the split (0 = all).")
+    n: int = option(4, "Samples per prompt.")
+    temperature: float = option(0.8, "Sampling temperature (0 = greedy, then n should be 1).")
+    top_p: float = option(1.0, "Nucleus sampling threshold (1 = off).")
+    max_tokens: int = option(256, "Most tokens generated per sample.")
+    keep: str = option("all", "all: every correct sample; shortest: the correct sample with fewest tokens.")
+    dedup: bool = option(True, "Drop correct samples whose text repeats an earlier one of the same prompt.")
+    max_per_prompt: int = option(0, "With keep=all: at most this many samples per prompt (0 = no cap).")
+    verify: bool = option(True, "Keep only verified-correct samples (False: keep every sample, unfiltered traces).")
+    batch_prompts: int = option(16, "Prompts per generation call (rows = batch_prompts * n).")
+    seed: int = option(0, "Sampling seed (batch b uses seed*1000003 + b).")
+
+    def check(self) -> None:
+        if self.keep not in ("all", "shortest"):
+            raise ConfigError(f"keep must be 'all' or 'shortest', got {self.keep!r}")
+        if self.split not in ("train", "test"):
+            raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
+        for name in ("n", "max_tokens", "batch_prompts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("limit", "max_per_prompt"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not self.model:
+            raise ConfigError("model is required: the checkpoint directory to sample from")
+
+
+def paths(out: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """(samples JSONL, progress JSONL, stats JSON) of a run writing ``out``."""
+    out = Path(out)
+    return out, out.with_name(out.name + ".progress.jsonl"), out.with_name(out.name + ".stats.json")
+
+
+def is_done(out: str | os.PathLike) -> bool:
+    """The run writing ``out`` finished (its stats file exists)."""
+    return paths(out)[2].is_file()
+
+
+def select(samples: list[tuple[int, Any]], correct: list[bool], keep: str, dedup: bool,
+           max_per_prompt: int = 0) -> list[tuple[int, Any]]:
+    """Which (sample_index, completion) pairs of one prompt to keep.
+
+    ``samples[i][1]`` needs ``.text`` and ``.token_ids``. Order of the result: sample order.
+    """
+    chosen, seen = [], set()
+    for (idx, c), ok in zip(samples, correct):
+        if not ok:
+            continue
+        key = c.text.strip()
+        if dedup and key in seen:
+            continue
+        seen.add(key)
+        chosen.append((idx, c))
+    if keep == "shortest" and chosen:
+        return [min(chosen, key=lambda p: (len(p[1].token_ids), p[0]))]
+    if max_per_prompt:
+        chosen = chosen[:max_per_prompt]
+    return chosen
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    if not path.is_file():
+        return rows
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            # only the last line can be torn by a kill; anything earlier is real corruption
+            if i != len(path.read_text().splitlines()):
+                raise SampleError(f"{path}:{i}: not valid JSON") from None
+    return rows
+
+
+def _completion_text(prompt: str, text: str) -> str:
+    """Put a pre-filled ``<think>`` back in front, so the completion parses on its own."""
+    return THINK_OPEN + text if prompt.rstrip().endswith(THINK_OPEN) and not text.lstrip().startswith(THINK_OPEN) else text
+
+
+def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig, model_name: str,
+                     progress: bool = True) -> dict:
+    """Sample ``cfg.n`` completions per example with ``backend``, keep, append to ``cfg.out``.
+
+    ``backend`` is any ``ponder.generate.Backend``; its ``tokenizer`` (when it has one) supplies
+    the chat template. Returns the stats (also written to ``<out>.stats.json``).
+    """
+    from ponder.generate import SamplingParams
+    from ponder.train.common import prompt_for
+
+    cfg.check()
+    out, prog_path, stats_path = paths(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    examples = list(examples)
+    if not examples:
+        raise SampleError(f"task {cfg.task!r} split {cfg.split!r} has no examples to sample")
+    # resume: finished ids, and drop lines of a prompt whose progress line is missing
+    progress_rows = _read_jsonl(prog_path)
+    done = {r["id"]: r for r in progress_rows if "id" in r}
+    kept_rows = _read_jsonl(out)
+    valid = [r for r in kept_rows if r.get("provenance", {}).get("id") in done]
+    if len(valid) != len(kept_rows) or (out.is_file() and out.read_text() and not out.read_text().endswith("\n")):
+        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in valid))
+        os.replace(tmp, out)
+    if progress_rows and (prog_path.read_text() and not prog_path.read_text().endswith("\n")):
+        prog_path.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    tokenizer = getattr(backend, "tokenizer", None)
+    totals = {"prompts": len(done), "samples": sum(r["samples"] for r in done.values()),
+              "correct": sum(r["correct"] for r in done.values()), "kept": sum(r["kept"] for r in done.values()),
+              "prompts_with_correct": sum(r["correct"] > 0 for r in done.values())}
+    batches = [examples[i:i + cfg.batch_prompts] for i in range(0, len(examples), cfg.batch_prompts)]
+    bar = _progress(progress)
+    with bar:
+        tid = bar.add_task("sampling", total=len(examples), completed=len(done))
+        for b, batch in enumerate(batches):
+            todo = [ex for ex in batch if ex["id"] not in done]
+            if not todo:
+                continue
+            seed = cfg.seed * 1_000_003 + b
+            sp = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
+            prompts = [prompt_for(ex["prompt"], tokenizer) for ex in todo]
+            groups = backend.generate(prompts, n=cfg.n, sampling=sp)
+            lines, plines = [], []
+            for ex, prompt, group in zip(todo, prompts, groups):
+                samples = list(enumerate(group))
+                verdicts = [task.score(_completion_text(prompt, c.text), ex).correct for c in group]
+                keep_mask = verdicts if cfg.verify else [True] * len(group)
+                chosen = select(samples, keep_mask, cfg.keep, cfg.dedup, cfg.max_per_prompt)
+                for idx, c in chosen:
+                    lines.append({
+                        "prompt": prompt,
+                        "completion": _completion_text(prompt, c.text),
+                        "provenance": {"model": model_name, "task": cfg.task, "id": ex["id"], "sample_index": idx,
+                                       "seed": seed, "temperature": cfg.temperature, "correct": verdicts[idx]},
+                    })
+                plines.append({"id": ex["id"], "samples": len(group), "correct": sum(verdicts), "kept": len(chosen)})
+                totals["samples"] += len(group)
+                totals["correct"] += sum(verdicts)
+                totals["kept"] += len(chosen)
+                totals["prompts_with_correct"] += sum(verdicts) > 0
+            totals["prompts"] += len(todo)
+            # samples first, then the progress lines that make them count (see module docstring)
+            _append(out, lines)
+            _append(prog_path, plines)
+            bar.update(tid, advance=len(todo),
+                       description=f"sampling (kept {totals['kept']}, {totals['correct'] / max(1, totals['samples']):.0%} correct)")
+    stats = {**totals, "sample_accuracy": totals["correct"] / max(1, totals["samples"]),
+             "config": asdict(cfg), "model": model_name}
+    write_json_atomic(stats_path, stats)
+    return stats
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    disable=not enabled, transient=False)
+
+
+def run(cfg: SampleConfig, backend=None, progress: bool = True) -> Path:
+    """Rejection-sample ``cfg.model`` on ``cfg.task``; returns the JSONL path. Skips a finished run.
+
+    A finished or half-finished run with different settings is an error (the lines would mix).
+    """
+    from ponder.tasks import get_task
+
+    cfg.check()
+    out, _, stats_path = paths(cfg.out)
+    cfg_path = out.with_name(out.name + ".config.json")
+    mine = asdict(cfg)
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        diff = sorted(k for k in set(old) | set(mine) if k not in ("batch_prompts",) and old.get(k) != mine.get(k))
+        if diff:
+            raise SampleError(
+                f"{out} was written with different settings ({', '.join(f'{k}: {old.get(k)!r} -> {mine.get(k)!r}' for k in diff)}); "
+                "choose another --out or delete it")
+    if is_done(out):
+        return out
+    task = get_task(cfg.task)
+    examples = task.examples(cfg.split)
+    if cfg.limit:
+        examples = islice(examples, cfg.limit)
+    if backend is None:
+        from ponder.generate import LocalEngine
+        from ponder.models import check_checkpoint
+
+        check_checkpoint(cfg.model)
+        backend = LocalEngine.from_path(cfg.model)
+    write_json_atomic(cfg_path, mine)  # only once the inputs are known good
+    rejection_sample(backend, task, examples, cfg, model_name=str(cfg.model), progress=progress)
+    return out
