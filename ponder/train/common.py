@@ -1,0 +1,236 @@
+"""What every training stage shares: prompts, the final save, resume, CPU flags, progress.
+
+The hand-off between stages is a checkpoint directory and nothing else. Every stage writes
+
+    <out>/checkpoint-N/       resumable state (the newest complete one is used after a kill)
+    <out>/final/              the model + tokenizer (HF format) + ponder_config.json
+    <out>/ponder_done.json    written last: a re-run with the same <out> skips the stage
+
+**Prompts.** All stages (and evaluation, rejection sampling) must show a model the same prompt
+text, or a model trained on one layout is measured on another. ``prompt_for`` is that text: the
+tokenizer's chat template (``ponder.format.build_prompt``) with no ``<think>`` pre-fill — the
+model opens its think block itself, so "does it reason at all" is a behaviour GRPO can change —
+and, by default, no system turn (ponder's tiny models never saw R1's system prompt; 40 tokens of
+it per sequence would cost more compute than the question).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ponder.config import ConfigError
+from ponder.format import build_prompt
+from ponder.train.checkpoint import DONE_FILE, atomic_dir, discard_incomplete, is_done, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "ponder_config.json"
+
+# transformers' Trainer on CPU: these flags made GRPO steps ~13x faster on this machine than
+# TRL's defaults (bf16 is emulated on AVX2 CPUs; gradient checkpointing recomputes every forward).
+CPU_FLAGS: dict[str, Any] = {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
+
+
+class StageError(ValueError):
+    """A stage cannot run with the given inputs (bad data file, unusable checkpoint, …)."""
+
+
+def prompt_for(question: str, tokenizer, template: str = "think", system: str = "") -> str:
+    """The prompt text a ponder model sees for ``question`` (see the module docstring).
+
+    ``system=""``: no system turn; pass ``None`` for the template's default R1 system prompt.
+    """
+    return build_prompt(question, template=template, system=system, tokenizer=tokenizer, prefill_think=False)
+
+
+def task_specs(task: Any) -> list[str]:
+    """A task spec, a ';'-separated string of specs, or a list of specs → list of specs.
+
+    Specs contain commas (``addition:digits=3,n_train=100``), so several specs on one command
+    line are separated by ';'.
+    """
+    if isinstance(task, str):
+        specs = [s.strip() for s in task.split(";") if s.strip()]
+    elif isinstance(task, (list, tuple)):
+        specs = [str(s).strip() for s in task if str(s).strip()]
+    else:
+        raise ConfigError(f"task must be a spec string or a list of specs, got {type(task).__name__}")
+    if not specs:
+        raise ConfigError("task: no task spec given (e.g. addition:digits=3)")
+    return specs
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (saved beside every final model)."""
+    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+
+
+def check_out(out: str | os.PathLike | None, what: str) -> Path:
+    """``out`` as a Path; None or an existing file is a ConfigError."""
+    if out is None or str(out).strip() == "":
+        raise ConfigError(f"{what}: out (the run directory) is required")
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what}: out {str(p)!r} is a file, not a directory")
+    return p
+
+
+def already_done(out: Path, name: str) -> Path | None:
+    """``<out>/final`` when the stage finished earlier (it is then skipped), else None.
+
+    Also discards checkpoints a kill left half-written, so a resume never reads one.
+    """
+    if is_done(out):
+        log.info("%s: %s is done, skipping (delete it to train again)", name, out)
+        return out / "final"
+    discard_incomplete(out)
+    return None
+
+
+def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<out>/final`` atomically (model, tokenizer, ponder_config.json), then the done marker."""
+    with atomic_dir(out / "final") as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config_dict(cfg), indent=2, default=str))
+    write_json_atomic(out / DONE_FILE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        **(extra or {})})
+    return out / "final"
+
+
+def read_jsonl_pairs(path: str | os.PathLike, what: str = "data") -> list[dict[str, Any]]:
+    """Rows ``{prompt, completion}`` of an SFT JSONL file; errors name the file and line number.
+
+    ``prompt`` and ``completion`` are strings (the prompt as the model sees it, see
+    ``prompt_for``), or lists of chat messages (TRL then applies the tokenizer's chat template).
+    Other fields (provenance, ids) are ignored.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise StageError(f"{what}: {p}: no such file")
+    rows = []
+    with p.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise StageError(f"{p}:{i}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise StageError(f"{p}:{i}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in ("prompt", "completion") if k not in row]
+            if missing:
+                raise StageError(f"{p}:{i}: missing field(s) {', '.join(missing)} (each line needs prompt and completion)")
+            for k in ("prompt", "completion"):
+                v = row[k]
+                if not (isinstance(v, str) and v) and not (isinstance(v, list) and v):
+                    raise StageError(f"{p}:{i}: {k} must be a non-empty string or list of messages, got {v!r:.60}")
+            rows.append({"prompt": row["prompt"], "completion": row["completion"]})
+    if not rows:
+        raise StageError(f"{p}: no examples (the file is empty)")
+    return rows
+
+
+def trainer_progress(total: int, description: str):
+    """A transformers ``TrainerCallback`` that draws a rich progress bar over the optimizer steps."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                self.bar = progress_bar()
+                self.bar.start()
+                self.task = self.bar.add_task(description, total=total, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return _Progress()
+
+
+def progress_bar():
+    """A rich progress bar with step counts, rate and time left (on stderr, so stdout stays clean)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+    )
+
+
+def quiet_transformers() -> None:
+    """Silence per-step dict printing and advisory warnings; the progress bar and metrics file say enough."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def positive(cfg: Any, names: Iterable[str], where: str) -> None:
+    """ConfigError unless every field in ``names`` is a number > 0."""
+    for n in names:
+        v = getattr(cfg, n)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"{where}.{n} must be > 0, got {v!r}")
+
+
+def JsonlLogger(path: str | os.PathLike, row=None):
+    """A ``TrainerCallback`` appending one JSON line per logged training step to ``path``.
+
+    ``row(logs) -> dict | None`` maps transformers' log dict to the record (None skips it; the
+    default keeps logs that carry a ``loss``). On a fresh run the file is emptied; on a resume,
+    lines after the resumed step are dropped, so the file always has one line per step.
+    """
+    from transformers import TrainerCallback
+
+    path = Path(path)
+
+    def default(logs):
+        return dict(logs) if "loss" in logs else None
+
+    mapper = row or default
+
+    class _Logger(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            keep = []
+            if state.global_step > 0 and path.exists():
+                for line in path.read_text().splitlines():
+                    try:
+                        if json.loads(line).get("step", 0) <= state.global_step:
+                            keep.append(line)
+                    except ValueError:
+                        pass  # a line cut by a kill
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(k + "\n" for k in keep))
+            self.t0 = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            rec = mapper(logs)
+            if rec is None:
+                return
+            rec = {"step": state.global_step, **rec, "seconds": round(time.perf_counter() - self.t0, 3)}
+            with path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    return _Logger()

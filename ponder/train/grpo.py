@@ -1,0 +1,328 @@
+"""Stage 3, ``ponder train grpo``: GRPO on a verifiable task, built on TRL's ``GRPOTrainer``.
+
+Each step takes ``batch_size`` prompts from the task's train split, samples ``num_generations``
+completions per prompt (the group), scores them with the reward functions of ``rewards``
+(``ponder.rewards.parse_reward_spec``: names, parameters and weights), normalises rewards within
+each group into advantages and takes one clipped policy-gradient step (TRL; ``loss_type``,
+``epsilon``, ``beta`` as in its docs). The task's columns ``gold``, ``meta``, ``id`` and ``task``
+travel with every prompt, so ``accuracy`` scores with the task's own verifier.
+
+**Generation.** On CPU with tiny models, sampling is the bottleneck. ``generator="local"`` (the
+default on CPU) plugs ponder's ``LocalEngine`` into TRL through ``GRPOTrainer(rollout_func=…)``:
+it decodes all ``batch_size * num_generations`` rows in one batch with a fused Llama step and
+reloads the weights after each optimizer step (it notices the in-place update). ``"trl"`` uses
+TRL's own ``model.generate`` path; ``"vllm"`` sets ``use_vllm=True`` (GPU machines, colocated
+vLLM; see docs/training.md). bench/train.py measures local vs trl.
+
+**Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
+
+    {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
+     "reasoning_length", "think_share", "kl", "lr", "seconds"}
+
+``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
+the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
+think block, ``kl`` TRL's estimate against the reference model (null when ``beta=0``: no
+reference model is kept then).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ponder.config import ConfigError, option
+from ponder.train import common
+
+log = logging.getLogger(__name__)
+
+GENERATORS = ("local", "trl", "vllm")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+
+
+@dataclass
+class GRPOConfig:
+    """Options of ``ponder train grpo``."""
+
+    model: str = option("", "Checkpoint directory to start from (base, or after cold-start SFT).")
+    task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
+    rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
+    out: str = option("runs/grpo", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    steps: int = option(60, "Optimizer steps (one generation round each).")
+    batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
+    num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
+    lr: float = option(2e-4, "Learning rate (AdamW, constant after warm-up); tiny models need far more than TRL's 1e-6.")
+    warmup_steps: int = option(0, "Linear warm-up steps.")
+    beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
+    epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio.")
+    loss_type: str = option("dapo", f"Loss aggregation, one of {', '.join(LOSS_TYPES)} (TRL's definitions).")
+    scale_rewards: str = option("group", "Divide advantages by the reward std: group, batch or none (Dr. GRPO).")
+    temperature: float = option(1.0, "Sampling temperature of the rollouts.")
+    top_p: float = option(1.0, "Nucleus sampling of the rollouts (1 = off).")
+    max_completion_length: int = option(96, "Most tokens per completion (longer ones are cut).")
+    mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss.")
+    n_prompts: int = option(2000, "Train-split prompts in the pool (drawn in order from the task).")
+    template: str = option("think", "Prompt layout for the reward's format rules: think or r1-zero.")
+    system: str = option("", "System prompt in every prompt ('' = none; must match how the model was trained).")
+    generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
+    device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
+    save_every: int = option(25, "Checkpoint every N steps (a killed run resumes from the last one).")
+    seed: int = option(0, "Seed for prompt order and sampling.")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("grpo.model (the checkpoint to train) is required")
+        common.positive(self, ("steps", "batch_size", "lr", "temperature", "max_completion_length",
+                               "n_prompts", "save_every", "epsilon"), "grpo")
+        if self.num_generations < 2:
+            raise ConfigError(f"grpo.num_generations must be >= 2 (advantages compare a group), got {self.num_generations}")
+        if self.beta < 0:
+            raise ConfigError(f"grpo.beta must be >= 0, got {self.beta}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ConfigError(f"grpo.loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ConfigError(f"grpo.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"grpo.generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.device not in ("cpu", "auto"):
+            raise ConfigError(f"grpo.device must be cpu or auto, got {self.device!r}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
+
+
+# --------------------------------------------------------------------------- data and rewards
+
+
+def prompt_dataset(cfg: GRPOConfig, tokenizer):
+    """The prompt pool: ``prompt`` (as the model sees it) plus the columns the rewards read."""
+    from datasets import Dataset
+
+    from ponder.tasks import get_task, parse_spec
+
+    name = parse_spec(cfg.task)[0]
+    task = get_task(cfg.task)
+    rows = []
+    for ex in task.examples("train"):
+        rows.append({
+            "prompt": common.prompt_for(ex["prompt"], tokenizer, cfg.template, cfg.system),
+            "question": ex["prompt"],
+            "gold": str(ex["gold"]),
+            "meta": json.dumps(ex["meta"], sort_keys=True, default=str),  # one Arrow type for every task
+            "id": str(ex["id"]),
+            "task": name,
+            "template": cfg.template,
+        })
+        if len(rows) >= cfg.n_prompts:
+            break
+    if len(rows) < cfg.batch_size:
+        raise ConfigError(f"grpo: task {cfg.task!r} has {len(rows)} train prompts, fewer than batch_size={cfg.batch_size}")
+    return Dataset.from_list(rows)
+
+
+class CompletionStats:
+    """A reward function wrapper that also logs accuracy, reasoning length and think share.
+
+    TRL passes ``log_metric`` to reward functions; values are averaged over the step. Wrapping the
+    first reward keeps its name (TRL's log key) and values untouched.
+    """
+
+    def __init__(self, inner, tokenizer):
+        self.inner, self.tokenizer = inner, tokenizer
+        self.__name__ = getattr(inner, "__name__", type(inner).__name__)
+
+    def __call__(self, completions: list, **kwargs: Any):
+        from ponder.format import parse
+        from ponder.rewards.functions import correctness
+
+        values = self.inner(completions, **kwargs)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and completions:
+            texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+            parsed = [parse(t) for t in texts]
+            lengths = [len(self.tokenizer.encode(p.reasoning, add_special_tokens=False)) for p in parsed]
+            log_metric("ponder/reasoning_length", sum(lengths) / len(lengths))
+            log_metric("ponder/think_share", sum(p.has_reasoning for p in parsed) / len(parsed))
+            judged = [ok for ok, _ in correctness(completions, dict(kwargs)) if ok is not None]
+            if judged:
+                log_metric("ponder/accuracy", sum(judged) / len(judged))
+        return values
+
+
+# --------------------------------------------------------------------------- LocalEngine rollouts
+
+
+class LocalRollout:
+    """``rollout_func`` for TRL's GRPOTrainer: sample the group with ponder's ``LocalEngine``.
+
+    TRL hands over the per-process prompt list with each prompt repeated ``num_generations``
+    times in a row; consecutive runs of one prompt become one ``generate(prompt, n=run)`` call so
+    the prompt is prefilled once. Returns prompt ids, completion ids (ending in EOS unless cut)
+    and the sampled tokens' log-probs, as TRL requires.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.engine = None
+        self.tokens = 0  # generated tokens, for benchmarks
+        self.seconds = 0.0
+
+    def __call__(self, prompts: list, trainer) -> dict[str, list]:
+        from ponder.generate import LocalEngine, SamplingParams
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if self.engine is None or self.engine.model is not model:
+            self.engine = LocalEngine(model, trainer.processing_class)
+        # (the engine's fast path notices in-place optimizer updates and re-fuses the weights)
+        texts = [p if isinstance(p, str) else trainer.processing_class.apply_chat_template(
+            p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        runs: list[tuple[str, int]] = []
+        for t in texts:
+            if runs and runs[-1][0] == t:
+                runs[-1] = (t, runs[-1][1] + 1)
+            else:
+                runs.append((t, 1))
+        args = trainer.args
+        rank = trainer.accelerator.process_index
+        sp = dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or None,
+                  max_tokens=args.max_completion_length)
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        prompt_ids, completion_ids, logprobs = [], [], []
+        # One engine call per distinct run length (normally all runs have length G: one call).
+        by_n: dict[int, list[int]] = {}
+        for i, (_, n) in enumerate(runs):
+            by_n.setdefault(n, []).append(i)
+        results: dict[int, list] = {}
+        for n, idx in by_n.items():
+            seed = (self.seed * 1_000_003 + trainer.state.global_step * 101 + rank * 7 + n) % (2**31)
+            groups = self.engine.generate([runs[i][0] for i in idx], n=n, sampling=SamplingParams(seed=seed, **sp))
+            results.update(zip(idx, groups))
+        if was_training:
+            model.train()
+        enc = trainer.processing_class([t for t, _ in runs], add_special_tokens=self.engine.add_special_tokens)["input_ids"]
+        for i, (_, n) in enumerate(runs):
+            for c in results[i]:
+                prompt_ids.append(list(enc[i]))
+                completion_ids.append(list(c.token_ids))
+                logprobs.append(list(c.logprobs))
+                self.tokens += len(c.token_ids)
+        self.seconds += time.perf_counter() - t0
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+
+# --------------------------------------------------------------------------- run
+
+
+METRIC_KEYS = {
+    "reward": "reward",
+    "completions/mean_length": "completion_length",
+    "ponder/reasoning_length": "reasoning_length",
+    "ponder/think_share": "think_share",
+    "ponder/accuracy": "accuracy",
+    "kl": "kl",
+    "learning_rate": "lr",
+    "entropy": "entropy",
+}
+
+
+def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
+    """Our per-step record from one TRL log dict (None for logs that are not a training step)."""
+    if "reward" not in logs:
+        return None
+    row: dict[str, Any] = {v: logs.get(k) for k, v in METRIC_KEYS.items()}
+    for k, v in logs.items():
+        if k.startswith("rewards/") and k.endswith("/mean"):
+            row[k[: -len("/mean")]] = v
+    return row
+
+
+def trainer_args(cfg: GRPOConfig, out: Path):
+    """TRL ``GRPOConfig`` for ``cfg``: one generation round and one optimizer step per ``step``."""
+    from trl import GRPOConfig as TRLGRPOConfig
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    completions = cfg.batch_size * cfg.num_generations
+    if completions % world:
+        raise ConfigError(f"grpo: batch_size*num_generations ({completions}) must divide among {world} processes")
+    return TRLGRPOConfig(
+        output_dir=str(out),
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=cfg.warmup_steps,
+        per_device_train_batch_size=completions // world,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_iterations=1,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        mask_truncated_completions=cfg.mask_truncated,
+        use_vllm=cfg.generator == "vllm",
+        vllm_mode="colocate",
+        save_strategy="steps",
+        save_steps=cfg.save_every,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        **(common.CPU_FLAGS if cfg.device == "cpu" else {}),
+    )
+
+
+def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, args=None):
+    """The configured ``GRPOTrainer`` (exposed for bench/train.py) and its rollout (or None)."""
+    from trl import GRPOTrainer
+
+    from ponder.models import load
+    from ponder.rewards import parse_reward_spec
+
+    funcs, weights = parse_reward_spec(cfg.rewards)
+    model, tok = load(cfg.model)
+    model.train()
+    common.quiet_transformers()
+    args = args if args is not None else trainer_args(cfg, out)
+    args.reward_weights = weights
+    funcs = [CompletionStats(funcs[0], tok), *funcs[1:]]
+    rollout = LocalRollout(cfg.seed) if cfg.generator == "local" else None
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=prompt_dataset(cfg, tok),
+        processing_class=tok,
+        callbacks=callbacks or [],
+        rollout_func=rollout,
+    )
+    return trainer, rollout
+
+
+def run(cfg: GRPOConfig) -> Path:
+    """GRPO from ``cfg.model`` on ``cfg.task``; returns ``<out>/final`` and writes ``<out>/metrics.jsonl``."""
+    from ponder.train.checkpoint import last_complete_checkpoint
+
+    out = common.check_out(cfg.out, "grpo")
+    done = common.already_done(out, "grpo")
+    if done is not None:
+        return done
+    callbacks = [common.trainer_progress(cfg.steps, "grpo"), common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
+    trainer, _ = build_trainer(cfg, out, callbacks)
+    resume = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.is_world_process_zero():
+        common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
+                          {"steps": trainer.state.global_step})
+    trainer.accelerator.wait_for_everyone()
+    return out / "final"

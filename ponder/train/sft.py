@@ -1,0 +1,124 @@
+"""Stage 2, ``ponder train sft``: supervised fine-tuning on ``{prompt, completion}`` JSONL.
+
+Cold-start SFT (R1) and distillation SFT (R1-Distill, T2's ``ponder train distill``) are the same
+operation: teach a checkpoint to write given completions. Built on TRL's ``SFTTrainer`` with the
+prompt-completion dataset format, so the loss covers completion tokens only (TRL's
+``completion_only_loss``, on by default for that format) and an EOS is appended to every
+completion (the model must learn to stop).
+
+The JSONL ``prompt`` is the text the model sees (use ``ponder.train.common.prompt_for`` to build
+it, as rejection sampling does); a list of chat messages is also accepted and rendered by the
+tokenizer's chat template. On CPU the trainer runs with ``use_cpu=True, bf16=False,
+gradient_checkpointing=False``; on a GPU (``device="auto"``) TRL's defaults apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ponder.config import ConfigError, option
+from ponder.train import common
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTConfig:
+    """Options of ``ponder train sft``."""
+
+    model: str = option("", "Checkpoint directory to start from (e.g. <pretrain out>/final).")
+    data: str = option("", "JSONL file, one {prompt, completion} object per line (other fields are ignored).")
+    out: str = option("runs/sft", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    epochs: float = option(1.0, "Passes over the data (ignored when max_steps > 0).")
+    max_steps: int = option(-1, "Optimizer steps; -1 = run for `epochs`.")
+    lr: float = option(5e-4, "Peak learning rate (AdamW, linear decay).")
+    warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.")
+    batch_size: int = option(16, "Sequences per optimizer step per process.")
+    grad_accum: int = option(1, "Gradient accumulation steps (effective batch = batch_size * grad_accum * processes).")
+    max_length: int = option(256, "Longest prompt + completion in tokens (longer ones are truncated).")
+    save_every: int = option(50, "Checkpoint every N steps (a killed run resumes from the last one).")
+    device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
+    seed: int = option(0, "Seed for data order and dropout.")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("sft.model (the checkpoint to fine-tune) is required")
+        if not self.data:
+            raise ConfigError("sft.data (a JSONL of {prompt, completion}) is required")
+        common.positive(self, ("lr", "batch_size", "grad_accum", "max_length", "save_every"), "sft")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("sft: give epochs > 0 or max_steps > 0")
+        if self.device not in ("cpu", "auto"):
+            raise ConfigError(f"sft.device must be cpu or auto, got {self.device!r}")
+
+
+def total_steps(cfg: SFTConfig, n_rows: int, processes: int = 1) -> int:
+    """Optimizer steps the run will take (for the progress bar)."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(math.ceil(n_rows / (cfg.batch_size * processes)) / cfg.grad_accum * cfg.epochs))
+
+
+def trainer_args(cfg: SFTConfig, out: Path):
+    """TRL ``SFTConfig`` for ``cfg`` (the CPU flags unless device=auto)."""
+    from trl import SFTConfig as TRLSFTConfig
+
+    return TRLSFTConfig(
+        output_dir=str(out),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        save_strategy="steps",
+        save_steps=cfg.save_every,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        **(common.CPU_FLAGS if cfg.device == "cpu" else {}),
+    )
+
+
+def run(cfg: SFTConfig) -> Path:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from ponder.models import load
+    from ponder.train.checkpoint import last_complete_checkpoint
+
+    out = common.check_out(cfg.out, "sft")
+    done = common.already_done(out, "sft")
+    if done is not None:
+        return done
+    rows = common.read_jsonl_pairs(cfg.data, "sft.data")
+    model, tok = load(cfg.model)
+    model.train()
+    common.quiet_transformers()
+    args = trainer_args(cfg, out)
+    metrics = common.JsonlLogger(out / "metrics.jsonl")
+    steps = total_steps(cfg, len(rows), args.world_size)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[common.trainer_progress(steps, "sft"), metrics],
+    )
+    resume = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.is_world_process_zero():
+        final = common.save_final(out, trainer.model, tok, cfg, {"steps": trainer.state.global_step, "rows": len(rows)})
+    trainer.accelerator.wait_for_everyone()
+    return out / "final"
