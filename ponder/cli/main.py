@@ -24,8 +24,6 @@ app.add_typer(tasks.app, name="tasks", help="List tasks, show their examples, sc
 app.command("demo", help="Run the main job and print where its report is.")(demo.demo)
 from ponder.cli import train as _train  # noqa: E402  (T1: training stages)
 app.add_typer(_train.app, name="train", help="Train models: pretrain, sft, grpo (one command per stage).")
-from ponder.cli import train as _train  # noqa: E402  (T1: training stages)
-app.add_typer(_train.app, name="train", help="Train models: pretrain, sft, grpo (one command per stage).")
 from ponder.cli import run as _run, sample as _sample  # noqa: E402  (T2: recipes and rejection sampling)
 app.command("sample", help="Rejection sampling: keep verified-correct samples as SFT JSONL with provenance.")(_sample.sample)
 app.command("run", help="Run a recipe of training stages (recipes/*.yaml); resumes after a kill.")(_run.run)
