@@ -309,18 +309,18 @@ def test_model_spec_parsing():
 
 
 def test_load_backend_rejects_bad_local_dirs(tmp_path):
-    with pytest.raises(ModelSpecError, match="does not exist"):
+    with pytest.raises(ModelSpecError, match="does not exist.*openai:<model>@<base_url>"):
         load_backend(str(tmp_path / "nope"))
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(ModelSpecError, match="not a directory"):
+    with pytest.raises(ValueError, match="not a checkpoint directory"):
         load_backend(str(f))
-    with pytest.raises(ModelSpecError, match="no config.json"):
+    with pytest.raises(ValueError, match="no config.json"):
         load_backend(str(tmp_path))
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ModelSpecError, match="no weights"):
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ValueError, match="no weights"):
         load_backend(str(tmp_path))
     (tmp_path / "model.safetensors").write_bytes(b"junk")
     (tmp_path / "tokenizer.json").write_text("{}")
-    with pytest.raises(ModelSpecError, match="cannot load model"):
+    with pytest.raises(ValueError, match="cannot load"):
         load_backend(str(tmp_path))

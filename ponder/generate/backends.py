@@ -12,7 +12,7 @@ The model name may itself contain ``@`` (the split is on the last ``@`` followed
 so a placeholder is used when neither is set).
 
 ``load_backend`` is what eval, serve, strategies and the CLI import; it never contacts a model
-hub (a local spec must be an existing directory with a ``config.json``).
+hub (a local spec must be an existing checkpoint directory).
 """
 
 from __future__ import annotations
@@ -66,45 +66,28 @@ def parse_model_spec(spec: str) -> ModelSpec:
     return ModelSpec(kind="openai", model=model, base_url=base_url.rstrip("/"))
 
 
-def check_local_dir(path: Path) -> None:
-    """Raise ``ModelSpecError`` unless ``path`` looks like a loadable HF checkpoint directory."""
-    if not path.exists():
-        raise ModelSpecError(
-            f"model {str(path)!r} does not exist (give a local checkpoint directory "
-            "or openai:<model>@<base_url>)"
-        )
-    if not path.is_dir():
-        raise ModelSpecError(f"model {str(path)!r} is not a directory (expected a checkpoint directory)")
-    if not (path / "config.json").is_file():
-        raise ModelSpecError(f"model directory {str(path)!r} has no config.json: not a Hugging Face checkpoint")
-    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
-    if not has_weights:
-        raise ModelSpecError(f"model directory {str(path)!r} has no weights (*.safetensors or *.bin)")
-    has_tok = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
-    if not has_tok:
-        raise ModelSpecError(f"model directory {str(path)!r} has no tokenizer files (tokenizer.json)")
-
-
 def load_backend(spec: str | ModelSpec, **kw) -> Backend:
     """A ready backend for ``spec``; ``kw`` goes to ``LocalEngine.from_path`` or ``OpenAIBackend``.
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
-    ``ModelSpecError``/``GenerationError`` (ValueError subclasses) naming the problem.
+    ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
+    the problem. A local checkpoint is loaded by ``ponder.models.build.load`` (offline, float32).
     """
     ms = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
     if ms.kind == "openai":
         from ponder.generate.openai_backend import OpenAIBackend
 
         return OpenAIBackend(model=ms.model, base_url=ms.base_url, **kw)
-    check_local_dir(ms.path)
+    if not ms.path.exists():
+        raise ModelSpecError(
+            f"model {str(ms.path)!r} does not exist (give a local checkpoint directory "
+            "or openai:<model>@<base_url>)"
+        )
     from ponder.generate.local import LocalEngine
+    from ponder.models.build import load
 
-    try:
-        return LocalEngine.from_path(ms.path, **kw)
-    except (GenerationError, TypeError):
-        raise
-    except (OSError, ValueError, KeyError) as e:  # malformed config / weights / tokenizer
-        raise ModelSpecError(f"cannot load model from {str(ms.path)!r}: {e}") from e
+    model, tokenizer = load(ms.path)  # checks the directory; ModelLoadError names the problem
+    return LocalEngine(model, tokenizer, **kw)
 
 
 def api_key_from(kw_key: str | None) -> str:
