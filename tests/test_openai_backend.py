@@ -1,144 +1,32 @@
 """OpenAIBackend and load_backend against a REAL local OpenAI-compatible server.
 
-The server is a minimal FastAPI app run by uvicorn on 127.0.0.1 (a free port) in a thread. The
-model name picks its behaviour, so each test talks HTTP to the same server:
-
-* ``rc`` / ``rs`` / ``tags``: reasoning in ``reasoning_content``, in ``reasoning``, or as
-  ``<think>`` tags in the content; ``rc`` reports usage with reasoning_tokens, ``tags`` without.
-* ``flaky``: fails with 503 while ``FAILS["flaky"] > 0`` (the test sets it), then answers as ``rc``.
-* ``broken``: always 500. ``missing``: 404 (a model the server does not have).
-* ``one``: ignores ``n`` and always returns one choice. ``nolp``: 400 when logprobs are asked for.
-* ``slow``: sleeps 50 ms per request (to measure requests in flight).
-
-Answers are ``ans:<question>:<choice index>`` so grouping and order can be checked.
+The server (tests/fake_openai_server.py) is a minimal FastAPI app run by uvicorn on 127.0.0.1;
+the model name picks its behaviour (reasoning field shapes, failures, ignored n, no logprobs).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import threading
 import time
 
 import pytest
 
-fastapi = pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
-from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
-
-from ponder.generate import Budget, GenerationError, SamplingParams  # noqa: E402
-from ponder.generate.backends import (  # noqa: E402
+from ponder.generate import Budget, GenerationError, SamplingParams
+from ponder.generate.backends import (
     ModelSpecError,
     load_backend,
     parse_model_spec,
     prompt_for,
     stream,
 )
-from ponder.generate.openai_backend import OpenAIBackend  # noqa: E402
-
-REQUESTS: list[dict] = []
-FAILS: dict[str, int] = {}
-INFLIGHT = {"now": 0, "max": 0}
-
-
-def _question(body: dict) -> str:
-    return [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-
-
-def _parts(model: str, q: str, i: int) -> tuple[str, str]:
-    return f"thinking about {q} step {i}", f"ans:{q}:{i}"
-
-
-def make_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        body = await request.json()
-        body["_auth"] = request.headers.get("authorization")
-        REQUESTS.append(body)
-        model = body["model"]
-        if model == "broken":
-            return JSONResponse({"error": {"message": "boom"}}, status_code=500)
-        if model == "missing":
-            return JSONResponse({"error": {"message": "model 'missing' not found"}}, status_code=404)
-        if FAILS.get(model, 0) > 0:
-            FAILS[model] -= 1
-            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
-        if model == "nolp" and body.get("logprobs"):
-            return JSONResponse({"error": {"message": "logprobs are not supported"}}, status_code=400)
-        INFLIGHT["now"] += 1
-        INFLIGHT["max"] = max(INFLIGHT["max"], INFLIGHT["now"])
-        try:
-            if model == "slow":
-                await asyncio.sleep(0.05)
-        finally:
-            INFLIGHT["now"] -= 1
-        q = _question(body)
-        n = 1 if model == "one" else body.get("n") or 1
-        if body.get("stream"):
-            return StreamingResponse(_sse(model, q), media_type="text/event-stream")
-        choices = []
-        for i in range(n):
-            r, a = _parts(model, q, i)
-            msg = {"role": "assistant", "content": a}
-            if model in ("rc", "flaky", "slow", "one", "nolp"):
-                msg["reasoning_content"] = r
-            elif model == "rs":
-                msg["reasoning"] = r
-            else:
-                msg["content"] = f"<think>{r}</think>{a}"
-            ch = {"index": i, "message": msg, "finish_reason": "stop"}
-            if body.get("logprobs"):
-                ch["logprobs"] = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
-                                             for w in a.split(":")]}
-            choices.append(ch)
-        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": choices}
-        if model != "tags":
-            resp["usage"] = {"prompt_tokens": 5, "completion_tokens": 10 * n, "total_tokens": 5 + 10 * n,
-                             "completion_tokens_details": {"reasoning_tokens": 7 * n}}
-        return resp
-
-    return app
-
-
-async def _sse(model: str, q: str):
-    r, a = _parts(model, q, 0)
-    if model == "tags":
-        text = f"<think>{r}</think>{a}"
-        pieces = [{"content": text[i:i + 3]} for i in range(0, len(text), 3)]  # tags split across chunks
-    else:
-        field = "reasoning" if model == "rs" else "reasoning_content"
-        pieces = [{field: r[i:i + 4]} for i in range(0, len(r), 4)] + [{"content": a[:3]}, {"content": a[3:]}]
-    for i, d in enumerate(pieces):
-        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
-                 "choices": [{"index": 0, "delta": d, "finish_reason": "stop" if i == len(pieces) - 1 else None}]}
-        yield f"data: {json.dumps(chunk)}\n\n"
-    usage = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
-             "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17,
-                       "completion_tokens_details": {"reasoning_tokens": 9}}}
-    yield f"data: {json.dumps(usage)}\n\n"
-    yield "data: [DONE]\n\n"
+from fake_openai_server import FAILS, INFLIGHT, REQUESTS, free_port, serve
+from ponder.generate.openai_backend import OpenAIBackend
 
 
 @pytest.fixture(scope="module")
 def url():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert server.started, "test server did not start"
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serve() as u:
+        yield u
 
 
 def backend(url: str, model: str, **kw) -> OpenAIBackend:
@@ -202,10 +90,7 @@ def test_a_refused_request_is_not_retried(url):
 
 
 def test_unreachable_server_raises_after_retries():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens here
+    port = free_port()  # nothing listens here
     b = OpenAIBackend("m", f"http://127.0.0.1:{port}/v1", max_retries=1, backoff=0.01, timeout=5)
     with pytest.raises(GenerationError, match="kept failing.*2 attempts.*APIConnectionError"):
         b.generate(["hi"])
