@@ -39,7 +39,7 @@ class DistillConfig:
     keep: str = option("all", "all: every correct trace; shortest: the shortest correct trace per problem.")
     dedup: bool = option(True, "Drop repeated traces of the same problem.")
     verify: bool = option(True, "Keep verified-correct traces only (False: every trace, unfiltered).")
-    sft: dict = option({}, "SFT options for the student (fields of `ponder train sft`, e.g. {max_steps: 200, lr: 1e-3}).")
+    sft: dict = option({}, "SFT options for the student, fields of `ponder train sft` (YAML mapping, or --set sft.max_steps=200).")
     seed: int = option(0, "Seed for sampling and SFT.")
 
     def __post_init__(self) -> None:

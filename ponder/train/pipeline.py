@@ -110,18 +110,23 @@ def run_references(cfg: ReferencesConfig) -> Path:
 class Kind:
     """How to build and run one kind of stage.
 
-    config: "module:Class"; runner: "module:function" (called with the config, returns a path);
-    data: the stage writes a JSONL file ``<stage dir>/<data>`` instead of a model ``<stage dir>/final``.
+    config: "module:Class" (imported on first use) or the class; runner: "module:function" or the
+    function (called with the config); data: the stage writes a JSONL file ``<stage dir>/<data>``
+    instead of a model ``<stage dir>/final``.
     """
 
-    config: str
-    runner: str
+    config: str | type
+    runner: str | Callable[[Any], Any]
     data: str | None = None
 
     def load(self) -> tuple[type, Callable[[Any], Any]]:
-        mod, cls = self.config.split(":")
-        rmod, fn = self.runner.split(":")
-        return getattr(importlib.import_module(mod), cls), getattr(importlib.import_module(rmod), fn)
+        def get(ref):
+            if not isinstance(ref, str):
+                return ref
+            mod, attr = ref.split(":")
+            return getattr(importlib.import_module(mod), attr)
+
+        return get(self.config), get(self.runner)
 
 
 KINDS: dict[str, Kind] = {

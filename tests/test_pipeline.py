@@ -1,0 +1,161 @@
+"""Recipes and ``ponder run``: resolution (@references, defaults, overrides), skip/resume, records, errors.
+
+The run tests use a *toy* stage kind registered for the test (its runner writes a checkpoint-shaped
+directory in microseconds), so the pipeline's own logic is tested without training. The shipped
+recipes are resolved against the real stage configs, and the references stage runs for real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ponder.cli.main import app
+from ponder.config import option
+from ponder.tasks import get_task
+from ponder.train import pipeline
+from ponder.train.pipeline import Kind, PipelineError, ReferencesConfig, resolve, run_recipe, run_references
+
+runner = CliRunner()
+CALLS: list[str] = []
+FAIL_AT: set[str] = set()
+
+
+@dataclass
+class ToyConfig:
+    """A stand-in training stage."""
+
+    model: str = option("", "input checkpoint")
+    out: str = option("", "run dir")
+    steps: int = option(1, "steps")
+    task: str = option("none", "task")
+    seed: int = option(0, "seed")
+
+
+def toy_run(cfg: ToyConfig) -> Path:
+    name = Path(cfg.out).name
+    if name in FAIL_AT:
+        (Path(cfg.out) / "checkpoint-1").mkdir(parents=True, exist_ok=True)
+        raise KeyboardInterrupt(f"killed in {name}")
+    CALLS.append(name)
+    final = Path(cfg.out) / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    (final / "config.json").write_text(json.dumps({"from": cfg.model, "steps": cfg.steps}))
+    (Path(cfg.out) / "ponder_done.json").write_text("{}")
+    return final
+
+
+@pytest.fixture(autouse=True)
+def toy_kind(monkeypatch):
+    monkeypatch.setitem(pipeline.KINDS, "toy", Kind(ToyConfig, toy_run))
+    CALLS.clear()
+    FAIL_AT.clear()
+
+
+def _recipe(tmp_path, **extra) -> Path:
+    data = {"description": "toy", "out": str(tmp_path / "run"), "task": "addition:digits=2", "seed": 7,
+            "a": {"kind": "toy", "steps": 3},
+            "b": {"kind": "toy", "model": "@a"},
+            "c": {"kind": "toy", "model": "@b", "seed": 1}}
+    data.update(extra)
+    p = tmp_path / "toy.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_resolve_references_defaults_and_overrides(tmp_path):
+    data = pipeline.load_recipe(_recipe(tmp_path), ["b.steps=5", "out=" + str(tmp_path / "other")])
+    stages = resolve(data)
+    assert [s.name for s in stages] == ["a", "b", "c"]
+    a, b, c = (s.config for s in stages)
+    root = tmp_path / "other"
+    assert b.model == str(root / "a" / "final") and c.model == str(root / "b" / "final")
+    assert (a.out, b.steps, a.steps) == (str(root / "a"), 5, 3)
+    assert (a.task, a.seed, c.seed) == ("addition:digits=2", 7, 1)  # recipe defaults, stage value wins
+
+
+@pytest.mark.parametrize("extra,match", [
+    ({"b": {"kind": "toy", "model": "@c"}}, "does not name an earlier stage"),
+    ({"b": {"kind": "toy", "stepz": 1}}, r"stage b: unknown option\(s\) stepz; valid: .*steps"),
+    ({"b": {"kind": "pretrainn"}}, "kind 'pretrainn' is not one of"),
+    ({"out": None}, "`out`"),
+    ({"b": 3}, "neither a recipe setting"),
+])
+def test_recipe_errors_name_the_problem(tmp_path, extra, match):
+    with pytest.raises(PipelineError, match=match):
+        resolve(pipeline.load_recipe(_recipe(tmp_path, **extra)))
+
+
+def test_run_skips_done_stages_and_resumes_after_a_kill(tmp_path):
+    recipe = _recipe(tmp_path)
+    FAIL_AT.add("b")
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, log=lambda s: None)
+    assert CALLS == ["a"]
+    FAIL_AT.clear()
+    results = run_recipe(recipe, log=lambda s: None)
+    assert CALLS == ["a", "b", "c"]  # a was not run again
+    assert [r["skipped"] for r in results.values()] == [True, False, False]
+    root = tmp_path / "run"
+    # the resolved config is recorded per stage and for the whole recipe
+    rec = json.loads((root / "b" / "ponder_stage.json").read_text())
+    assert rec["kind"] == "toy" and rec["config"]["model"] == str(root / "a" / "final")
+    assert yaml.safe_load((root / "recipe.resolved.yaml").read_text())["c"]["seed"] == 1
+    assert json.loads((root / "c" / "final" / "config.json").read_text())["from"] == str(root / "b" / "final")
+    CALLS.clear()
+    run_recipe(recipe, log=lambda s: None)
+    assert CALLS == []
+
+
+def test_until_stops_and_changed_settings_are_refused(tmp_path):
+    recipe = _recipe(tmp_path)
+    run_recipe(recipe, until="a", log=lambda s: None)
+    assert CALLS == ["a"]
+    with pytest.raises(PipelineError, match=r"stage .a. .*\(steps: 3 -> 4\)"):
+        run_recipe(recipe, ["a.steps=4"], log=lambda s: None)
+    with pytest.raises(PipelineError, match="--until 'z'"):
+        run_recipe(recipe, until="z", log=lambda s: None)
+
+
+def test_references_stage_writes_verifiable_cold_start_data(tmp_path):
+    out = tmp_path / "ref.jsonl"
+    run_references(ReferencesConfig(task="addition:digits=2", limit=5, out=str(out)))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    task = get_task("addition:digits=2")
+    exs = {e["id"]: e for e in task.examples("train")}
+    assert len(rows) == 5
+    for r in rows:
+        ex = exs[r["provenance"]["id"]]
+        assert ex["prompt"] in r["prompt"] and task.score(r["completion"], ex).correct
+
+
+@pytest.mark.parametrize("name", ["r1", "r1-zero", "distill"])
+def test_shipped_recipes_resolve_with_the_real_stage_configs(name):
+    stages = resolve(pipeline.load_recipe(name))
+    kinds = [s.kind for s in stages]
+    expected = {"r1": ["pretrain", "references", "sft", "grpo", "sample", "sft"],
+                "r1-zero": ["pretrain", "grpo"], "distill": ["pretrain", "distill"]}[name]
+    assert kinds == expected
+
+
+def test_cli_dry_run_and_errors(tmp_path):
+    r = runner.invoke(app, ["run", "r1", "--dry-run", "--set", "grpo.steps=7", "--set", "out=" + str(tmp_path / "x")])
+    assert r.exit_code == 0, r.output
+    data = yaml.safe_load(r.output)
+    assert data["grpo"]["steps"] == 7 and data["grpo"]["model"] == str(tmp_path / "x" / "sft" / "final")
+    assert not (tmp_path / "x").exists()  # a dry run writes nothing
+    r = runner.invoke(app, ["run", "no-such-recipe"])
+    assert r.exit_code == 2 and "known: " in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["run", "r1", "--set", "grpo.stepz=1", "--dry-run"])
+    assert r.exit_code == 2 and "stepz" in r.output
+
+
+def test_cli_runs_a_recipe_and_prints_the_last_output(tmp_path):
+    r = runner.invoke(app, ["run", str(_recipe(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == str(tmp_path / "run" / "c" / "final")
