@@ -451,7 +451,8 @@ class LocalEngine:
                  ) -> list[list[Completion]]:
         """``n`` completions for each prompt, grouped by prompt (see ``ponder.generate.types``).
         ``on_token(row, ids)`` (streaming): after each step, per row (prompt_i * n + sample_j) that
-        emitted, with its ids so far (read-only; forcing may take back pieces of a split </think>)."""
+        emitted, with its ids so far (read-only; forcing may take back pieces of a split </think>).
+        Returning True stops that row now (finish "length"; the server frees a gone client's rows)."""
         prompts = check_request(prompts, n)
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
@@ -538,8 +539,9 @@ class LocalEngine:
                 lp = torch.log_softmax(logits, -1).gather(1, picked[:, None]).squeeze(1).tolist()
                 for j in emitted:
                     rows[active[j]].lps.append(lp[j])
-                    if on_token is not None:
-                        on_token(active[j], rows[active[j]].ids)
+                    if (on_token is not None and on_token(active[j], rows[active[j]].ids) is True
+                            and rows[active[j]].finish is None):
+                        rows[active[j]].finish = "length"  # the caller stopped the row (its client left)
             dead += sum(1 for j in emitted if rows[active[j]].finish is not None)
             if dead == len(active):
                 return rows
