@@ -89,7 +89,10 @@ def _check(name: str, n: Any, sampling: Any, budget: Any, options: dict[str, Any
     if budget is not None and not isinstance(budget, Budget):
         raise StrategyError(f"budget must be a Budget, got {type(budget).__name__}")
     valid = strategy_options(name)
-    bad = [k for k in options if k not in valid]
+    fn = STRATEGIES[name]
+    target = getattr(fn, "__wrapped_batch__", fn)
+    passes_on = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+    bad = [] if passes_on else [k for k in options if k not in valid]  # (router checks its inner strategy's)
     if bad:
         raise StrategyError(f"strategy {name!r} has no option {', '.join(map(repr, bad))}; "
                             f"its options: {', '.join(valid) or '(none)'}")

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ponder.format import THINK_OPEN, extract_answer, parse
+from ponder.format import THINK_CLOSE, THINK_OPEN, extract_answer, parse
 from ponder.generate.types import Budget, Completion, SamplingParams, prefilled_think
 
 Scorer = Callable[[str, Completion], float]
@@ -137,34 +137,38 @@ def with_stop(sampling: SamplingParams | None, stop: Sequence[str], max_tokens: 
     return replace(sp, **kw)
 
 
+def relabel(prompt: str, so_far: str, c: Completion) -> Completion:
+    """Fix the reasoning/answer split of a piece generated on ``prompt + so_far``.
+
+    The backend only knows a think block is open when the prompt *ends* in ``<think>``; a
+    continuation written mid-reasoning would count as answer tokens. Inside an open block the
+    piece is reasoning up to its own ``</think>`` (the backend located that token already).
+    """
+    inside = (prefilled_think(prompt) or THINK_OPEN in so_far) and THINK_CLOSE not in so_far
+    if not inside or prefilled_think(prompt + so_far):
+        return c
+    pr = parse(c.text, prefilled_think=True)
+    n = c.reasoning_tokens if c.think_closed else len(c.token_ids)
+    return replace(c, reasoning=pr.reasoning, answer=pr.answer, reasoning_tokens=n,
+                   answer_tokens=len(c.token_ids) - n)
+
+
 def join(prompt: str, parts: Sequence[Completion], suffixes: Sequence[str] = ()) -> Completion:
     """One Completion made of consecutive generated pieces (search steps, tool segments).
 
     ``suffixes[i]`` is text appended after piece i that the backend cut off (a stop string) or
-    that ponder inserted (tool output); it joins the text but has no tokens. Tokens up to and
-    including the piece that closes ``</think>`` count as reasoning.
+    that ponder inserted (tool output); it joins the text but has no tokens. Token counts are
+    the pieces' sums (pieces are ``relabel``-ed when generated).
     """
     text = "".join(p.text + (suffixes[i] if i < len(suffixes) else "") for i, p in enumerate(parts))
     pr = parse(text, prefilled_think=prefilled_think(prompt))
-    ids: list[int] = []
-    logprobs: list[float] = []
-    reasoning_tokens = 0
-    thinking = prefilled_think(prompt)
-    seen = ""
-    for i, p in enumerate(parts):
-        ids += p.token_ids
-        logprobs += p.logprobs
-        before = seen
-        seen += p.text + (suffixes[i] if i < len(suffixes) else "")
-        opened = thinking or THINK_OPEN in seen
-        if opened and "</think>" not in before:
-            reasoning_tokens += len(p.token_ids)
+    r = sum(p.reasoning_tokens for p in parts)
+    a = sum(p.answer_tokens for p in parts)
     return Completion(
-        text=text, token_ids=ids, reasoning=pr.reasoning, answer=pr.answer,
-        reasoning_tokens=reasoning_tokens, answer_tokens=len(ids) - reasoning_tokens,
-        finish_reason=parts[-1].finish_reason if parts else "length", logprobs=logprobs,
-        think_closed=pr.think_closed, forced_close=any(p.forced_close for p in parts),
-        waits=sum(p.waits for p in parts),
+        text=text, token_ids=[t for p in parts for t in p.token_ids], reasoning=pr.reasoning, answer=pr.answer,
+        reasoning_tokens=r, answer_tokens=a, finish_reason=parts[-1].finish_reason if parts else "length",
+        logprobs=[x for p in parts for x in p.logprobs], think_closed=pr.think_closed,
+        forced_close=any(p.forced_close for p in parts), waits=sum(p.waits for p in parts),
     )  # fmt: skip
 
 

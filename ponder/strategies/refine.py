@@ -1,6 +1,88 @@
-"""(being written)"""
-from ponder.strategies.base import StrategyError
+"""refine: generate, get external feedback from the verifier or tests, revise — up to r rounds.
 
-def refine(backend, prompt, *, n=None, sampling=None, budget=None, task=None, example=None, scorer=None):
-    raise StrategyError("strategy refine is not implemented yet")
+The feedback is external (not the model's self-critique, which Huang et al. 2024, "Large
+Language Models Cannot Self-Correct Reasoning Yet", found does not help): a function
+``feedback(completion) -> str | None`` where None accepts the completion. By default it is the
+task's verdict on ``example``: for code, the failing test and its output ("assert f(3) == 2
+failed: got 1"); for math, "Your answer X is wrong." (this uses the gold answer, so on math it
+is an oracle loop, the setting of Reflexion-style retries; with code tests it is gold-free when
+the tests are the visible ones).
 
+Each revision prompt is the previous prompt, the previous completion (its think block closed)
+and ``revise_template`` with the feedback, ending in ``<think>`` when the original prompt did.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ponder.format import THINK_CLOSE, THINK_OPEN
+from ponder.generate.types import Completion, prefilled_think
+from ponder.strategies.base import StrategyError, answer_of, check_int, result, scoring_text, seeded
+
+DEFAULT_REVISE = "\nUser: {feedback} Think again and give a corrected answer.\nAssistant: "
+
+
+def task_feedback(task: Any, example: Any) -> Callable[[Completion], str | None]:
+    """Feedback from the task's verdict: None when correct, else what failed."""
+
+    def fb(c: Completion) -> str | None:
+        v = task.score(scoring_text(c), example)
+        if v.correct:
+            return None
+        if v.answer is None:
+            return f"Your reply has no final answer ({v.reason})."
+        tests = v.details.get("tests")
+        if isinstance(tests, list) and tests:  # code: quote the first failing test's output
+            failing = [t for t in tests if isinstance(t, dict) and not t.get("passed")]
+            first = failing[0] if failing else {}
+            what = str(first.get("detail") or first.get("reason") or v.details.get("detail") or v.reason)
+            return f"Your code fails {len(failing)} of {len(tests)} tests. First failure: {what[:500]}"
+        return f"Your answer {v.answer} is wrong."
+
+    return fb
+
+
+def _closed(c: Completion, prompt: str) -> str:
+    """The completion as context for the next round: its think block closed, if it was open."""
+    text = c.text
+    if (prefilled_think(prompt) or THINK_OPEN in text) and THINK_CLOSE not in text:
+        text += "\n" + THINK_CLOSE
+    return text
+
+
+def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
+           scorer=None, rounds: int = 2, feedback: Callable[[Completion], str | None] | None = None,
+           revise_template: str = DEFAULT_REVISE) -> Any:
+    """Generate, then revise with external feedback up to ``rounds`` times (stops when accepted)."""
+    if n not in (None, 1):
+        raise StrategyError(f"refine revises one completion (n=1), got n={n}")
+    if scorer is not None:
+        raise StrategyError("refine uses feedback=, not a scorer")
+    check_int("rounds", rounds, 0)
+    if "{feedback}" not in revise_template:
+        raise StrategyError("revise_template must contain '{feedback}'")
+    if feedback is None:
+        if task is None or example is None:
+            raise StrategyError("refine needs feedback: give task= and example= (the verifier) or feedback=callable")
+        feedback = task_feedback(task, example)
+    elif not callable(feedback):
+        raise StrategyError(f"feedback must be a callable (completion) -> str | None, got {feedback!r}")
+    think = THINK_OPEN if prefilled_think(prompt) else ""
+    samples: list[Completion] = []
+    history: list[dict] = []
+    current = prompt
+    for r in range(rounds + 1):
+        c = backend.generate([current], n=1, sampling=seeded(sampling, r), budget=budget)[0][0]
+        samples.append(c)
+        fb = feedback(c)
+        if fb is not None and not isinstance(fb, str):
+            raise StrategyError(f"feedback returned {fb!r}; it must return a string or None")
+        history.append({"round": r, "answer": answer_of(c, task, example), "feedback": fb,
+                        "tokens": c.reasoning_tokens + c.answer_tokens})
+        if fb is None or r == rounds:
+            break
+        current = current + _closed(c, current) + revise_template.format(feedback=fb) + think
+    last = samples[-1]
+    return result("refine", last, samples, answer_of(last, task, example), chosen=len(samples) - 1,
+                  rounds=history, accepted=history[-1]["feedback"] is None, final_prompt=current)

@@ -109,7 +109,7 @@ def weighted_majority_batch(backend, prompts, *, n: int = 8, sampling=None, budg
             w = [math.exp(x) if x > -math.inf else 0.0 for x in s]  # geometric-mean token probability
         else:
             w = s if all(x >= 0 for x in s) else [sigmoid(x) for x in s]
-        out.append(_aggregate("weighted_majority", p, g, task, ex, eq, w, weights=w, scores=s))
+        out.append(_aggregate("weighted_majority", p, g, task, ex, eq, w, vote_weights=w, scores=s))
     return out
 
 
