@@ -8,6 +8,7 @@ The model name picks its behaviour, so every test talks HTTP to one server:
 * ``broken``: always 500. ``missing``: 404 (a model the server does not have).
 * ``one``: ignores ``n`` and always returns one choice. ``nolp``: 400 when logprobs are asked for.
 * ``slow``: sleeps 50 ms per request (to measure requests in flight).
+* ``const``: answers ``\\boxed{42}`` except choice 1, which answers ``\\boxed{7}`` (for votes).
 
 Answers are ``ans:<question>:<choice index>``, reasoning ``thinking about <question> step <i>``.
 Every request body is appended to ``REQUESTS`` (with the Authorization header as ``_auth``).
@@ -37,6 +38,8 @@ def _question(body: dict) -> str:
 
 
 def _parts(model: str, q: str, i: int) -> tuple[str, str]:
+    if model == "const":  # for votes: every choice but the second answers 42
+        return f"reasoning {i}", "\\boxed{42}" if i != 1 else "\\boxed{7}"
     return f"thinking about {q} step {i}", f"ans:{q}:{i}"
 
 
@@ -73,7 +76,7 @@ def make_app() -> FastAPI:
         for i in range(n):
             r, a = _parts(model, q, i)
             msg = {"role": "assistant", "content": a}
-            if model in ("rc", "flaky", "slow", "one", "nolp"):
+            if model in ("rc", "flaky", "slow", "one", "nolp", "const"):
                 msg["reasoning_content"] = r
             elif model == "rs":
                 msg["reasoning"] = r

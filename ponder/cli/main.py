@@ -22,11 +22,19 @@ app = typer.Typer(
 app.command("verify", help="Check whether an answer equals a gold answer (math equivalence).")(verify.verify)
 app.add_typer(tasks.app, name="tasks", help="List tasks, show their examples, score completions against them.")
 app.command("demo", help="Run the main job and print where its report is.")(demo.demo)
+from ponder.cli import choose as _choose, eval as _eval  # noqa: E402  (E: evaluation and model choice)
+app.add_typer(_eval.app, name="eval", help="Evaluate a model on a task (pass@k, maj@k, report), or compare runs.")
+app.command("choose", help="Weighted decision matrix of reasoning models: catalog traits + your eval runs.")(_choose.choose)
 from ponder.cli import train as _train  # noqa: E402  (T1: training stages)
 app.add_typer(_train.app, name="train", help="Train models: pretrain, sft, grpo (one command per stage).")
 from ponder.cli import run as _run, sample as _sample  # noqa: E402  (T2: recipes and rejection sampling)
 app.command("sample", help="Rejection sampling: keep verified-correct samples as SFT JSONL with provenance.")(_sample.sample)
 app.command("run", help="Run a recipe of training stages (recipes/*.yaml); resumes after a kill.")(_run.run)
+
+from ponder.cli import ask as _ask, budget as _budget, chat as _chat  # noqa: E402  (I2: ask, chat, budget curve)
+app.command("ask", help="Ask a model one question: stream its thinking and answer, then the token counts.")(_ask.ask)
+app.command("chat", help="Chat with a model interactively (/think on|off shows or hides the thinking).")(_chat.chat)
+app.command("budget-curve", help="Accuracy vs thinking budget on a task: writes a CSV and a PNG.")(_budget.budget_curve)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,170 @@
+"""``ponder ask MODEL "question"``: one question, the thinking streamed (dimmed), then the answer
+and the token counts.
+
+MODEL is a local checkpoint directory or ``openai:<model>@<base_url>``. With ``--strategy``
+other than ``single`` (majority, best_of_n, adaptive_majority, …) the strategy runs to the end
+under a spinner and ponder prints the chosen completion, its answer, the votes or scores, and the
+tokens spent over all samples. ``--json`` prints one JSON object instead (for scripts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from ponder.cli.common import fail, user_errors
+
+console = Console(highlight=False)
+
+MODEL_HELP = "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server."
+
+
+def make_params(effort: str | None, thinking_budget: int | None, min_thinking: int, max_waits: int,
+                temperature: float, top_p: float, max_tokens: int, seed: int | None):
+    """SamplingParams and Budget from the CLI flags (their checks raise GenerationError)."""
+    from ponder.generate import Budget, SamplingParams
+
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    budget = Budget(thinking_budget=thinking_budget, effort=effort, min_thinking=min_thinking, max_waits=max_waits)
+    return sampling, budget
+
+
+def load(model: str):
+    """The backend for MODEL, with a spinner while a local model loads."""
+    from ponder.generate.backends import load_backend
+
+    if not model.startswith("openai:"):  # our spinner replaces transformers' "Loading weights" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    with console.status(f"loading {model}", spinner="dots"):
+        return load_backend(model)
+
+
+def print_stream(events, show_thinking: bool = True):
+    """Print ``ponder.generate.backends.stream`` events; returns the final Completion.
+
+    Thinking is dimmed and set off from the answer by a blank line; hidden thinking shows one
+    "thinking…" line instead, so the user knows the model is working.
+    """
+    state = None  # what was printed last: None, "reasoning" or "answer"
+    final = None
+    for kind, item in events:
+        if kind == "done":
+            final = item
+            break
+        if kind == "reasoning":
+            if state is None:
+                console.print("thinking…" if not show_thinking else "", style="dim italic",
+                              end="\n" if not show_thinking else "")
+            if show_thinking:
+                console.print(item, style="dim", end="", markup=False, soft_wrap=True)
+            state = "reasoning"
+        elif kind == "answer":
+            if state == "reasoning":
+                console.print("\n" if show_thinking else "", end="")
+            if state != "answer" and not item.strip():
+                continue  # the blank line after </think>
+            console.print(item.lstrip() if state != "answer" else item, end="", markup=False, soft_wrap=True)
+            state = "answer"
+    console.print()
+    return final
+
+
+def token_line(reasoning_tokens: int, answer_tokens: int, extra: str = "") -> str:
+    total = reasoning_tokens + answer_tokens
+    return f"tokens: {reasoning_tokens} reasoning + {answer_tokens} answer = {total}{extra}"
+
+
+def _strategy_summary(r) -> str:
+    t = r.trace
+    parts = [f"strategy {t.get('strategy')}", f"{len(r.samples)} samples"]
+    votes = t.get("votes")
+    if isinstance(votes, dict) and votes:
+        top = sorted(votes.items(), key=lambda kv: -kv[1] if isinstance(kv[1], (int, float)) else 0)[:5]
+        parts.append("votes " + ", ".join(f"{k}: {v}" for k, v in top))
+    if "tokens_saved" in t:
+        parts.append(f"tokens saved {t['tokens_saved']}")
+    return " · ".join(parts)
+
+
+@user_errors
+def ask(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    question: str = typer.Argument(..., help="The question to ask."),
+    effort: Optional[str] = typer.Option(None, help="Reasoning effort low|medium|high (a thinking budget from the model's effort table)."),
+    thinking_budget: Optional[int] = typer.Option(None, min=0, help="Most thinking tokens; then </think> is forced and the model answers."),
+    min_thinking: int = typer.Option(0, min=0, help="Budget forcing (s1): replace an earlier </think> with 'Wait' until this many thinking tokens (local models)."),
+    max_waits: int = typer.Option(1, min=0, help="Most 'Wait's inserted by --min-thinking."),
+    strategy: str = typer.Option("single", help="Test-time strategy: single (streamed), majority, weighted_majority, best_of_n, adaptive_majority, …"),
+    n: Optional[int] = typer.Option(None, min=1, help="Samples for the strategy (default: the strategy's own)."),
+    task: Optional[str] = typer.Option(None, help="Task spec whose verifier normalises answers for voting (e.g. addition, math500)."),
+    scorer: Optional[str] = typer.Option(None, help="Scorer for best_of_n / weighted_majority: logprob, verifier or a reward-model path."),
+    temperature: float = typer.Option(0.6, min=0.0, help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
+    max_tokens: int = typer.Option(512, min=1, help="Most generated tokens (with a thinking budget: most answer tokens)."),
+    seed: Optional[int] = typer.Option(None, help="Sampling seed (reproducible answers)."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: the R1 system prompt for local models, none for servers)."),
+    template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
+    show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Print the thinking (dimmed) or hide it."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, text, reasoning, token counts, trace)."),
+) -> None:
+    """Ask a model one question: stream its thinking and answer, then the token counts."""
+    from ponder.format import extract_answer
+    from ponder.generate.backends import prompt_for, stream
+
+    sampling, budget = make_params(effort, thinking_budget, min_thinking, max_waits, temperature, top_p,
+                                   max_tokens, seed)
+    backend = load(model)
+    prompt = prompt_for(backend, question, template, system)
+    if strategy == "single" and n in (None, 1):
+        if as_json:
+            c = backend.generate([prompt], 1, sampling, budget)[0][0]
+            _print_json({"strategy": "single", "answer": extract_answer(c.text) or c.answer or None, "text": c.text,
+                         "reasoning": c.reasoning, "reasoning_tokens": c.reasoning_tokens,
+                         "answer_tokens": c.answer_tokens, "finish_reason": c.finish_reason,
+                         "forced_close": c.forced_close, "waits": c.waits})
+            return
+        c = print_stream(stream(backend, prompt, sampling, budget), show_thinking)
+        extra = f" · finish {c.finish_reason}" + (" · budget cut off the thinking" if c.forced_close else "") + (
+            f" · {c.waits} wait(s) inserted" if c.waits else "")
+        console.print(token_line(c.reasoning_tokens, c.answer_tokens, extra), style="cyan")
+        return
+    _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json)
+
+
+def _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json) -> None:
+    from ponder.strategies import run_strategy
+
+    if not isinstance(prompt, str):
+        fail("--system with a server model works only with --strategy single")
+    task_obj = None
+    if task is not None:
+        from ponder.tasks import get_task
+
+        task_obj = get_task(task)
+    with console.status(f"running {strategy}", spinner="dots"):
+        r = run_strategy(strategy, backend, prompt, n=n, sampling=sampling, budget=budget, task=task_obj,
+                         scorer=scorer)
+    if as_json:
+        _print_json({"strategy": strategy, "answer": r.answer, "text": r.text, "reasoning": r.reasoning,
+                     "samples": len(r.samples), "tokens": r.tokens, "reasoning_tokens": r.reasoning_tokens,
+                     "answer_tokens": r.answer_tokens, "trace": r.trace})
+        return
+    if show_thinking and r.reasoning:
+        console.print(r.reasoning, style="dim", markup=False, soft_wrap=True)
+        console.print()
+    from ponder.format import parse
+
+    console.print(parse(r.text).answer or "(no answer text)", markup=False, soft_wrap=True)
+    console.print(f"answer: {r.answer}", style="bold", markup=False)
+    console.print(_strategy_summary(r), style="cyan", markup=False)
+    console.print(token_line(r.reasoning_tokens, r.answer_tokens, f" over {len(r.samples)} samples"), style="cyan")
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,124 @@
+"""``ponder chat MODEL``: an interactive conversation with a reasoning model.
+
+Each reply streams its thinking (dimmed) and its answer, then the token counts. Commands:
+
+    /think on|off            show or hide the thinking (it is still generated)
+    /effort low|medium|high  a thinking budget from the model's effort table (/effort off: none)
+    /budget N                at most N thinking tokens (/budget off: none)
+    /reset                   forget the conversation
+    /exit                    leave (as does Ctrl-D)
+
+Earlier turns go back to the model as user/assistant messages with the assistant's *answer*
+only: reasoning models are trained on single turns whose reasoning is dropped from the history
+(DeepSeek-R1's API documents the same rule), and it keeps the prompt short.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ponder.cli.ask import MODEL_HELP, console, load, make_params, print_stream, token_line
+from ponder.cli.common import user_errors
+
+HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off · /reset · /exit"
+
+
+def chat_prompt(backend, messages: list[dict], template: str = "think", system: str | None = None):
+    """The prompt for a conversation: the local model's chat template (``<think>`` pre-filled),
+    or the message list itself for a server."""
+    from ponder.format import R1_SYSTEM, R1_ZERO_SYSTEM, THINK_OPEN, build_prompt
+
+    tok = getattr(backend, "tokenizer", None)
+    if tok is None:
+        return ([{"role": "system", "content": system}] if system else []) + messages
+    if len(messages) == 1:
+        return build_prompt(messages[0]["content"], template, system, tokenizer=tok)
+    if system is None:
+        system = R1_SYSTEM if template == "think" else R1_ZERO_SYSTEM
+    msgs = ([{"role": "system", "content": system}] if system else []) + messages
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    else:  # the plain R1 layout of build_prompt, turn by turn
+        text = "".join(m["content"] + "\n" if m["role"] == "system" else
+                       ("User: " if m["role"] == "user" else "Assistant: ") + m["content"] + "\n" for m in msgs)
+        text += "Assistant: "
+    return text if text.rstrip().endswith(THINK_OPEN) else text + THINK_OPEN
+
+
+class ChatState:
+    """What the commands change: show/hide thinking, the budget, the history."""
+
+    def __init__(self, show: bool, effort: str | None, thinking_budget: int | None):
+        self.show, self.effort, self.thinking_budget = show, effort, thinking_budget
+        self.history: list[dict] = []
+
+    def command(self, line: str) -> str | None:
+        """Apply a /command; returns the message to print, or None to leave."""
+        parts = line.split()
+        cmd, arg = parts[0].lower(), (parts[1].lower() if len(parts) > 1 else "")
+        if cmd in ("/exit", "/quit"):
+            return None
+        if cmd == "/think" and arg in ("on", "off"):
+            self.show = arg == "on"
+            return f"thinking {'shown' if self.show else 'hidden'}"
+        if cmd == "/effort" and arg in ("low", "medium", "high", "off"):
+            self.effort, self.thinking_budget = (None if arg == "off" else arg), None
+            return f"effort {arg}"
+        if cmd == "/budget" and (arg == "off" or arg.isdigit()):
+            self.thinking_budget, self.effort = (None if arg == "off" else int(arg)), None
+            return f"thinking budget {arg}" + (" tokens" if arg != "off" else "")
+        if cmd == "/reset":
+            self.history.clear()
+            return "conversation cleared"
+        return f"unknown command {line.strip()!r}; {HELP}"
+
+
+@user_errors
+def chat(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    effort: Optional[str] = typer.Option(None, help="Reasoning effort low|medium|high (change with /effort)."),
+    thinking_budget: Optional[int] = typer.Option(None, min=0, help="Most thinking tokens per reply (change with /budget)."),
+    min_thinking: int = typer.Option(0, min=0, help="Budget forcing (s1): at least this many thinking tokens, via 'Wait' (local models)."),
+    temperature: float = typer.Option(0.6, min=0.0, help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
+    max_tokens: int = typer.Option(512, min=1, help="Most generated tokens per reply (with a budget: per answer)."),
+    seed: Optional[int] = typer.Option(None, help="Sampling seed."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: R1's for local models, none for servers)."),
+    template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
+    show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Start with the thinking shown or hidden (toggle with /think on|off)."),
+) -> None:
+    """Chat with a model; /think on|off shows or hides its thinking."""
+    from ponder.generate import GenerationError
+    from ponder.generate.backends import stream
+
+    make_params(effort, thinking_budget, min_thinking, 1, temperature, top_p, max_tokens, seed)  # check flags now
+    backend = load(model)
+    state = ChatState(show_thinking, effort, thinking_budget)
+    console.print(f"chatting with {model} · {HELP}", style="cyan", markup=False)
+    while True:
+        try:
+            line = console.input("[bold green]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            msg = state.command(line)
+            if msg is None:
+                return
+            console.print(msg, style="cyan", markup=False)
+            continue
+        try:
+            sampling, budget = make_params(state.effort, state.thinking_budget, min_thinking, 1, temperature,
+                                           top_p, max_tokens, seed)
+        except GenerationError as e:  # e.g. /budget below --min-thinking: say so, keep chatting
+            console.print(f"error: {e}", style="red", markup=False)
+            continue
+        messages = state.history + [{"role": "user", "content": line}]
+        prompt = chat_prompt(backend, messages, template, system)
+        c = print_stream(stream(backend, prompt, sampling, budget), state.show)
+        console.print(token_line(c.reasoning_tokens, c.answer_tokens), style="cyan")
+        state.history = messages + [{"role": "assistant", "content": c.answer}]
