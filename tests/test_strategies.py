@@ -304,7 +304,9 @@ def test_tools_shows_errors_to_the_model_and_limits_calls():
 
 def test_router_intent_and_difficulty():
     assert intent("Please think hard about this") == "think" and intent("just the answer: 2+2") == "fast"
-    assert intent("You first think about the reasoning process") is None  # the R1 system prompt
+    assert intent("You first think about the reasoning process") is None
+    assert intent("Think hard.\nUser: what is 2+2?\nAssistant: <think>") is None  # the system prompt is not the user
+    assert intent("<|im_start|>user\nThink carefully: 2+2?<|im_end|>\n<|im_start|>assistant\n") == "think"
     fake = Fake(seq("4"))
     r = run_strategy("router", fake, "User: 2+2? Think carefully.\nAssistant: <think>")
     assert r.trace["route"]["path"] == "think" and fake.calls[-1]["budget"] is None

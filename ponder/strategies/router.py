@@ -7,7 +7,7 @@ The decision, in order:
 1. explicit user intent: "think hard/carefully/step by step", "take your time" → think;
    "answer quickly", "just the answer", "no thinking" → fast;
 2. a cheap difficulty estimate compared with ``threshold``:
-   * ``"length"``: digits/3 + words/25 of the prompt (more digits and longer questions are
+   * ``"length"``: digits/3 + words/25 of the question (the last user turn; more digits and longer questions are
      harder in arithmetic and word problems; no model call);
    * ``"entropy"``: the model's first-token entropy, estimated as -mean log p of ``probe``
      one-token samples at temperature 1 (E[-log p(x)] = H, an unbiased Monte-Carlo estimate
@@ -34,18 +34,35 @@ FAST_INTENT = re.compile(r"\b(answer quickly|quick answer|just (give )?the answe
 DEFAULT_THRESHOLDS = {"length": 2.0, "entropy": 1.0}
 
 
+_USER_TURNS = (re.compile(r"User:(.*?)(?:\nAssistant:|\Z)", re.S),  # ponder's plain R1 layout
+               re.compile(r"<\|im_start\|>user\n(.*?)(?:<\|im_end\|>|\Z)", re.S),  # ChatML (Qwen)
+               re.compile(r"<｜User｜>(.*?)(?:<｜Assistant｜>|\Z)", re.S))  # DeepSeek-R1
+
+
+def question_of(prompt: str) -> str:
+    """The last user turn of a formatted prompt (the whole prompt when no known layout matches),
+    so that a system prompt neither adds difficulty nor states intent."""
+    for pattern in _USER_TURNS:
+        turns = pattern.findall(prompt)
+        if turns:
+            return turns[-1].strip()
+    return prompt
+
+
 def intent(prompt: str) -> str | None:
-    """"think", "fast" or None from explicit words in the prompt (think wins if both appear)."""
-    if THINK_INTENT.search(prompt):
+    """"think", "fast" or None from explicit words in the question (think wins if both appear)."""
+    q = question_of(prompt)
+    if THINK_INTENT.search(q):
         return "think"
-    if FAST_INTENT.search(prompt):
+    if FAST_INTENT.search(q):
         return "fast"
     return None
 
 
 def length_difficulty(prompt: str) -> float:
-    """digits/3 + words/25: no model call."""
-    return sum(ch.isdigit() for ch in prompt) / 3 + len(prompt.split()) / 25
+    """digits/3 + words/25 of the question: no model call."""
+    q = question_of(prompt)
+    return sum(ch.isdigit() for ch in q) / 3 + len(q.split()) / 25
 
 
 def entropy_difficulty(backend, prompt: str, probe: int, seed: int | None) -> tuple[float, int]:
