@@ -1,0 +1,86 @@
+"""``ponder eval MODEL --task TASK …`` and ``ponder eval compare RUN1 RUN2 …``.
+
+``eval`` is a group whose default command is the evaluation itself: ``ponder eval MODEL …`` is
+routed to ``ponder eval run MODEL …`` unless the first word names a subcommand (``compare``).
+Every option of ``run`` comes from ``ponder.evaluate.harness.EvalConfig`` (help text included).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ponder.cli.common import user_errors
+from ponder.cli.configcli import command
+from ponder.evaluate.harness import EvalConfig
+
+console = Console()
+
+
+class _DefaultRun(TyperGroup):
+    """A group that treats an unknown first word as the MODEL of the ``run`` command."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
+                  help="Evaluate a model on a task (ponder eval MODEL --task T), or compare runs.")
+
+
+def _run(cfg: EvalConfig) -> None:
+    from ponder.evaluate.harness import run_eval
+
+    res = run_eval(cfg, console=console)
+    m = res.metrics
+    if "sweep" in m:
+        for row in m["sweep"]:
+            p = row["pass@1"]
+            console.print(f"budget {row['budget']:>6}: pass@1 {100 * p['mean']:.1f}% "
+                          f"[{100 * p['low']:.1f}, {100 * p['high']:.1f}]  reasoning tokens {row['reasoning_tokens']:.0f}")
+    else:
+        p = m["pass@1"]
+        ks = ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in m["pass@k"].items() if k != "1")
+        console.print(f"pass@1 {100 * p['mean']:.1f}% [95% CI {100 * p['low']:.1f}, {100 * p['high']:.1f}] over "
+                      f"{m['complete_problems']} problems × n={m['n']}" + (f"; {ks}" if ks else ""), highlight=False)
+        console.print(f"maj@{m['n']} {100 * m['maj@k'][str(m['n'])]:.1f}%, strategy {m['strategy']['name']} "
+                      f"{100 * m['strategy']['accuracy']['mean']:.1f}%, {res.new_samples} new samples", highlight=False)
+    console.print(f"report: {res.out / 'report.md'}", highlight=False)
+
+
+run_cmd = command(EvalConfig, _run, "Sample MODEL on a task, score every sample, write records, metrics and a report.")
+# MODEL is positional: swap the generated --model option for an argument (same field, same help)
+_params = [
+    p.replace(default=typer.Argument(None, help="Local checkpoint directory or openai:<model>@<base_url>.",
+                                     show_default=False))
+    if p.name == "model" else p
+    for p in run_cmd.__signature__.parameters.values()
+]
+_params.sort(key=lambda p: p.name != "model")
+run_cmd.__signature__ = inspect.Signature(
+    [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in _params])
+app.command("run", help="Evaluate MODEL on --task (the default: `ponder eval MODEL …` runs this).")(run_cmd)
+
+
+@app.command("compare")
+@user_errors
+def compare(
+    runs: list[str] = typer.Argument(..., help="Run directories (the first is the baseline)."),
+    alpha: float = typer.Option(0.05, help="Significance level of the paired bootstrap test."),
+    as_json: Optional[str] = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
+) -> None:
+    """Side-by-side metrics of eval runs, differences, and a paired test on their shared problems."""
+    from ponder.evaluate.compare import compare_runs, render
+
+    result = compare_runs(runs, alpha=alpha)
+    render(result, console)
+    if as_json:
+        with open(as_json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)

@@ -1,0 +1,520 @@
+"""``ponder eval``: sample a model on a task, score every sample, and keep an auditable record.
+
+Layout of a run directory (``--out``)::
+
+    config.json        the EvalConfig (what was asked; --resume refuses a different one)
+    samples.jsonl      one record per (problem, sample), appended and flushed as produced
+    strategy.jsonl     one record per problem when --strategy is a ponder.strategies name
+    metrics.json       every number of the report, recomputed from the records
+    report.md + *.png  the human-readable report (``ponder.evaluate.report``)
+    budget-<B>/        one such run per thinking budget of a --budgets sweep
+
+Reproducibility. Problem ``i`` is generated in requests whose sampling seed is derived from
+``--seed``, the problem id and the first sample index of the request (``_request_seed``), so
+the same config gives the same records with a seeded backend; a resumed run asks only for the
+missing samples (new request, new derived seed): the same distribution, not bit-identical text.
+
+Crash safety. Records are appended with one ``write`` + ``flush`` each, so a killed run keeps
+every record whose line was complete; ``--resume`` drops a torn last line, reads the rest and
+skips finished ``(id, sample)`` pairs. Metrics never depend on process state: they are
+recomputed from ``samples.jsonl`` (``ponder.evaluate.report.compute_metrics``).
+
+Endpoints. Requests run in a thread pool of ``concurrency`` workers (local models: 1, they
+batch instead). A failed request is retried ``retries`` times with exponential backoff; after
+``max_failures`` requests in a row have failed for good, the run stops with ``EndpointError``
+-- every record already written stays, and ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable
+
+from ponder.config import option
+from ponder.format import THINK_OPEN, build_prompt
+from ponder.generate.types import Backend, Budget, Completion, GenerationError, SamplingParams
+
+SAMPLES = "samples.jsonl"
+STRATEGY = "strategy.jsonl"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+STATE = "state.json"
+#: config fields that change what is generated: --resume refuses a run whose values differ.
+GENERATION_KEYS = (
+    "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
+    "top_p", "max_tokens", "seed", "template", "prefill_think", "limit",
+)  # fmt: skip
+
+
+class EvalError(ValueError):
+    """Bad evaluation input or an unusable run directory; the message names the problem."""
+
+
+class EndpointError(EvalError):
+    """The endpoint failed ``max_failures`` requests in a row; finished samples are kept."""
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``ponder eval`` (also the content of ``config.json``)."""
+
+    model: str = option("", "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.")
+    task: str = option("", "Task spec: addition, gsm8k, math500, aime24, jsonl:path=f.jsonl, … (ponder tasks list).")
+    split: str = option("test", "Task split to evaluate (train or test).")
+    n: int = option(8, "Samples per problem (pass@k and maj@k use k <= n).")
+    strategy: str = option("majority", "'majority' (vote over the n samples: no extra generation) or a ponder.strategies name run once per problem.")
+    effort: str | None = option(None, "Thinking effort low|medium|high (the model's effort table); excludes thinking_budget.")
+    thinking_budget: int | None = option(None, "Most reasoning tokens per sample (cut off with </think>); excludes effort.")
+    temperature: float = option(0.6, "Sampling temperature (R1 paper's evaluation setting: 0.6).")
+    top_p: float = option(0.95, "Nucleus sampling (R1 paper: 0.95).")
+    max_tokens: int = option(512, "Most generated tokens per sample (with a thinking budget: per answer).")
+    limit: int | None = option(None, "Evaluate only the first N problems of the split.")
+    seed: int = option(0, "Seed from which every request's sampling seed is derived.")
+    out: str | None = option(None, "Run directory (default runs/eval/<model>-<task>-<time>).")
+    resume: bool = option(False, "Continue the run in --out, skipping finished (problem, sample) pairs.")
+    budgets: list[int] = option([], "Thinking budgets to sweep (e.g. 64,128,256): one sub-run each + accuracy-vs-budget plot.")
+    by: list[str] = option([], "Meta fields to break results down by (e.g. subject,level or digits).")
+    template: str = option("think", "Prompt template: think (<think>…</think>answer) or r1-zero.")
+    prefill_think: bool = option(True, "End local prompts with <think> so the model starts reasoning.")
+    concurrency: int = option(8, "Concurrent requests against an endpoint (local models run one batch at a time).")
+    batch_size: int = option(16, "Problems per generate call for a local model (each with its n samples).")
+    retries: int = option(3, "Retries per failed endpoint request (exponential backoff from 0.5 s).")
+    max_failures: int = option(3, "Stop after this many requests in a row failed for good.")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise EvalError("no model given: pass a checkpoint directory or openai:<model>@<base_url>")
+        if not self.task:
+            raise EvalError("no task given: pass --task (see `ponder tasks list`)")
+        for key in ("n", "concurrency", "batch_size", "max_failures"):
+            if getattr(self, key) < 1:
+                raise EvalError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.retries < 0:
+            raise EvalError(f"retries must be >= 0, got {self.retries}")
+        if self.limit is not None and self.limit < 1:
+            raise EvalError(f"limit must be >= 1, got {self.limit}")
+        if any(b < 0 for b in self.budgets):
+            raise EvalError(f"budgets must be >= 0, got {self.budgets}")
+        if self.budgets and (self.effort or self.thinking_budget is not None):
+            raise EvalError("--budgets sweeps the thinking budget: do not also give --effort or --thinking-budget")
+        if self.strategy != "majority" and not self.strategy.strip():
+            raise EvalError("strategy must be 'majority' or a ponder.strategies name")
+        try:
+            self.sampling(0)
+            self.budget()
+        except GenerationError as e:
+            raise EvalError(str(e)) from None
+
+    def sampling(self, seed: int) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed)
+
+    def budget(self) -> Budget | None:
+        if self.effort is None and self.thinking_budget is None:
+            return None
+        return Budget(thinking_budget=self.thinking_budget, effort=self.effort)
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+def load_model(spec: str, **remote_kw) -> Backend:
+    """A backend for ``spec``: ``ponder.generate.backends.load_backend`` when it exists
+    (local directory or ``openai:<model>@<base_url>``), else a local checkpoint directory.
+    ``remote_kw`` (e.g. ``concurrency``, ``max_retries``) go to an endpoint backend only."""
+    try:
+        from ponder.generate.backends import load_backend
+    except ImportError:
+        load_backend = None
+    if load_backend is not None:
+        return load_backend(spec, **(remote_kw if spec.startswith("openai:") else {}))
+    if spec.startswith("openai:"):
+        raise EvalError("openai:<model>@<base_url> needs ponder.generate.backends, which is not installed")
+    from ponder.generate import LocalEngine
+
+    return LocalEngine.from_path(spec)
+
+
+def is_remote(backend: object) -> bool:
+    """True for backends that serve concurrent requests (not a local engine in this process)."""
+    flag = getattr(backend, "concurrent", None)
+    if flag is not None:
+        return bool(flag)
+    return not hasattr(backend, "tokenizer")  # a local engine carries its tokenizer
+
+
+def prompt_for(backend: object, question: str, cfg: EvalConfig) -> tuple[str, bool]:
+    """The prompt text and whether it pre-fills ``<think>``.
+
+    Remote backends get the bare question (the server applies its chat template); a local
+    model gets ``build_prompt`` with its tokenizer's chat template when it has one.
+    """
+    if is_remote(backend):
+        return question, False
+    tok = getattr(backend, "tokenizer", None)
+    text = build_prompt(question, template=cfg.template, tokenizer=tok, prefill_think=cfg.prefill_think)
+    return text, text.rstrip().endswith(THINK_OPEN)
+
+
+def _request_seed(seed: int, example_id: str, first_sample: int) -> int:
+    h = hashlib.blake2b(f"{seed}|{example_id}|{first_sample}".encode(), digest_size=4).digest()
+    return int.from_bytes(h, "big") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict]:
+    """Complete JSON lines of ``path``. A torn last line (a kill mid-write) is dropped, and with
+    ``repair`` cut from the file so appends start on a fresh line; a bad line elsewhere is an error."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    records, good_end, pos = [], 0, 0
+    for raw in data.splitlines(keepends=True):
+        pos += len(raw)
+        if not raw.strip():
+            good_end = pos
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError:
+            if pos == len(data):  # the torn tail of a killed write
+                break
+            raise EvalError(f"{path}: line {len(records) + 1} is not valid JSON; the run directory is damaged") from None
+        if not raw.endswith(b"\n"):
+            break  # complete JSON but no newline: also a torn tail (the newline is part of the write)
+        records.append(rec)
+        good_end = pos
+    if repair and good_end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
+class RecordWriter:
+    """Append-only JSONL: each record is one ``write`` of a full line, flushed at once."""
+
+    def __init__(self, path: Path):
+        self.f = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+
+
+def sample_record(example: dict, j: int, prompt: str, prefilled: bool, c: Completion, verdict, seconds: float,
+                  budget: int | None) -> dict:
+    """The audit record of one sample (the format is documented in docs/evaluation.md)."""
+    return {
+        "id": example["id"],
+        "sample": j,
+        "prompt": prompt,
+        "completion": c.text,
+        "prefilled_think": prefilled,
+        "reasoning": c.reasoning,
+        "answer_text": c.answer,
+        "answer": verdict.answer,
+        "gold": example["gold"],
+        "correct": bool(verdict.correct),
+        "reason": verdict.reason,
+        "reasoning_tokens": c.reasoning_tokens,
+        "answer_tokens": c.answer_tokens,
+        "tokens": c.reasoning_tokens + c.answer_tokens,
+        "finish_reason": c.finish_reason,
+        "truncated": c.finish_reason == "length",
+        "thinking_budget": budget,
+        "seconds": round(seconds, 6),
+        "meta": {k: v for k, v in example["meta"].items() if isinstance(v, (str, int, float, bool)) and k not in ("solution", "source", "line")},
+    }
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    new_samples: int
+
+
+def default_out(cfg: EvalConfig) -> Path:
+    model = cfg.model.rstrip("/").split("/")[-1].split("@")[0].replace(":", "-") or "model"
+    task = cfg.task.split(":")[0]
+    return Path("runs") / "eval" / f"{model}-{task}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def prepare_out(cfg: EvalConfig, out: Path) -> None:
+    """Create ``out`` or check it for --resume: the same generation settings, else an error."""
+    cfg_path = out / CONFIG
+    if cfg_path.is_file():
+        if not cfg.resume:
+            raise EvalError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+        try:
+            old = json.loads(cfg_path.read_text())
+        except ValueError:
+            raise EvalError(f"{cfg_path}: not valid JSON; the run directory is damaged") from None
+        new = asdict(cfg)
+        diff = [k for k in GENERATION_KEYS if old.get(k) != new.get(k)]
+        if diff:
+            k = diff[0]
+            raise EvalError(f"--resume: {k} was {old.get(k)!r} in {out}, now {new.get(k)!r}; "
+                            "resume with the same settings or use another --out")
+    elif cfg.resume and (out / SAMPLES).is_file():
+        raise EvalError(f"{out}: samples.jsonl without config.json; cannot tell what to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_json(cfg_path, asdict(cfg))
+
+
+def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool = True,
+             console=None) -> RunResult:
+    """Run ``cfg`` (one run, or a sweep with ``cfg.budgets``); writes records, metrics and report."""
+    from ponder.tasks import get_task
+
+    task = get_task(cfg.task)
+    examples = list(islice(task.examples(cfg.split), cfg.limit))
+    if not examples:
+        raise EvalError(f"task {cfg.task!r} has no {cfg.split} examples")
+    for f in cfg.by:
+        if not any(f in e["meta"] for e in examples):
+            fields = sorted({k for e in examples for k in e["meta"]} - {"solution", "source", "line"})
+            raise EvalError(f"--by {f}: no {cfg.task} example has meta field {f!r}; available: {', '.join(fields) or 'none'}")
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    if cfg.out is None:
+        cfg = replace(cfg, out=str(out))
+    if backend is None:
+        backend = load_model(cfg.model, concurrency=cfg.concurrency, max_retries=cfg.retries)
+    if not cfg.budgets:
+        return _run_one(cfg, out, task, examples, backend, progress, console)
+    from ponder.evaluate.report import write_budget_report
+
+    prepare_out(cfg, out)
+    results = []
+    for b in cfg.budgets:
+        sub = replace(cfg, budgets=[], thinking_budget=b, out=str(out / f"budget-{b}"),
+                      resume=cfg.resume and (out / f"budget-{b}" / CONFIG).is_file())
+        results.append((b, _run_one(sub, out / f"budget-{b}", task, examples, backend, progress, console)))
+    metrics = write_budget_report(out, cfg, [(b, r.metrics) for b, r in results])
+    return RunResult(out, metrics, sum(r.new_samples for _, r in results))
+
+
+def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunResult:
+    from ponder.evaluate.report import compute_metrics, write_report
+
+    prepare_out(cfg, out)
+    records = read_records(out / SAMPLES, repair=True)
+    known = {e["id"] for e in examples}
+    done: dict[str, set[int]] = {}
+    for r in records:
+        if r.get("id") in known and isinstance(r.get("sample"), int) and 0 <= r["sample"] < cfg.n:
+            done.setdefault(r["id"], set()).add(r["sample"])
+    todo = [(ex, [j for j in range(cfg.n) if j not in done.get(ex["id"], set())]) for ex in examples]
+    todo = [(ex, miss) for ex, miss in todo if miss]
+    state_path = out / STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0, "sessions": 0}
+    state["sessions"] += 1
+    t0 = time.perf_counter()
+    base_wall = state["wall_seconds"]
+
+    def save_state() -> None:
+        atomic_json(state_path, {**state, "wall_seconds": base_wall + time.perf_counter() - t0})
+
+    new = _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state)
+    if cfg.strategy != "majority":
+        _run_strategy(cfg, out, task, examples, backend)
+    save_state()
+    state = json.loads(state_path.read_text())
+    records = read_records(out / SAMPLES)
+    strategy_records = read_records(out / STRATEGY) if cfg.strategy != "majority" else None
+    metrics = compute_metrics(records, examples, cfg, wall_seconds=state["wall_seconds"], strategy_records=strategy_records)
+    atomic_json(out / METRICS, metrics)
+    write_report(out, cfg, metrics)
+    return RunResult(out, metrics, new)
+
+
+def _call_with_retries(backend, prompts, n, sampling, budget, retries: int, stop: threading.Event):
+    """``backend.generate`` with retries for a remote backend that has none of its own
+    (``OpenAIBackend`` retries itself: ``max_retries``); a local engine is never retried."""
+    if not is_remote(backend) or hasattr(backend, "max_retries"):
+        retries = 0
+    delay = 0.5
+    for attempt in range(retries + 1):
+        try:
+            return backend.generate(prompts, n=n, sampling=sampling, budget=budget)
+        except Exception:
+            if attempt == retries or stop.is_set():
+                raise
+            stop.wait(delay)
+            delay = min(delay * 2, 8.0)
+
+
+def _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state) -> int:
+    """Generate the missing samples of ``todo``; returns how many records were written."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    remote = is_remote(backend)
+    workers = cfg.concurrency if remote else 1
+    per_call = 1 if remote else cfg.batch_size
+    # group problems with the same missing samples into calls (all of them on a fresh run)
+    calls: list[list[tuple[dict, list[int]]]] = []
+    for ex, miss in todo:
+        last = calls[-1] if calls else None
+        if last and len(last) < per_call and last[0][1] == miss:
+            last.append((ex, miss))
+        else:
+            calls.append([(ex, miss)])
+    budget = cfg.budget()
+    tb = budget.resolve(getattr(backend, "effort_table", None)) if budget else None
+    correct = sum(1 for r in records if r.get("correct"))
+    seen = len(records)
+    total = seen + sum(len(m) for _, m in todo)
+    writer = RecordWriter(out / SAMPLES)
+    stop = threading.Event()
+    written = 0
+    failures = 0
+    last_save = time.perf_counter()
+
+    def work(call):
+        prompts = [prompt_for(backend, ex["prompt"], cfg) for ex, _ in call]
+        ex0, miss = call[0]
+        sp = cfg.sampling(_request_seed(cfg.seed, ex0["id"], miss[0]))
+        t = time.perf_counter()
+        groups = _call_with_retries(backend, [p for p, _ in prompts], len(miss), sp, budget, cfg.retries, stop)
+        if len(groups) != len(call) or any(len(g) != len(miss) for g in groups):
+            raise EvalError(f"backend returned {[len(g) for g in groups]} completions for {len(call)} prompts × {len(miss)}")
+        return prompts, groups, time.perf_counter() - t
+
+    bar = Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(),
+                   console=console, disable=not show_progress, transient=False)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar:
+            tid = bar.add_task(cfg.task, total=total, completed=seen, acc=f"{correct / seen:.3f}" if seen else "-")
+            pending: dict[Future, list] = {}
+            queue = iter(calls)
+
+            def fill() -> None:
+                while len(pending) < workers * 2 and not stop.is_set():
+                    call = next(queue, None)
+                    if call is None:
+                        return
+                    pending[pool.submit(work, call)] = call
+
+            fill()
+            while pending:
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    call = pending.pop(fut)
+                    try:
+                        prompts, groups, seconds = fut.result()
+                    except EvalError:
+                        raise
+                    except GenerationError as e:
+                        if not remote:  # a local engine refuses only bad input: no point going on
+                            raise EvalError(f"generation failed: {e}") from None
+                        failures += 1
+                        err = e
+                    except Exception as e:  # an endpoint failure after its retries
+                        if not remote:
+                            raise
+                        failures += 1
+                        err = e
+                    else:
+                        err = None
+                    if err is not None:
+                        if failures >= cfg.max_failures:
+                            stop.set()
+                            raise EndpointError(
+                                f"{cfg.model}: {failures} requests in a row failed after retries "
+                                f"(last: {type(err).__name__}: {err}); the {seen} finished samples are kept in "
+                                f"{out / SAMPLES} -- fix the endpoint and rerun with --resume") from None
+                        continue
+                    failures = 0
+                    per_sample = seconds / max(1, sum(len(g) for g in groups))
+                    for (ex, miss), (prompt, prefilled), group in zip(call, prompts, groups):
+                        for j, c in zip(miss, group):
+                            text = (THINK_OPEN + c.text) if prefilled and THINK_OPEN not in c.text else c.text
+                            v = task.score(text, ex)
+                            writer.write(sample_record(ex, j, prompt, prefilled, c, v, per_sample, tb))
+                            written += 1
+                            seen += 1
+                            correct += bool(v.correct)
+                    bar.update(tid, completed=seen, acc=f"{correct / seen:.3f}")
+                    if time.perf_counter() - last_save > 5:
+                        save_state()
+                        last_save = time.perf_counter()
+                fill()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+        save_state()
+    return written
+
+
+def _run_strategy(cfg, out, task, examples, backend) -> None:
+    """One ``ponder.strategies.run_strategy`` call per problem not yet in strategy.jsonl."""
+    try:
+        from ponder.strategies import run_strategy
+    except ImportError as e:
+        raise EvalError(f"strategy {cfg.strategy!r} needs ponder.strategies ({e})") from None
+    done = {r.get("id") for r in read_records(out / STRATEGY, repair=True)}
+    writer = RecordWriter(out / STRATEGY)
+    budget = cfg.budget()
+    try:
+        for ex in examples:
+            if ex["id"] in done:
+                continue
+            prompt, prefilled = prompt_for(backend, ex["prompt"], cfg)
+            t = time.perf_counter()
+            res = run_strategy(cfg.strategy, backend, prompt, n=cfg.n,
+                               sampling=cfg.sampling(_request_seed(cfg.seed, ex["id"], -1)),
+                               budget=budget, task=task, example=ex)
+            text = getattr(res, "text", "") or ""
+            if prefilled and THINK_OPEN not in text:
+                text = THINK_OPEN + text
+            answer = getattr(res, "answer", None)
+            v = task.score(text, ex) if text.strip() else None
+            if v is None or (answer is not None and v.answer is None):
+                from ponder.format import format_completion
+
+                v = task.score(format_completion("", f"\\boxed{{{answer}}}" if answer is not None else ""), ex)
+            writer.write({
+                "id": ex["id"], "strategy": cfg.strategy, "answer": answer if answer is not None else v.answer,
+                "gold": ex["gold"], "correct": bool(v.correct), "reason": v.reason, "text": getattr(res, "text", ""),
+                "tokens": getattr(res, "tokens", None), "reasoning_tokens": getattr(res, "reasoning_tokens", None),
+                "answer_tokens": getattr(res, "answer_tokens", None), "seconds": round(time.perf_counter() - t, 6),
+            })
+    finally:
+        writer.close()
+
+
+def iter_examples(records: Iterable[dict]) -> dict[str, list[dict]]:
+    """Records grouped by problem id, samples in index order (first occurrence of a duplicate wins)."""
+    by: dict[str, dict[int, dict]] = {}
+    for r in records:
+        by.setdefault(r["id"], {}).setdefault(r["sample"], r)
+    return {k: [v[j] for j in sorted(v)] for k, v in by.items()}
+
+
+__all__ = ["EvalConfig", "EvalError", "EndpointError", "RunResult", "run_eval", "load_model", "read_records",
+           "iter_examples"]
