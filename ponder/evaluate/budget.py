@@ -197,8 +197,6 @@ def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, pro
         raise ConfigError(f"task {cfg.task!r} has no examples in split {cfg.split!r}")
     if backend is None:
         backend = load_backend(cfg.model)
-    if cfg.min_thinking_frac > 0 and not hasattr(backend, "tokenizer"):
-        raise ConfigError("min_thinking_frac (budget forcing) needs a local model")
     prompts = [prompt_for(backend, ex["prompt"], cfg.template) for ex in examples]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
