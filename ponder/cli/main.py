@@ -35,6 +35,8 @@ from ponder.cli import ask as _ask, budget as _budget, chat as _chat  # noqa: E4
 app.command("ask", help="Ask a model one question: stream its thinking and answer, then the token counts.")(_ask.ask)
 app.command("chat", help="Chat with a model interactively (/think on|off shows or hides the thinking).")(_chat.chat)
 app.command("budget-curve", help="Accuracy vs thinking budget on a task: writes a CSV and a PNG.")(_budget.budget_curve)
+from ponder.cli import serve as _serve  # noqa: E402  (S: serving)
+app.command("serve", help="Serve a model: OpenAI-compatible API keeping reasoning apart, plus a playground page.")(_serve.serve)
 
 
 if __name__ == "__main__":  # pragma: no cover

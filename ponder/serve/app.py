@@ -1,0 +1,366 @@
+"""The FastAPI app of ``ponder serve``: OpenAI-compatible chat completions that keep reasoning apart.
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``, ``GET /metrics``
+(Prometheus text) and ``GET /`` (the playground page, ``static/index.html``). With an API key
+set, ``/v1/*`` and ``/metrics`` need ``Authorization: Bearer KEY`` (401 otherwise); ``/``
+and ``/health`` stay open (the page asks for the key).
+
+Every request gets an id (``chatcmpl-…``, echoed in the ``x-request-id`` header) and one JSON
+log line with its status, token counts and latency. Every error is a 4xx/5xx with OpenAI's
+error object. See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ponder.format import parse
+from ponder.generate.types import Completion
+from ponder.serve.batcher import Batcher, BatchedBackend
+from ponder.serve.config import ServeConfig
+from ponder.serve.metrics import Stats, request_logger
+from ponder.serve.protocol import (
+    ApiError,
+    Plan,
+    chunk,
+    finish,
+    message,
+    now,
+    parse_request,
+    plan_request,
+    usage,
+)
+from ponder.serve.stream import RowStream
+
+log = logging.getLogger("ponder.serve")
+CHAT = "/v1/chat/completions"
+
+
+class ServerState:
+    """The backend, its batcher, the limits and the counters of one running server."""
+
+    def __init__(self, backend, cfg: ServeConfig, model_name: str):
+        self.backend, self.cfg, self.model_name = backend, cfg, model_name
+        self.tokenizer = getattr(backend, "tokenizer", None)
+        model_cfg = getattr(getattr(backend, "model", None), "config", None)
+        self.max_positions = getattr(model_cfg, "max_position_embeddings", None)
+        self.effort_table = getattr(backend, "effort_table", None)
+        self.eos_ids = frozenset(getattr(backend, "eos_ids", ()) or ())
+        self.add_special = getattr(backend, "add_special_tokens", False)
+        self.stats = Stats()
+        self.batcher = Batcher(backend, cfg.batch_window_ms / 1000, cfg.max_batch_rows, self.stats)
+        self.batched = BatchedBackend(self.batcher)
+        self.log = request_logger(cfg.log_requests)
+
+    def count_tokens(self, text: str) -> int:
+        if self.tokenizer is None:
+            return max(1, len(text) // 4)  # a remote backend counts for itself; this is an estimate
+        return len(self.tokenizer.encode(text, add_special_tokens=self.add_special))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponder") -> FastAPI:
+    """The app serving ``backend`` (a ``LocalEngine`` or any ``Backend``) under ``model_name``."""
+    cfg = cfg or ServeConfig()
+    state = ServerState(backend, cfg, cfg.model_name or model_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.close()  # stop the batcher thread when uvicorn shuts down
+
+    app = FastAPI(title="ponder serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ponder = state
+    page = resources.files("ponder.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = ApiError(f"{request.method} {request.url.path}: {exc.detail}", status=exc.status_code,
+                       code="not_found" if exc.status_code == 404 else "method_not_allowed")
+        return JSONResponse(err.body(), status_code=exc.status_code)
+
+    def authorize(request: Request) -> None:
+        if cfg.api_key is None:
+            return
+        got = request.headers.get("authorization", "")
+        token = got[7:].strip() if got[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(token.encode(), cfg.api_key.encode()):
+            raise ApiError("missing or incorrect API key: send 'Authorization: Bearer <key>'", status=401,
+                           code="invalid_api_key")
+
+    def fail(err: ApiError, rid: str, endpoint: str, t0: float, rec: dict) -> JSONResponse:
+        state.stats.request(endpoint, err.status, time.perf_counter() - t0)
+        state.log.info("request", extra={"fields": {**rec, "status": err.status, "error": err.message,
+                                                    "latency_ms": round(1000 * (time.perf_counter() - t0), 1)}})
+        return JSONResponse(err.body(), status_code=err.status, headers={"x-request-id": rid})
+
+    @app.get("/", response_class=HTMLResponse)
+    def playground() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": state.model_name, "in_flight": state.stats.in_flight,
+                "queued": state.batcher.pending(), "streaming": state.batcher.streams}
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        try:
+            authorize(request)
+        except ApiError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        return PlainTextResponse(state.stats.render(state.batcher.pending()),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    def models(request: Request) -> Response:
+        try:
+            authorize(request)
+        except ApiError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        created = int(state.stats.started)
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "ponder"}
+            for name in (state.model_name, "auto")]})
+
+    @app.post(CHAT)
+    async def chat(request: Request) -> Response:
+        t0 = time.perf_counter()
+        rid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        rec: dict = {"request_id": rid, "endpoint": CHAT}
+        admitted = False
+        try:
+            authorize(request)
+            raw = await read_body(request, cfg.max_body_bytes)
+            req = parse_request(raw)
+            rec.update(model=req.model, stream=req.stream, n=req.n)
+            if req.model not in (state.model_name, "auto"):
+                raise ApiError(f"model {req.model!r} does not exist; this server has {state.model_name!r} and 'auto'",
+                               status=404, param="model", code="model_not_found")
+            plan = plan_request(req, cfg, state.tokenizer, state.count_tokens, state.max_positions,
+                                state.effort_table)
+            rec.update(prompt_tokens=plan.prompt_tokens, strategy=plan.strategy)
+            if not state.stats.admit(cfg.max_concurrent):
+                raise ApiError(f"the server is busy ({cfg.max_concurrent} requests in flight); retry later",
+                               status=429, type="rate_limit_error", code="server_busy")
+            admitted = True
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            if req.stream:
+                gen = stream_strategy if plan.strategy else stream_plain
+                admitted = False  # the stream releases its slot when it ends or the client leaves
+                return StreamingResponse(gen(rid, req.model, plan, include_usage, rec, t0),
+                                         media_type="text/event-stream",
+                                         headers={"x-request-id": rid, "cache-control": "no-cache"})
+            if plan.strategy:
+                body = await run_strategy(rid, req.model, plan)
+            else:
+                job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget)
+                comps = (await asyncio.wrap_future(job.future))[0]
+                body = completion_body(rid, req.model, plan, comps)
+            u = body["usage"]
+            rec.update(completion_tokens=u["completion_tokens"],
+                       reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
+            done(rec, 200, t0)
+            return JSONResponse(body, headers={"x-request-id": rid})
+        except ApiError as e:
+            return fail(e, rid, CHAT, t0, rec)
+        except ValueError as e:  # GenerationError, StrategyError: the request asked for something invalid
+            return fail(ApiError(str(e), code="invalid_value"), rid, CHAT, t0, rec)
+        except Exception as e:  # noqa: BLE001 - a bug must not kill the server; the log has the trace
+            log.exception("request %s failed", rid)
+            return fail(ApiError(f"internal error: {type(e).__name__}: {e}", status=500, type="server_error",
+                                 code="internal_error"), rid, CHAT, t0, rec)
+        finally:
+            if admitted:
+                state.stats.release()
+
+    def done(rec: dict, status: int, t0: float) -> None:
+        seconds = time.perf_counter() - t0
+        state.stats.request(CHAT, status, seconds, rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0),
+                            rec.get("reasoning_tokens", 0))
+        state.log.info("request", extra={"fields": {**rec, "status": status, "latency_ms": round(1000 * seconds, 1)}})
+
+    def completion_body(rid: str, model: str, plan: Plan, comps: list[Completion]) -> dict:
+        choices = [{"index": i, "message": message(c.answer, c.reasoning, cfg.reasoning),
+                    "finish_reason": finish(c.finish_reason), "logprobs": None} for i, c in enumerate(comps)]
+        return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
+                "usage": usage(plan.prompt_tokens, sum(len(c.token_ids) for c in comps),
+                               sum(c.reasoning_tokens for c in comps))}
+
+    async def run_strategy(rid: str, model: str, plan: Plan) -> dict:
+        from ponder.strategies import run_strategy as run
+
+        name = "router" if plan.strategy == "auto" else plan.strategy
+        r = await asyncio.to_thread(run, name, state.batched, plan.prompt, n=plan.strategy_n,
+                                    sampling=plan.sampling, budget=plan.budget)
+        chosen = r.completion
+        answer_text = chosen.answer if chosen is not None else parse(r.text, prefilled_think=plan.prefilled).answer
+        finish_reason = finish(chosen.finish_reason) if chosen is not None else "stop"
+        trace = json.loads(json.dumps(r.trace, default=str))
+        return {"id": rid, "object": "chat.completion", "created": now(), "model": model,
+                "choices": [{"index": 0, "message": message(answer_text, r.reasoning, cfg.reasoning),
+                             "finish_reason": finish_reason, "logprobs": None}],
+                "usage": usage(plan.prompt_tokens, r.tokens, r.reasoning_tokens),
+                "ponder": {"strategy": trace.get("strategy", name), "n": plan.strategy_n, "answer": r.answer,
+                           "samples": len(r.samples), "tokens": r.tokens, "reasoning_tokens": r.reasoning_tokens,
+                           "answer_tokens": r.answer_tokens, "trace": trace}}
+
+    def delta(rid: str, model: str, created: int, index: int, kind: str, text: str) -> str:
+        d = {"content": text} if kind == "answer" else {"reasoning_content": text, "reasoning": text}
+        return chunk(rid, model, created, index, d)
+
+    async def stream_plain(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, t0: float):
+        """SSE: a role chunk per choice, reasoning deltas, content deltas, finish chunks, usage, [DONE]."""
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        streams = state.batcher.streams and state.tokenizer is not None
+
+        def on_token(row: int, ids: list[int]) -> None:  # batcher thread -> event loop
+            loop.call_soon_threadsafe(q.put_nowait, (row, list(ids)))
+
+        job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget, on_token if streams else None)
+        job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, (None, None)))
+        rows = [RowStream(plan.prefilled, state.decode if streams else None, state.eos_ids, plan.sampling.stop,
+                          cfg.reasoning) for _ in range(plan.n)]
+        created, status, ended = now(), 200, False
+        try:
+            for i in range(plan.n):
+                yield chunk(rid, model, created, i, {"role": "assistant", "content": ""})
+            while True:
+                row, ids = await q.get()
+                if row is None:
+                    break
+                for kind, text in rows[row].feed(ids):
+                    yield delta(rid, model, created, row, kind, text)
+            try:
+                comps = job.future.result()[0]
+            except ValueError as e:
+                status = 400
+                yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
+                comps = []
+            for i, c in enumerate(comps):
+                for kind, text in rows[i].final(c):
+                    yield delta(rid, model, created, i, kind, text)
+                yield chunk(rid, model, created, i, {}, finish(c.finish_reason))
+            rec.update(completion_tokens=sum(len(c.token_ids) for c in comps),
+                       reasoning_tokens=sum(c.reasoning_tokens for c in comps))
+            if include_usage and comps:
+                yield chunk(rid, model, created, usage_=usage(plan.prompt_tokens, rec["completion_tokens"],
+                                                               rec["reasoning_tokens"]))
+            yield "data: [DONE]\n\n"
+            ended = True
+        finally:
+            if not ended:  # the client went away (or the server is stopping): free its rows and slot
+                job.cancel()
+                state.stats.disconnected()
+                rec["disconnected"] = True
+            state.stats.release()
+            done(rec, status if ended else 499, t0)
+
+    async def stream_strategy(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, t0: float):
+        """A strategy's answer is known only at its end: the stream sends it in one piece per part."""
+        created, status, ended = now(), 200, False
+        try:
+            yield chunk(rid, model, created, 0, {"role": "assistant", "content": ""})
+            try:
+                body = await run_strategy(rid, model, plan)
+            except ValueError as e:
+                status = 400
+                yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
+                yield "data: [DONE]\n\n"
+                ended = True
+                return
+            msg = body["choices"][0]["message"]
+            if msg.get("reasoning_content"):
+                yield delta(rid, model, created, 0, "reasoning", msg["reasoning_content"])
+            yield delta(rid, model, created, 0, "answer", msg["content"])
+            yield chunk(rid, model, created, 0, {}, body["choices"][0]["finish_reason"])
+            u = body["usage"]
+            rec.update(completion_tokens=u["completion_tokens"],
+                       reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
+            if include_usage:
+                last = json.loads(chunk(rid, model, created, usage_=u)[6:])
+                last["ponder"] = body["ponder"]
+                yield f"data: {json.dumps(last)}\n\n"
+            yield "data: [DONE]\n\n"
+            ended = True
+        finally:
+            if not ended:
+                state.stats.disconnected()
+            state.stats.release()
+            done(rec, status if ended else 499, t0)
+
+    return app
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(f"the request body is {declared} bytes; the limit is {limit}", status=413,
+                       code="request_too_large")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise ApiError(f"the request body exceeds the limit of {limit} bytes", status=413,
+                           code="request_too_large")
+    return bytes(body)
+
+
+class Running:
+    """A server running in a background thread (tests, benchmarks, the playground check)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.time() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+    def __enter__(self) -> "Running":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def model_name_for(spec: str) -> str:
+    """The id /v1/models reports for a model spec: a directory's name, or the remote model's."""
+    if spec.startswith("openai:"):
+        return spec[len("openai:"):].split("@", 1)[0] or "ponder"
+    return Path(spec.rstrip("/")).name or "ponder"

@@ -1,0 +1,194 @@
+"""Dynamic batching: requests from many clients share one ``generate`` call on the local backend.
+
+A single worker thread owns the backend (one model, one batch at a time: two concurrent batches on
+2 CPU cores only fight over them). Handlers ``submit`` jobs; the worker takes the first pending
+job, waits ``window`` seconds for more to arrive (or until ``max_rows`` rows are pending), groups
+the jobs whose generation settings are identical — same ``n``, ``SamplingParams`` and ``Budget``
+(frozen dataclasses, so they hash) — and runs each group as **one** ``backend.generate`` call over
+all the group's prompts. Requests that arrive meanwhile wait for the next round (dynamic, not
+continuous batching: a short request batched with a long one returns when the batch ends).
+
+Limits and choices:
+
+* A request with a ``seed`` is batched alone: its rows then draw from their own generator, so
+  the same seed gives the same completion whatever else the server is doing.
+* Streaming: when the backend's ``generate`` takes ``on_token(row, ids)`` (``LocalEngine``), the
+  worker routes each row's tokens to the job that owns it. A cancelled job (client gone) stops
+  receiving tokens; if ``on_token`` returning True stops a row in the engine, its rows stop at
+  once, otherwise they run to their own limits inside the batch.
+* A cancelled job still pending when its round starts is dropped before generation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ponder.generate.types import Budget, Completion, SamplingParams
+
+log = logging.getLogger("ponder.serve")
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's generation: ``prompts`` x ``n`` rows, resolved in ``future``."""
+
+    prompts: list[str]
+    n: int
+    sampling: SamplingParams
+    budget: Budget
+    on_token: Callable[[int, list[int]], None] | None = None  # (row within the job, ids so far)
+    future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+    uid: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.prompts) * self.n
+
+    def key(self) -> tuple:
+        # seeded jobs get a key of their own (see module docstring)
+        return (self.n, self.sampling, self.budget, self.uid if self.sampling.seed is not None else None)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class Batcher:
+    """The worker thread that batches jobs for ``backend`` (see the module docstring)."""
+
+    def __init__(self, backend, window: float = 0.005, max_rows: int = 64, stats=None):
+        self.backend, self.window, self.max_rows, self.stats = backend, window, max_rows, stats
+        try:
+            self.streams = "on_token" in inspect.signature(backend.generate).parameters
+        except (TypeError, ValueError):
+            self.streams = False
+        self._q: queue.Queue[Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._pending: list[Job] = []
+        self._stop = False
+        self.busy = False
+        self._thread = threading.Thread(target=self._loop, name="ponder-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompts: list[str], n: int, sampling: SamplingParams, budget: Budget,
+               on_token: Callable[[int, list[int]], None] | None = None) -> Job:
+        job = Job(list(prompts), n, sampling, budget, on_token, uid=next(self._ids))
+        self._q.put(job)
+        return job
+
+    def pending(self) -> int:
+        return self._q.qsize() + len(self._pending)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop = True
+        self._q.put(None)
+        self._thread.join(timeout)
+
+    # ----------------------------------------------------------------- worker
+
+    def _collect(self) -> list[Job]:
+        """Block for a first job, then gather more for ``window`` seconds or until ``max_rows``."""
+        if not self._pending:
+            job = self._q.get()
+            if job is None:
+                return []
+            self._pending.append(job)
+        deadline = time.perf_counter() + self.window
+        while sum(j.rows for j in self._pending) < self.max_rows:
+            left = deadline - time.perf_counter()
+            try:
+                job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stop = True
+                break
+            self._pending.append(job)
+        jobs, self._pending = self._pending, []
+        return jobs
+
+    def _loop(self) -> None:
+        while not self._stop:
+            jobs = self._collect()
+            groups: dict[tuple, list[Job]] = {}
+            for j in jobs:
+                if j.cancelled.is_set():
+                    j.future.cancel()
+                    continue
+                groups.setdefault(j.key(), []).append(j)
+            for members in groups.values():
+                batch: list[Job] = []
+                for j in members:  # split a group above max_rows (a single large job still runs)
+                    if batch and sum(b.rows for b in batch) + j.rows > self.max_rows:
+                        self._run(batch)
+                        batch = []
+                    batch.append(j)
+                if batch:
+                    self._run(batch)
+
+    def _run(self, jobs: list[Job]) -> None:
+        owner: list[tuple[Job, int]] = [(j, r) for j in jobs for r in range(j.rows)]  # global row -> (job, row)
+        prompts = [p for j in jobs for p in j.prompts]
+        first = jobs[0]
+        kw = {}
+        if self.streams:
+            def on_token(row: int, ids: list[int]) -> bool:
+                job, r = owner[row]
+                if job.cancelled.is_set():
+                    return True  # stop this row (engines that honour it)
+                if job.on_token is not None:
+                    job.on_token(r, ids)
+                return False
+
+            kw["on_token"] = on_token
+        t0 = time.perf_counter()
+        self.busy = True
+        try:
+            groups = self.backend.generate(prompts, first.n, first.sampling, first.budget, **kw)
+        except BaseException as e:  # noqa: BLE001 - handed to every waiting request
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        finally:
+            self.busy = False
+        seconds = time.perf_counter() - t0
+        if self.stats is not None:
+            self.stats.batch(len(jobs), len(owner), seconds)
+        log.debug("batch of %d requests, %d rows in %.3fs", len(jobs), len(owner), seconds)
+        i = 0
+        for j in jobs:
+            mine: list[list[Completion]] = groups[i : i + len(j.prompts)]
+            i += len(j.prompts)
+            if not j.future.done():
+                j.future.set_result(mine)
+
+
+class BatchedBackend:
+    """A ``Backend`` whose ``generate`` goes through the batcher, so that test-time strategies
+    running for concurrent requests share batches too. Other attributes (``tokenizer``…) are
+    the wrapped backend's."""
+
+    def __init__(self, batcher: Batcher):
+        self._batcher = batcher
+
+    def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
+                 budget: Budget | None = None) -> list[list[Completion]]:
+        if not prompts:
+            return []
+        job = self._batcher.submit(prompts, n, sampling or SamplingParams(), budget or Budget())
+        return job.future.result()
+
+    def __getattr__(self, name: str):
+        return getattr(self._batcher.backend, name)

@@ -1,0 +1,51 @@
+"""The server's options: one typed dataclass, the CLI flags and the YAML recipe of ``ponder serve``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ponder.config import ConfigError, option
+
+REASONING_MODES = ("full", "summary", "hidden")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``ponder serve`` runs (limits apply per request unless said otherwise)."""
+
+    host: str = option("127.0.0.1", "address to listen on (127.0.0.1: this machine only)")
+    port: int = option(8000, "TCP port to listen on (0: any free port)")
+    api_key: str | None = option(None, "when set, every /v1 and /metrics request needs 'Authorization: Bearer KEY'")
+    reasoning: str = option(
+        "full", "what the response shows of the reasoning: full (the text), summary (a short extract), "
+        "hidden (nothing, only the reasoning token count, like o1)"
+    )
+    model_name: str | None = option(None, "the model id reported by /v1/models (default: the model path's name)")
+    default_effort: str | None = option(
+        None, "thinking effort when a request gives neither reasoning_effort nor thinking (low|medium|high; None: no budget)"
+    )
+    default_max_tokens: int = option(256, "max_tokens when a request gives none (capped by the context left)")
+    max_tokens_limit: int = option(4096, "largest max_tokens / budget_tokens a request may ask for")
+    max_n: int = option(16, "largest n (choices per request) and largest ponder.n (strategy samples)")
+    max_body_bytes: int = option(1_000_000, "largest request body in bytes (413 above it)")
+    max_messages: int = option(256, "most messages in one request")
+    max_concurrent: int = option(256, "requests admitted at once (queued or running); more get 429")
+    batch_window_ms: float = option(5.0, "how long the batcher waits for more requests before it starts a batch")
+    max_batch_rows: int = option(64, "most completion rows (requests x n) generated in one batch")
+    log_requests: bool = option(True, "write one JSON line per request (id, status, token counts, latency) to stderr")
+
+    def __post_init__(self) -> None:
+        if self.reasoning not in REASONING_MODES:
+            raise ConfigError(f"reasoning must be one of {', '.join(REASONING_MODES)}, got {self.reasoning!r}")
+        if self.default_effort is not None and self.default_effort not in ("low", "medium", "high"):
+            raise ConfigError(f"default_effort must be low, medium, high or None, got {self.default_effort!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        for name in ("default_max_tokens", "max_tokens_limit", "max_n", "max_body_bytes", "max_messages",
+                     "max_concurrent", "max_batch_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_window_ms < 0:
+            raise ConfigError(f"batch_window_ms must be >= 0, got {self.batch_window_ms}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("api_key must not be blank (omit it to serve without a key)")

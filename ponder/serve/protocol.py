@@ -1,0 +1,368 @@
+"""The OpenAI chat-completions wire format: request validation, prompts, response bodies, errors.
+
+Requests are validated strictly (pydantic strict mode: ``"0.5"`` is not a temperature, ``2.0``
+is not an ``n``) and **unknown fields are rejected** with a 400 that names the field: a typo such
+as ``max_token`` must not silently fall back to a default. Known OpenAI fields that change nothing
+here (``user``, ``metadata``, ``store``, ``service_tier``) are accepted; known fields ponder cannot
+honour (``tools``, ``response_format``, ``logprobs: true``, non-zero penalties, ``logit_bias``)
+are a 400 saying so. Every error is an ``ApiError`` rendered as OpenAI's
+``{"error": {"message", "type", "param", "code"}}``.
+
+Reasoning controls (one of them per request):
+
+* ``reasoning_effort``: ``low | medium | high`` -> ``Budget(effort=…)`` (the model's effort
+  table), ``none`` -> no thinking (the prompt pre-fills an empty think block).
+* ``thinking: {"type": "enabled", "budget_tokens": N}`` (Anthropic style) -> ``Budget(thinking_budget=N)``;
+  ``{"type": "disabled"}`` -> no thinking.
+* ``ponder: {"strategy": "majority", "n": 8, "min_thinking": 0}`` (extension): a test-time
+  strategy of ``ponder.strategies`` runs per request.
+
+``max_tokens``/``max_completion_tokens`` bound the whole completion when there is no thinking
+budget (as OpenAI's ``max_completion_tokens`` includes reasoning); with a budget they bound the
+answer, and the reasoning is bounded by the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ponder.format import THINK_CLOSE, THINK_OPEN
+from ponder.generate.types import Budget, GenerationError, SamplingParams
+
+
+class ApiError(ValueError):
+    """A request the server refuses; rendered as an OpenAI error object with ``status``."""
+
+    def __init__(self, message: str, status: int = 400, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.type, self.param, self.code = message, status, type, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+# --------------------------------------------------------------------------- request schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    # clients that echo a previous assistant turn back may include its reasoning: accepted, not
+    # shown to the model (DeepSeek's guidance: reasoning is not fed back into the next turn)
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class Thinking(_Strict):
+    type: Literal["enabled", "disabled"]
+    budget_tokens: int | None = None
+
+
+class PonderOptions(_Strict):
+    strategy: str
+    n: int = 1
+    min_thinking: int = 0
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class ChatRequest(_Strict):
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    reasoning_effort: Literal["none", "low", "medium", "high"] | None = None
+    thinking: Thinking | None = None
+    ponder: PonderOptions | None = None
+    # accepted, no effect
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    # accepted only at their neutral values
+    logprobs: bool | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+
+
+UNSUPPORTED = {
+    "tools": "tool calling is not supported",
+    "tool_choice": "tool calling is not supported",
+    "functions": "function calling is not supported",
+    "function_call": "function calling is not supported",
+    "response_format": "structured output (response_format) is not supported",
+    "logit_bias": "logit_bias is not supported",
+    "top_logprobs": "logprobs are not returned",
+    "audio": "audio output is not supported",
+    "modalities": "only text output is supported",
+    "prediction": "predicted outputs are not supported",
+}
+
+_TYPE_NAMES = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*|[A-Z]\w*)$")
+
+
+def _param(loc: tuple) -> str | None:
+    """``('messages', 0, 'content', 'str')`` -> ``messages[0].content`` (union branch names dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _TYPE_NAMES.match(str(part)):
+            out += ("." if out else "") + str(part)
+    return out or None
+
+
+def parse_request(raw: bytes) -> ChatRequest:
+    """Bytes of a request body -> a validated ``ChatRequest`` (``ApiError`` naming the problem)."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(f"the request body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(f"the request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
+    for key, why in UNSUPPORTED.items():
+        if key in data and data[key] is not None:
+            raise ApiError(f"{key}: {why} by ponder serve", param=key, code="unsupported_parameter")
+    try:
+        req = ChatRequest.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        param = _param(err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ApiError(f"unknown field {param!r} (ponder rejects unknown fields so typos are not ignored)",
+                           param=param, code="unknown_field") from None
+        if err["type"] == "missing":
+            raise ApiError(f"missing required field {param!r}", param=param, code="missing_required_parameter") from None
+        got = err.get("input")
+        got = json.dumps(got)[:80] if not isinstance(got, (dict, list)) else type(got).__name__
+        raise ApiError(f"{param}: {err['msg'].lower()} (got {got})", param=param, code="invalid_type") from None
+    if req.logprobs:
+        raise ApiError("logprobs are not returned by ponder serve", param="logprobs", code="unsupported_parameter")
+    for name in ("frequency_penalty", "presence_penalty"):
+        if getattr(req, name):
+            raise ApiError(f"{name} is not supported (only 0)", param=name, code="unsupported_parameter")
+    return req
+
+
+# --------------------------------------------------------------------------- request -> generation plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to generate for one request."""
+
+    prompt: str
+    prompt_tokens: int
+    n: int
+    sampling: SamplingParams
+    budget: Budget
+    prefilled: bool  # the prompt ends inside <think>
+    strategy: str | None = None
+    strategy_n: int = 1
+
+
+def message_text(m: Message, i: int) -> str:
+    if m.content is None:
+        if m.role == "assistant":
+            return ""
+        raise ApiError(f"messages[{i}].content is required for a {m.role} message", param=f"messages[{i}].content",
+                       code="invalid_value")
+    if isinstance(m.content, str):
+        return m.content
+    return "".join(p.text for p in m.content)
+
+
+def render_prompt(messages: list[Message], tokenizer, think: bool) -> str:
+    """The model's prompt for a conversation: its chat template (or the R1 plain layout of
+    ``ponder.format.build_prompt``), then ``<think>`` (thinking) or an empty think block (none)."""
+    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m, i)}
+            for i, m in enumerate(messages)]
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        try:
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # jinja raise_exception / template errors: the conversation does not fit
+            raise ApiError(f"messages: the model's chat template rejected them: {e}", param="messages",
+                           code="invalid_value") from None
+    else:
+        text = ""
+        for m in msgs:
+            if m["role"] == "system":
+                text += m["content"] + "\n"
+            elif m["role"] == "user":
+                text += f"User: {m['content']}\n"
+            else:
+                text += f"Assistant: {m['content']}\n"
+        text += "Assistant: "
+    if text.rstrip().endswith(THINK_OPEN):
+        text = text.rstrip()[: -len(THINK_OPEN)]
+    return text + (THINK_OPEN if think else f"{THINK_OPEN}\n{THINK_CLOSE}\n")
+
+
+def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: int | None,
+                 effort_table=None) -> Plan:
+    """Check the request against the server's limits and turn it into a generation ``Plan``.
+
+    ``count_tokens(text) -> int``; ``max_positions``: the model's context length (None: unknown).
+    """
+    if not req.messages:
+        raise ApiError("messages must contain at least one message", param="messages", code="invalid_value")
+    if len(req.messages) > cfg.max_messages:
+        raise ApiError(f"too many messages: {len(req.messages)} > {cfg.max_messages}", param="messages",
+                       code="invalid_value")
+    if not any(m.role == "user" for m in req.messages):
+        raise ApiError("messages must contain a user message", param="messages", code="invalid_value")
+    if req.max_tokens is not None and req.max_completion_tokens is not None and req.max_tokens != req.max_completion_tokens:
+        raise ApiError("give max_tokens or max_completion_tokens, not both with different values",
+                       param="max_completion_tokens", code="invalid_value")
+    if not 1 <= req.n <= cfg.max_n:
+        raise ApiError(f"n must be between 1 and {cfg.max_n}, got {req.n}", param="n", code="invalid_value")
+    if req.temperature is not None and not 0 <= req.temperature <= 2:
+        raise ApiError(f"temperature must be in [0, 2], got {req.temperature}", param="temperature", code="invalid_value")
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    if len(stop) > 4 or any(not s for s in stop):
+        raise ApiError("stop must be at most 4 non-empty strings", param="stop", code="invalid_value")
+
+    if req.reasoning_effort is not None and req.thinking is not None:
+        raise ApiError("give reasoning_effort or thinking, not both", param="thinking", code="invalid_value")
+    think, budget_tokens, effort = True, None, cfg.default_effort
+    if req.reasoning_effort == "none" or (req.thinking is not None and req.thinking.type == "disabled"):
+        think, effort = False, None
+    elif req.reasoning_effort is not None:
+        effort = req.reasoning_effort
+    elif req.thinking is not None:
+        if req.thinking.budget_tokens is None:
+            raise ApiError("thinking.budget_tokens is required when thinking.type is 'enabled'",
+                           param="thinking.budget_tokens", code="missing_required_parameter")
+        if not 0 <= req.thinking.budget_tokens <= cfg.max_tokens_limit:
+            raise ApiError(f"thinking.budget_tokens must be in 0..{cfg.max_tokens_limit}, got "
+                           f"{req.thinking.budget_tokens}", param="thinking.budget_tokens", code="invalid_value")
+        budget_tokens, effort = req.thinking.budget_tokens, None
+
+    strategy, strategy_n, min_thinking = None, 1, 0
+    if req.ponder is not None:
+        strategy, strategy_n, min_thinking = req.ponder.strategy, req.ponder.n, req.ponder.min_thinking
+        if not 1 <= strategy_n <= cfg.max_n:
+            raise ApiError(f"ponder.n must be between 1 and {cfg.max_n}, got {strategy_n}", param="ponder.n",
+                           code="invalid_value")
+        if req.n != 1:
+            raise ApiError("a ponder strategy returns one answer: use ponder.n for samples, not n", param="n",
+                           code="invalid_value")
+    if req.model == "auto" and strategy is None:
+        strategy = "auto"
+    try:
+        budget = Budget(thinking_budget=budget_tokens, effort=effort, min_thinking=min_thinking)
+    except GenerationError as e:
+        raise ApiError(str(e), param="ponder.min_thinking" if min_thinking else "thinking", code="invalid_value") from None
+
+    prompt = render_prompt(req.messages, tokenizer, think)
+    n_prompt = count_tokens(prompt)
+    requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    if requested is not None and not 1 <= requested <= cfg.max_tokens_limit:
+        raise ApiError(f"max_tokens must be between 1 and {cfg.max_tokens_limit}, got {requested}",
+                       param="max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens",
+                       code="invalid_value")
+    tb = budget.resolve(effort_table) if think else None
+    extra = 0 if tb is None else tb + 8  # reasoning, its forced close, then max_tokens of answer
+    if max_positions is not None:
+        room = max_positions - n_prompt - extra
+        if requested is None and room >= 1:
+            requested = min(cfg.default_max_tokens, room)
+        if room < 1 or requested > room:
+            raise ApiError(
+                f"too many tokens: the prompt has {n_prompt} tokens"
+                + (f", the thinking budget {tb}" if tb is not None else "")
+                + f" and max_tokens {requested}, but the model's context is {max_positions} tokens",
+                param="messages" if room < 1 else "max_tokens", code="context_length_exceeded")
+    requested = requested or cfg.default_max_tokens
+    try:
+        sampling = SamplingParams(
+            temperature=1.0 if req.temperature is None else float(req.temperature),
+            top_p=1.0 if req.top_p is None else float(req.top_p),
+            max_tokens=requested, stop=tuple(stop), seed=req.seed)
+    except GenerationError as e:
+        raise ApiError(str(e), param=str(e).split(" ", 1)[0], code="invalid_value") from None
+    return Plan(prompt, n_prompt, req.n, sampling, budget, think, strategy, strategy_n)
+
+
+# --------------------------------------------------------------------------- responses
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def summarize(reasoning: str, max_chars: int = 200) -> str:
+    """A short extractive summary of the reasoning: its first and last sentences (the first
+    alone when there are at most two), at most ``max_chars`` characters. No second model is
+    involved; a reasoning shorter than that limit in one sentence is its own summary."""
+    sentences = [s.strip() for s in _SENTENCE.split(reasoning.strip()) if s.strip()]
+    if not sentences:
+        return ""
+    text = sentences[0] if len(sentences) <= 2 else f"{sentences[0]} … {sentences[-1]}"
+    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def shown_reasoning(reasoning: str, mode: str) -> str | None:
+    """What a response carries of the reasoning in server mode ``mode`` (None: nothing)."""
+    if mode == "hidden":
+        return None
+    return reasoning if mode == "full" else summarize(reasoning)
+
+
+def message(answer: str, reasoning: str, mode: str) -> dict:
+    msg: dict[str, Any] = {"role": "assistant", "content": answer}
+    shown = shown_reasoning(reasoning, mode)
+    if shown is not None:  # both names: DeepSeek's reasoning_content and vLLM's reasoning
+        msg["reasoning_content"] = msg["reasoning"] = shown
+    return msg
+
+
+def finish(reason: str) -> str:
+    """Engine finish reasons -> OpenAI's (an EOS or a stop string are both "stop")."""
+    return "length" if reason == "length" else "stop"
+
+
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+
+
+def chunk(rid: str, model: str, created: int, index: int | None = None, delta: dict | None = None,
+          finish_reason: str | None = None, usage_: dict | None = None) -> str:
+    """One SSE event of a streamed response (``choices`` empty in the final usage chunk)."""
+    body: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "choices": []}
+    if index is not None:
+        body["choices"] = [{"index": index, "delta": delta or {}, "finish_reason": finish_reason, "logprobs": None}]
+    if usage_ is not None:
+        body["usage"] = usage_
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def now() -> int:
+    return int(time.time())
