@@ -396,8 +396,10 @@ def render(matrix: Matrix, console=None) -> None:
 
     console = console or Console()
     t = Table(title="decision matrix", caption=describe(matrix))
-    for c in _columns(matrix):
-        t.add_column(c, justify="left" if c in ("model", "missing") else "right")
+    longest = max((len(r["model"]) for r in matrix.rows), default=5)
+    for c in _columns(matrix):  # model names are never cut: the other columns wrap instead
+        t.add_column(c, justify="left" if c in ("model", "missing") else "right",
+                     min_width=longest if c == "model" else None, no_wrap=c == "model")
     for r in matrix.rows:
         cells = _cells(matrix, r)
         cells[-1] = f"[yellow]{cells[-1]}[/]" if cells[-1] else ""

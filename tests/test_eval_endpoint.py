@@ -1,0 +1,53 @@
+"""ponder eval against a real OpenAI-compatible HTTP server on 127.0.0.1.
+
+The server (``ponder.evaluate.testing.scripted_server``) answers arithmetic questions correctly
+after a fixed latency, so accuracy must be exactly 100%, and the number of requests in flight at
+once shows whether the harness really runs them concurrently (bounded by --concurrency).
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from ponder.cli.main import app
+from ponder.evaluate.harness import EndpointError, EvalConfig, read_records, run_eval
+from ponder.evaluate.testing import scripted_server
+
+TASK = "addition:digits=2,n_test=12"
+
+
+def test_endpoint_eval_concurrent_and_exact(tmp_path):
+    with scripted_server(latency=0.1) as srv:
+        res = run_eval(EvalConfig(model=srv.spec, task=TASK, n=2, concurrency=4, out=str(tmp_path / "r")), progress=False)
+    m = res.metrics
+    assert m["complete_problems"] == 12 and m["pass@1"]["mean"] == 1.0 and m["maj@k"]["2"] == 1.0
+    assert srv.requests == 12  # one request per problem carrying n=2
+    assert 2 <= srv.max_in_flight <= 4
+    recs = read_records(res.out / "samples.jsonl")
+    assert recs[0]["prompt"].startswith("What is")  # the bare question: the server applies its chat template
+    assert all(r["reasoning_tokens"] > 0 and r["reasoning"].startswith("I compute") for r in recs)
+
+
+def test_failing_endpoint_stops_with_clear_error_keeps_samples_and_resumes(tmp_path):
+    out = tmp_path / "r"
+    cfg = dict(task=TASK, n=1, concurrency=1, retries=1, max_failures=2, out=str(out))
+    with scripted_server() as srv:
+        srv.fail_after = 3  # the server breaks down after 3 requests
+        with pytest.raises(EndpointError) as err:
+            run_eval(EvalConfig(model=srv.spec, **cfg), progress=False)
+        assert "2 requests in a row failed" in str(err.value) and "--resume" in str(err.value)
+        assert len(read_records(out / "samples.jsonl")) == 3  # finished samples are kept
+        srv.fail_after = None  # repaired: resume finishes the 9 missing problems only
+        before = srv.requests
+        res = run_eval(EvalConfig(model=srv.spec, resume=True, **cfg), progress=False)
+    assert srv.requests - before == 9 and res.new_samples == 9
+    assert res.metrics["complete_problems"] == 12 and res.metrics["pass@1"]["mean"] == 1.0
+
+
+def test_failing_endpoint_via_cli(tmp_path):
+    with scripted_server(failing=True) as srv:
+        r = CliRunner().invoke(app, ["eval", srv.spec, "--task", TASK, "--n", "1", "--retries", "0",
+                                     "--max-failures", "2", "--concurrency", "1", "--out", str(tmp_path / "r")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "requests in a row failed" in text and "500" in text

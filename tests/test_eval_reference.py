@@ -1,0 +1,84 @@
+"""The harness end to end on real benchmarks: reference solutions score 100%, perturbed ones 0%.
+
+Every item of GSM8K test (1,319) and MATH-500 (500) from /work/shared/data is used. The
+"model" answers each question with the dataset's own reference solution (GSM8K ``#### N``,
+MATH ``\\boxed{}``), as raw text; the perturbed run replaces the final answer by ``(gold)+1``.
+
+Two MATH-500 items are known verifier false positives (``ponder.verify.math``, not the harness):
+``(x=5)+1`` is judged equal to ``x=5`` (math-verify) and ``1\\frac{4}{5}+1`` equal to
+``1\\frac{4}{5}`` (fast path, mixed numbers). They are excluded from the 0% check and pinned by a
+strict xfail, so a fix in the verifier shows up as XPASS.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ponder.evaluate.harness import EvalConfig, read_records, run_eval
+from ponder.generate.types import Completion
+from ponder.tasks import get_task
+
+KNOWN_VERIFIER_FALSE_POSITIVES = {"math500/test/algebra/2193.json", "math500/test/geometry/826.json"}
+
+
+def replace_last_boxed(text: str, new: str) -> str:
+    i = text.rfind("\\boxed{")
+    j = k = i + len("\\boxed{")
+    depth = 1
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        k += 1
+    return text[:j] + new + text[k - 1:]
+
+
+def perturb(task: str, solution: str, gold: str) -> str:
+    if task == "gsm8k":
+        return re.sub(r"####\s*(.+?)\s*$", lambda m: f"#### {m.group(1)}1", solution)  # 18 -> 181
+    return replace_last_boxed(solution, f"({gold})+1")
+
+
+class Reference:
+    """Answers each question with a fixed text (its reference solution, or a perturbed one)."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts = texts
+
+    def generate(self, prompts, n=1, sampling=None, budget=None):
+        return [[Completion(text=self.texts[p], token_ids=[], reasoning="", answer=self.texts[p], reasoning_tokens=0,
+                            answer_tokens=len(self.texts[p]) // 4, finish_reason="stop")] * n for p in prompts]
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "math500"])
+def test_reference_solutions_score_100_and_perturbed_0(task, tmp_path):
+    examples = list(get_task(task).examples("test"))
+    assert len(examples) == {"gsm8k": 1319, "math500": 500}[task]
+    by_q = {}
+    for e in examples:
+        by_q.setdefault(e["prompt"], e)
+    # a question asked twice must have the same reference answer, or the scripted mapping is ambiguous
+    assert all(by_q[e["prompt"]]["gold"] == e["gold"] for e in examples)
+    ref = {q: e["meta"]["solution"] for q, e in by_q.items()}
+    wrong = {q: perturb(task, e["meta"]["solution"], e["gold"]) for q, e in by_q.items()}
+    assert all(wrong[q] != ref[q] for q in ref)
+
+    cfg = dict(model="reference", task=task, n=1, concurrency=1)
+    good = run_eval(EvalConfig(**cfg, out=str(tmp_path / "ref")), Reference(ref), progress=False).metrics
+    assert good["complete_problems"] == len(examples)
+    assert good["pass@1"]["mean"] == 1.0, [r["id"] for r in read_records(tmp_path / "ref" / "samples.jsonl")
+                                           if not r["correct"]][:10]
+
+    run_eval(EvalConfig(**cfg, out=str(tmp_path / "bad")), Reference(wrong), progress=False)
+    recs = read_records(tmp_path / "bad" / "samples.jsonl")
+    assert len(recs) == len(examples)
+    right = [r["id"] for r in recs if r["correct"] and r["id"] not in KNOWN_VERIFIER_FALSE_POSITIVES]
+    assert right == []
+    assert all(r["answer"] is not None and "not equal" in r["reason"] for r in recs if not r["correct"])
+
+
+@pytest.mark.xfail(strict=True, reason="verifier false positives on '(gold)+1' (ponder.verify.math), see module doc")
+def test_known_verifier_false_positives_are_still_wrong():
+    from ponder.verify.math import math_equal
+
+    assert not math_equal("x=5", "(x=5)+1") or not math_equal("1\\frac{4}{5}", "(1\\frac{4}{5})+1")
