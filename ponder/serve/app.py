@@ -64,7 +64,12 @@ class ServerState:
         self.stats = Stats()
         self.batcher = Batcher(backend, cfg.batch_window_ms / 1000, cfg.max_batch_rows, self.stats)
         self.batched = BatchedBackend(self.batcher)
-        self.log = request_logger(cfg.log_requests)
+        self.logger = request_logger()
+
+    def log(self, fields: dict) -> None:
+        """One JSON line for a finished request (when ``log_requests`` is on)."""
+        if self.cfg.log_requests:
+            self.logger.info("request", extra={"fields": fields})
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is None:
@@ -109,8 +114,8 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
 
     def fail(err: ApiError, rid: str, endpoint: str, t0: float, rec: dict) -> JSONResponse:
         state.stats.request(endpoint, err.status, time.perf_counter() - t0)
-        state.log.info("request", extra={"fields": {**rec, "status": err.status, "error": err.message,
-                                                    "latency_ms": round(1000 * (time.perf_counter() - t0), 1)}})
+        state.log({**rec, "status": err.status, "error": err.message,
+                   "latency_ms": round(1000 * (time.perf_counter() - t0), 1)})
         return JSONResponse(err.body(), status_code=err.status, headers={"x-request-id": rid})
 
     @app.get("/", response_class=HTMLResponse)
@@ -197,7 +202,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
         seconds = time.perf_counter() - t0
         state.stats.request(CHAT, status, seconds, rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0),
                             rec.get("reasoning_tokens", 0))
-        state.log.info("request", extra={"fields": {**rec, "status": status, "latency_ms": round(1000 * seconds, 1)}})
+        state.log({**rec, "status": status, "latency_ms": round(1000 * seconds, 1)})
 
     def completion_body(rid: str, model: str, plan: Plan, comps: list[Completion]) -> dict:
         choices = [{"index": i, "message": message(c.answer, c.reasoning, cfg.reasoning),

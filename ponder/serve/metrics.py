@@ -107,11 +107,12 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def request_logger(enabled: bool, stream=None) -> logging.Logger:
-    """The ``ponder.serve.requests`` logger writing JSON lines to ``stream`` (stderr)."""
+def request_logger(stream=None) -> logging.Logger:
+    """The ``ponder.serve.requests`` logger writing JSON lines to ``stream`` (stderr). It is shared
+    by every app in the process; ``ServeConfig.log_requests`` decides per app whether to log."""
     logger = logging.getLogger("ponder.serve.requests")
     logger.propagate = False
-    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    logger.setLevel(logging.INFO)
     if not logger.handlers:
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(JsonLines())
