@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install sandbox-deps clean bench
+.PHONY: demo test install sandbox-deps browser-deps clean bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,11 +18,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@$(BIN)/pip show torch 2>/dev/null | grep '^Version: 2.13.0' >/dev/null || (echo "torch is not 2.13.0: refusing to continue" && exit 1)
 	touch $(STAMP)
 
-install: $(STAMP) sandbox-deps
+install: $(STAMP) sandbox-deps browser-deps
 
 # bubblewrap isolates the code sandbox; without it ponder still applies resource limits and says isolation is reduced.
 sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || ( (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null)) || echo "note: bubblewrap not installed; the sandbox will run with resource limits only" )
+
+# headless Chromium and its WebDriver for the playground's end-to-end test (tests/test_playground.py skips without them).
+browser-deps:
+	@(command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1) || ( (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)) || echo "note: chromium/chromium-driver not installed; the playground browser test will be skipped" )
 
 demo: install
 	$(BIN)/ponder demo
