@@ -24,7 +24,18 @@ import pytest
 from ponder.verify import sandbox
 from ponder.verify.sandbox import Limits, SandboxError, run_code
 
-HAS_BWRAP = shutil.which("bwrap") is not None
+
+
+def _bwrap_usable() -> tuple[bool, str]:
+    """bwrap is installed *and* can start a sandbox here (an unprivileged container may forbid
+    the namespaces); the skip message says which, so a missing isolation is visible in -rs."""
+    if shutil.which("bwrap") is None:
+        return False, "bubblewrap is not installed (make sandbox-deps)"
+    ok, why = sandbox._probe_bwrap()
+    return ok, why
+
+
+HAS_BWRAP, NO_BWRAP_WHY = _bwrap_usable()
 FAST = Limits(cpu_seconds=1, wall_seconds=2, memory_bytes=256 << 20, processes=8, output_bytes=1 << 20)
 
 
@@ -32,7 +43,7 @@ FAST = Limits(cpu_seconds=1, wall_seconds=2, memory_bytes=256 << 20, processes=8
 def mode(request, monkeypatch):
     """Run the test in each sandbox mode (bwrap is skipped only where it is not installed)."""
     if request.param == "bwrap" and not HAS_BWRAP:
-        pytest.skip("bubblewrap is not installed (make sandbox-deps)")
+        pytest.skip(NO_BWRAP_WHY)
     monkeypatch.setenv("PONDER_SANDBOX", request.param)
     monkeypatch.setattr(sandbox, "_warned", True)  # the warning has its own test
     return request.param
@@ -42,7 +53,7 @@ def mode(request, monkeypatch):
 def isolated(monkeypatch):
     """bwrap mode, and no silent fallback to the reduced mode."""
     if not HAS_BWRAP:
-        pytest.skip("bubblewrap is not installed (make sandbox-deps)")
+        pytest.skip(NO_BWRAP_WHY)
     monkeypatch.setenv("PONDER_SANDBOX", "bwrap")
     assert sandbox.sandbox_mode() == "bwrap"
     return "bwrap"
