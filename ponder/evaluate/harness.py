@@ -301,7 +301,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     if cfg.out is None:
         cfg = replace(cfg, out=str(out))
     if backend is None:
-        backend = load_model(cfg.model, concurrency=cfg.concurrency, max_retries=cfg.retries)
+        # two calls in flight at once (split_concurrency), each bounded to half the concurrency
+        backend = load_model(cfg.model, concurrency=max(1, cfg.concurrency // 2), max_retries=cfg.retries)
     if not cfg.budgets:
         return _run_one(cfg, out, task, examples, backend, progress, console)
     from ponder.evaluate.report import write_budget_report
@@ -350,6 +351,23 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     return RunResult(out, metrics, new)
 
 
+def split_concurrency(backend, cfg: EvalConfig) -> tuple[int, int]:
+    """(worker threads, problems per generate call).
+
+    A local engine: one thread, ``batch_size`` problems per call (it batches rows itself).
+    A remote backend that runs a call's prompts concurrently itself (``agenerate``, i.e.
+    ``OpenAIBackend``, which builds one HTTP client per call -- ~10-60 ms of CPU): two threads
+    with ``concurrency // 2`` problems each, so the client cost is shared by many requests, at
+    most ``concurrency`` are in flight, and one slow request does not idle the other thread.
+    Any other remote backend: ``concurrency`` threads, one problem each.
+    """
+    if not is_remote(backend):
+        return 1, cfg.batch_size
+    if hasattr(backend, "agenerate") and cfg.concurrency > 1:
+        return 2, cfg.concurrency // 2
+    return cfg.concurrency, 1
+
+
 def _call_with_retries(backend, prompts, n, sampling, budget, retries: int, stop: threading.Event):
     """``backend.generate`` with retries for a remote backend that has none of its own
     (``OpenAIBackend`` retries itself: ``max_retries``); a local engine is never retried."""
@@ -371,8 +389,7 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     remote = is_remote(backend)
-    workers = cfg.concurrency if remote else 1
-    per_call = 1 if remote else cfg.batch_size
+    workers, per_call = split_concurrency(backend, cfg)
     # group problems with the same missing samples into calls (all of them on a fresh run)
     calls: list[list[tuple[dict, list[int]]]] = []
     for ex, miss in todo:
