@@ -111,6 +111,31 @@ def test_records_are_complete_audits(task_file, tmp_path):
     assert not wrong["correct"] and "not equal" in wrong["reason"]
 
 
+def test_strategy_from_ponder_strategies(task_file, tmp_path):
+    class Ranked:
+        """Every call returns the scripted samples; sample j has log-prob -(j+1), so best_of_n
+        with the default log-prob scorer picks sample 0: Q1 "3" ✗, Q2 "10" ✓, Q3 "1/2" ✓."""
+
+        def generate(self, prompts, n=1, sampling=None, budget=None):
+            out = []
+            for p in prompts:
+                group = []
+                for j, a in enumerate(SCRIPT[p][1][:n]):
+                    c = completion(a)
+                    group.append(Completion(**{**c.__dict__, "token_ids": [1], "logprobs": [-(j + 1.0)]}))
+                out.append(group)
+            return out
+
+    res = run_eval(cfg(task_file, tmp_path / "s", strategy="best_of_n"), Ranked(), progress=False)
+    st = res.metrics["strategy"]
+    assert st["name"] == "best_of_n" and st["accuracy"]["mean"] == pytest.approx(2 / 3)
+    assert res.metrics["maj@k"]["4"] == pytest.approx(1 / 3)  # the samples' own metrics are unchanged
+    recs = {r["id"]: r for r in read_records(res.out / "strategy.jsonl")}
+    assert recs["Q1"]["answer"] == "3" and not recs["Q1"]["correct"] and recs["Q2"]["correct"]
+    with pytest.raises(EvalError, match="unknown strategy 'vote'"):
+        run_eval(cfg(task_file, tmp_path / "v", strategy="vote"), Ranked(), progress=False)
+
+
 def test_endpoint_failures_stop_keep_records_and_resume(task_file, tmp_path):
     out = tmp_path / "run"
     c = cfg(task_file, out, retries=1, max_failures=1)

@@ -297,6 +297,11 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
         if not any(f in e["meta"] for e in examples):
             fields = sorted({k for e in examples for k in e["meta"]} - {"solution", "source", "line"})
             raise EvalError(f"--by {f}: no {cfg.task} example has meta field {f!r}; available: {', '.join(fields) or 'none'}")
+    if cfg.strategy != "majority":
+        from ponder.strategies import STRATEGIES
+
+        if cfg.strategy not in STRATEGIES:
+            raise EvalError(f"unknown strategy {cfg.strategy!r}; choose majority or one of {', '.join(STRATEGIES)}")
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     if cfg.out is None:
         cfg = replace(cfg, out=str(out))
@@ -340,7 +345,7 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
 
     new = _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state)
     if cfg.strategy != "majority":
-        _run_strategy(cfg, out, task, examples, backend)
+        _run_strategy(cfg, out, task, examples, backend, show_progress, console)
     save_state()
     state = json.loads(state_path.read_text())
     records = read_records(out / SAMPLES)
@@ -488,39 +493,50 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
     return written
 
 
-def _run_strategy(cfg, out, task, examples, backend) -> None:
-    """One ``ponder.strategies.run_strategy`` call per problem not yet in strategy.jsonl."""
+def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True, console=None) -> None:
+    """``ponder.strategies.run_batch`` over the problems not yet in strategy.jsonl, in chunks
+    (``batch_size`` problems locally, ``concurrency`` against an endpoint) whose records are
+    appended as each chunk finishes, so an interrupted strategy pass resumes like the samples."""
     try:
-        from ponder.strategies import run_strategy
+        from ponder.strategies import STRATEGIES, run_batch
     except ImportError as e:
         raise EvalError(f"strategy {cfg.strategy!r} needs ponder.strategies ({e})") from None
-    done = {r.get("id") for r in read_records(out / STRATEGY, repair=True)}
-    writer = RecordWriter(out / STRATEGY)
-    budget = cfg.budget()
-    try:
-        for ex in examples:
-            if ex["id"] in done:
-                continue
-            prompt, prefilled = prompt_for(backend, ex["prompt"], cfg)
-            t = time.perf_counter()
-            res = run_strategy(cfg.strategy, backend, prompt, n=cfg.n,
-                               sampling=cfg.sampling(_request_seed(cfg.seed, ex["id"], -1)),
-                               budget=budget, task=task, example=ex)
-            text = getattr(res, "text", "") or ""
-            if prefilled and THINK_OPEN not in text:
-                text = THINK_OPEN + text
-            answer = getattr(res, "answer", None)
-            v = task.score(text, ex) if text.strip() else None
-            if v is None or (answer is not None and v.answer is None):
-                from ponder.format import format_completion
+    if cfg.strategy not in STRATEGIES:
+        raise EvalError(f"unknown strategy {cfg.strategy!r}; choose majority or one of {', '.join(STRATEGIES)}")
+    from rich.progress import Progress
 
-                v = task.score(format_completion("", f"\\boxed{{{answer}}}" if answer is not None else ""), ex)
-            writer.write({
-                "id": ex["id"], "strategy": cfg.strategy, "answer": answer if answer is not None else v.answer,
-                "gold": ex["gold"], "correct": bool(v.correct), "reason": v.reason, "text": getattr(res, "text", ""),
-                "tokens": getattr(res, "tokens", None), "reasoning_tokens": getattr(res, "reasoning_tokens", None),
-                "answer_tokens": getattr(res, "answer_tokens", None), "seconds": round(time.perf_counter() - t, 6),
-            })
+    from ponder.format import format_completion
+
+    done = {r.get("id") for r in read_records(out / STRATEGY, repair=True)}
+    todo = [ex for ex in examples if ex["id"] not in done]
+    chunk = cfg.concurrency if is_remote(backend) else cfg.batch_size
+    n = 1 if cfg.strategy == "single" else cfg.n  # "single" is one sample by definition
+    writer = RecordWriter(out / STRATEGY)
+    try:
+        with Progress(console=console, disable=not show_progress) as bar:
+            job = bar.add_task(f"strategy {cfg.strategy}", total=len(todo))
+            for s in range(0, len(todo), chunk):
+                exs = todo[s:s + chunk]
+                prompts = [prompt_for(backend, ex["prompt"], cfg) for ex in exs]
+                t = time.perf_counter()
+                results = run_batch(cfg.strategy, backend, [p for p, _ in prompts], n=n,
+                                    sampling=cfg.sampling(_request_seed(cfg.seed, exs[0]["id"], -1)),
+                                    budget=cfg.budget(), task=task, examples=exs, chunk=chunk)
+                seconds = (time.perf_counter() - t) / len(exs)
+                for ex, (_, prefilled), res in zip(exs, prompts, results):
+                    text = res.text or ""
+                    if prefilled and THINK_OPEN not in text:
+                        text = THINK_OPEN + text
+                    v = task.score(text, ex)
+                    if res.answer is not None and v.answer is None:  # the strategy's answer, not its text
+                        v = task.score(format_completion("", f"\\boxed{{{res.answer}}}"), ex)
+                    writer.write({
+                        "id": ex["id"], "strategy": cfg.strategy, "answer": res.answer if res.answer is not None else v.answer,
+                        "gold": ex["gold"], "correct": bool(v.correct), "reason": v.reason, "text": res.text,
+                        "tokens": res.tokens, "reasoning_tokens": res.reasoning_tokens, "answer_tokens": res.answer_tokens,
+                        "seconds": round(seconds, 6),
+                    })
+                bar.advance(job, len(exs))
     finally:
         writer.close()
 
