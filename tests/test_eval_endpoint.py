@@ -7,6 +7,12 @@ once shows whether the harness really runs them concurrently (bounded by --concu
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from typer.testing import CliRunner
 
@@ -51,3 +57,31 @@ def test_failing_endpoint_via_cli(tmp_path):
                                      "--max-failures", "2", "--concurrency", "1", "--out", str(tmp_path / "r")])
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "requests in a row failed" in text and "500" in text
+
+
+def test_kill_9_loses_nothing_and_resume_finishes(tmp_path):
+    """A real `ponder eval` process killed with SIGKILL mid-run: every record on disk is intact,
+    and --resume asks the server only for the problems not yet recorded."""
+    out = tmp_path / "r"
+    with scripted_server(latency=0.2) as srv:
+        args = [sys.executable, "-m", "ponder.cli.main", "eval", srv.spec, "--task", TASK, "--n", "1",
+                "--concurrency", "1", "--out", str(out)]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                f = out / "samples.jsonl"
+                if f.is_file() and f.read_text().count("\n") >= 3:
+                    break
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait()
+        kept = read_records(out / "samples.jsonl")
+        assert 3 <= len(kept) < 12 and len({r["id"] for r in kept}) == len(kept)
+        before = srv.requests
+        res = run_eval(EvalConfig(model=srv.spec, task=TASK, n=1, concurrency=1, out=str(out), resume=True),
+                       progress=False)
+        assert srv.requests - before == 12 - len(kept)
+    assert res.metrics["complete_problems"] == 12 and res.metrics["pass@1"]["mean"] == 1.0
+    assert len(read_records(out / "samples.jsonl")) == 12

@@ -64,8 +64,13 @@ def test_reference_solutions_score_100_and_perturbed_0(task, tmp_path):
     assert all(wrong[q] != ref[q] for q in ref)
 
     cfg = dict(model="reference", task=task, n=1, concurrency=1)
-    good = run_eval(EvalConfig(**cfg, out=str(tmp_path / "ref")), Reference(ref), progress=False).metrics
+    by = ["subject", "level"] if task == "math500" else []
+    good = run_eval(EvalConfig(**cfg, by=by, out=str(tmp_path / "ref")), Reference(ref), progress=False).metrics
     assert good["complete_problems"] == len(examples)
+    for field in by:  # MATH-500 breakdowns: 7 subjects, levels 1-5, every problem in exactly one group
+        rows = good["by"][field]
+        assert len(rows) == {"subject": 7, "level": 5}[field] and sum(r["problems"] for r in rows) == 500
+        assert all(r["pass@1"]["mean"] == 1.0 for r in rows)
     assert good["pass@1"]["mean"] == 1.0, [r["id"] for r in read_records(tmp_path / "ref" / "samples.jsonl")
                                            if not r["correct"]][:10]
 
