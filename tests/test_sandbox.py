@@ -121,6 +121,13 @@ def test_runtime_errors(mode):
     assert r.reason == "runtime error" and r.detail == "exit status 2"
 
 
+def test_crash_is_reported_with_its_signal(mode):
+    r = run_code("import ctypes\nctypes.string_at(0)", [{"input": "", "output": "1"}])
+    assert (r.reason, r.detail) == ("crash", "killed by SIGSEGV")
+    r = run_code("def f():\n    import os\n    os.abort()\n", ["assert f() is None"])
+    assert r.reason == "crash" and r.tests[0].reason == "crash" and "SIGABRT" in r.detail
+
+
 @pytest.mark.parametrize(
     "printed,expected,ok",
     [
@@ -188,9 +195,11 @@ def test_timeout_in_one_test_keeps_earlier_results(mode):
 
 
 def test_memory_hog(mode):
-    r = run_code("x = bytearray(2 << 30)", ["assert True"], FAST)
+    # generous time limits: on a busy machine filling 256 MB must not hit the clock first
+    small = Limits(cpu_seconds=10, wall_seconds=20, memory_bytes=256 << 20)
+    r = run_code("x = bytearray(2 << 30)", ["assert True"], small)
     assert r.reason == "memory" and "MemoryError" in r.detail
-    r = run_code("x = []\nwhile True:\n    x.append(' ' * 10**6)", [{"input": "", "output": ""}], FAST)
+    r = run_code("x = []\nwhile True:\n    x.append(' ' * 10**6)", [{"input": "", "output": ""}], small)
     assert r.reason == "memory"
 
 
