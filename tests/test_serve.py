@@ -222,15 +222,45 @@ def test_reasoning_modes(engine, client, mode):
         r = ask(c, max_tokens=4, extra_body=think(150))
         _, parts, usage, _ = _collect(ask(c, max_tokens=4, extra_body=think(150), stream=True,
                                           stream_options={"include_usage": True}))
+        answer_only = ask(c, max_tokens=4, logprobs=True, extra_body=think(150)).choices[0].logprobs.content
     extra = r.choices[0].message.model_extra
     assert r.usage.completion_tokens_details.reasoning_tokens == usage.completion_tokens_details.reasoning_tokens
     assert 0 < usage.completion_tokens_details.reasoning_tokens <= 150  # the model may close </think> itself
     assert parts[0]["content"] == r.choices[0].message.content
     if mode == "hidden":
         assert "reasoning_content" not in extra and "reasoning" not in extra and parts[0]["reasoning"] == ""
+        assert len(answer_only) == 4  # log-probs must not leak the hidden reasoning tokens
     else:
         assert extra["reasoning_content"] == extra["reasoning"] == summarize(full) == parts[0]["reasoning"]
         assert 0 < len(extra["reasoning_content"]) <= 200 < len(full)
+
+
+def test_logprobs_cover_every_generated_token(client):
+    r = ask(client, max_tokens=5, logprobs=True, extra_body=think(6))
+    lp = r.choices[0].logprobs.content
+    assert len(lp) == r.usage.completion_tokens == 11 and all(t.logprob <= 0 for t in lp)
+    text = "".join(t.token for t in lp)
+    assert "</think>" in text and r.choices[0].message.model_extra["reasoning_content"] in text
+    assert ask(client, max_tokens=5, extra_body=think(6)).choices[0].logprobs is None  # only when asked
+
+
+def test_remote_backend_through_another_ponder_server(server, client):
+    """``ponder serve openai:tiny@URL``: this server fronts another one (here: the test server)."""
+    from ponder.generate.openai_backend import OpenAIBackend
+
+    remote = OpenAIBackend("tiny", server.url + "/v1", api_key="x", max_retries=0)
+    with Running(create_app(remote, ServeConfig(log_requests=False), "front")) as s:
+        front = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+        r = ask(front, model="front", max_tokens=6, extra_body=think(10))
+        _, parts, usage, _ = _collect(ask(front, model="front", max_tokens=6, extra_body=think(10), stream=True,
+                                          stream_options={"include_usage": True}))
+    direct = ask(client, max_tokens=6, extra_body=think(10)).choices[0].message
+    msg = r.choices[0].message
+    assert msg.model_extra["reasoning_content"] == direct.model_extra["reasoning_content"]
+    # the remote request asks for budget + max_tokens in all (no exact cut-off over HTTP): a longer answer
+    assert msg.content.startswith(direct.content) and r.usage.completion_tokens_details.reasoning_tokens == 10
+    assert parts[0] == {"reasoning": msg.model_extra["reasoning_content"], "content": msg.content}
+    assert usage.completion_tokens == r.usage.completion_tokens
 
 
 def test_summarize_keeps_first_and_last_sentence():

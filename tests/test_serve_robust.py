@@ -91,6 +91,8 @@ CASES = [
     ("effort and budget", {**OK, "reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 5}},
      400, "invalid_value", "thinking"),
     ("unsupported tools", {**OK, "tools": [{"type": "function"}]}, 400, "unsupported_parameter", "tools"),
+    ("logprobs with stream", {**OK, "logprobs": True, "stream": True}, 400, "unsupported_parameter", "logprobs"),
+    ("top_logprobs", {**OK, "logprobs": True, "top_logprobs": 3}, 400, "unsupported_parameter", "top_logprobs"),
     ("unknown model", {**OK, "model": "gpt-9"}, 404, "model_not_found", "model"),
     ("oversized body", {**OK, "messages": [{"role": "user", "content": "x" * 30_000}]}, 413, "request_too_large", None),
 ]

@@ -172,9 +172,10 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
             if req.stream:
                 gen = stream_strategy if plan.strategy else stream_plain
                 admitted = False  # the stream releases its slot when it ends or the client leaves
-                return StreamingResponse(gen(rid, req.model, plan, include_usage, rec, t0),
-                                         media_type="text/event-stream",
-                                         headers={"x-request-id": rid, "cache-control": "no-cache"})
+                end = StreamEnd(state, rec, t0, done)
+                return EventStream(gen(rid, req.model, plan, include_usage, rec, end), end,
+                                   media_type="text/event-stream",
+                                   headers={"x-request-id": rid, "cache-control": "no-cache"})
             if plan.strategy:
                 body = await run_strategy(rid, req.model, plan)
             else:
@@ -206,10 +207,22 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
 
     def completion_body(rid: str, model: str, plan: Plan, comps: list[Completion]) -> dict:
         choices = [{"index": i, "message": message(c.answer, c.reasoning, cfg.reasoning),
-                    "finish_reason": finish(c.finish_reason), "logprobs": None} for i, c in enumerate(comps)]
+                    "finish_reason": finish(c.finish_reason), "logprobs": logprobs(c) if plan.logprobs else None}
+                   for i, c in enumerate(comps)]
         return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
                 "usage": usage(plan.prompt_tokens, sum(len(c.token_ids) for c in comps),
                                sum(c.reasoning_tokens for c in comps))}
+
+    def logprobs(c: Completion) -> dict:
+        """OpenAI's logprobs object over the generated tokens: all of them with ``--reasoning full``,
+        the answer's only otherwise. The engine's log-probs are of the raw model distribution
+        (before temperature and top-p; docs/generation.md)."""
+        if state.tokenizer is None or len(c.logprobs) != len(c.token_ids):
+            return {"content": None}  # a remote backend: its own server's log-probs are not passed on
+        start = 0 if cfg.reasoning == "full" else c.reasoning_tokens  # hidden reasoning stays hidden
+        ids, lps = c.token_ids[start:], c.logprobs[start:]
+        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
+                            for t, lp in zip((state.decode([i]) for i in ids), lps)]}
 
     async def run_strategy(rid: str, model: str, plan: Plan) -> dict:
         from ponder.strategies import run_strategy as run
@@ -233,7 +246,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
         d = {"content": text} if kind == "answer" else {"reasoning_content": text, "reasoning": text}
         return chunk(rid, model, created, index, d)
 
-    async def stream_plain(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, t0: float):
+    async def stream_plain(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, end: "StreamEnd"):
         """SSE: a role chunk per choice, reasoning deltas, content deltas, finish chunks, usage, [DONE]."""
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
@@ -242,7 +255,8 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
         def on_token(row: int, ids: list[int]) -> None:  # batcher thread -> event loop
             loop.call_soon_threadsafe(q.put_nowait, (row, list(ids)))
 
-        job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget, on_token if streams else None)
+        job = end.job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget,
+                                             on_token if streams else None)
         job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, (None, None)))
         rows = [RowStream(plan.prefilled, state.decode if streams else None, state.eos_ids, plan.sampling.stop,
                           cfg.reasoning) for _ in range(plan.n)]
@@ -274,14 +288,9 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
             yield "data: [DONE]\n\n"
             ended = True
         finally:
-            if not ended:  # the client went away (or the server is stopping): free its rows and slot
-                job.cancel()
-                state.stats.disconnected()
-                rec["disconnected"] = True
-            state.stats.release()
-            done(rec, status if ended else 499, t0)
+            end(ended, status)
 
-    async def stream_strategy(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, t0: float):
+    async def stream_strategy(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, end: "StreamEnd"):
         """A strategy's answer is known only at its end: the stream sends it in one piece per part."""
         created, status, ended = now(), 200, False
         try:
@@ -309,12 +318,46 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
             yield "data: [DONE]\n\n"
             ended = True
         finally:
-            if not ended:
-                state.stats.disconnected()
-            state.stats.release()
-            done(rec, status if ended else 499, t0)
+            end(ended, status)
 
     return app
+
+
+class StreamEnd:
+    """Ends a streamed request exactly once: frees its slot, logs it and, when the client left
+    before the end, cancels its generation job (its rows stop in the engine at the next token)."""
+
+    def __init__(self, state: ServerState, rec: dict, t0: float, done):
+        self.state, self.rec, self.t0, self.done = state, rec, t0, done
+        self.job = None
+        self.ended = False
+
+    def __call__(self, completed: bool, status: int = 200) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if not completed:  # the client went away (or the server is stopping)
+            if self.job is not None:
+                self.job.cancel()
+            self.state.stats.disconnected()
+            self.rec["disconnected"] = True
+        self.state.stats.release()
+        self.done(self.rec, status if completed else 499, self.t0)
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that ends its request even when the body generator never ran or was
+    left suspended (a client gone before the first byte, or between two events)."""
+
+    def __init__(self, content, end: StreamEnd, **kw):
+        super().__init__(content, **kw)
+        self.end = end
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.end(False)  # no-op when the generator already ended the request
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -4,7 +4,7 @@ Requests are validated strictly (pydantic strict mode: ``"0.5"`` is not a temper
 is not an ``n``) and **unknown fields are rejected** with a 400 that names the field: a typo such
 as ``max_token`` must not silently fall back to a default. Known OpenAI fields that change nothing
 here (``user``, ``metadata``, ``store``, ``service_tier``) are accepted; known fields ponder cannot
-honour (``tools``, ``response_format``, ``logprobs: true``, non-zero penalties, ``logit_bias``)
+honour (``tools``, ``response_format``, ``top_logprobs`` > 0, non-zero penalties, ``logit_bias``)
 are a 400 saying so. Every error is an ``ApiError`` rendered as OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -105,8 +105,9 @@ class ChatRequest(_Strict):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
+    logprobs: bool | None = None  # per-token log-probs of every generated token (not with stream)
+    top_logprobs: int | None = None  # only 0: alternatives are not returned
     # accepted only at their neutral values
-    logprobs: bool | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
 
@@ -118,7 +119,6 @@ UNSUPPORTED = {
     "function_call": "function calling is not supported",
     "response_format": "structured output (response_format) is not supported",
     "logit_bias": "logit_bias is not supported",
-    "top_logprobs": "logprobs are not returned",
     "audio": "audio output is not supported",
     "modalities": "only text output is supported",
     "prediction": "predicted outputs are not supported",
@@ -162,8 +162,12 @@ def parse_request(raw: bytes) -> ChatRequest:
         got = err.get("input")
         got = json.dumps(got)[:80] if not isinstance(got, (dict, list)) else type(got).__name__
         raise ApiError(f"{param}: {err['msg'].lower()} (got {got})", param=param, code="invalid_type") from None
-    if req.logprobs:
-        raise ApiError("logprobs are not returned by ponder serve", param="logprobs", code="unsupported_parameter")
+    if req.top_logprobs:
+        raise ApiError("top_logprobs is not supported (only 0): ponder returns the chosen tokens' log-probs",
+                       param="top_logprobs", code="unsupported_parameter")
+    if req.logprobs and (req.stream or req.ponder is not None or req.model == "auto"):
+        raise ApiError("logprobs are returned for plain non-streamed requests only (not with stream, "
+                       "ponder strategies or model auto)", param="logprobs", code="unsupported_parameter")
     for name in ("frequency_penalty", "presence_penalty"):
         if getattr(req, name):
             raise ApiError(f"{name} is not supported (only 0)", param=name, code="unsupported_parameter")
@@ -177,7 +181,7 @@ def parse_request(raw: bytes) -> ChatRequest:
 class Plan:
     """What to generate for one request."""
 
-    prompt: str
+    prompt: str | list[dict]  # a rendered prompt, or chat messages for a remote backend
     prompt_tokens: int
     n: int
     sampling: SamplingParams
@@ -185,6 +189,7 @@ class Plan:
     prefilled: bool  # the prompt ends inside <think>
     strategy: str | None = None
     strategy_n: int = 1
+    logprobs: bool = False
 
 
 def message_text(m: Message, i: int) -> str:
@@ -253,6 +258,8 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
     think, budget_tokens, effort = True, None, cfg.default_effort
     if req.reasoning_effort == "none" or (req.thinking is not None and req.thinking.type == "disabled"):
         think, effort = False, None
+        if tokenizer is None:  # a remote backend: ask its server for a zero thinking budget
+            budget_tokens = 0
     elif req.reasoning_effort is not None:
         effort = req.reasoning_effort
     elif req.thinking is not None:
@@ -280,8 +287,18 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
     except GenerationError as e:
         raise ApiError(str(e), param="ponder.min_thinking" if min_thinking else "thinking", code="invalid_value") from None
 
-    prompt = render_prompt(req.messages, tokenizer, think)
-    n_prompt = count_tokens(prompt)
+    if tokenizer is not None:
+        prompt: str | list[dict] = render_prompt(req.messages, tokenizer, think)
+        n_prompt = count_tokens(prompt)
+    else:  # a remote backend applies its own chat template: it gets the messages
+        prompt = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m, i)}
+                  for i, m in enumerate(req.messages)]
+        n_prompt = count_tokens("\n".join(m["content"] for m in prompt))
+        if strategy is not None:
+            if len(prompt) != 1:
+                raise ApiError("on a remote backend a ponder strategy takes a single user message",
+                               param="messages", code="invalid_value")
+            prompt = prompt[0]["content"]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if requested is not None and not 1 <= requested <= cfg.max_tokens_limit:
         raise ApiError(f"max_tokens must be between 1 and {cfg.max_tokens_limit}, got {requested}",
@@ -307,7 +324,8 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
             max_tokens=requested, stop=tuple(stop), seed=req.seed)
     except GenerationError as e:
         raise ApiError(str(e), param=str(e).split(" ", 1)[0], code="invalid_value") from None
-    return Plan(prompt, n_prompt, req.n, sampling, budget, think, strategy, strategy_n)
+    return Plan(prompt, n_prompt, req.n, sampling, budget, think and tokenizer is not None, strategy, strategy_n,
+                bool(req.logprobs))
 
 
 # --------------------------------------------------------------------------- responses
