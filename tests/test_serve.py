@@ -278,3 +278,23 @@ def test_cli_serve_help_and_errors(tmp_path):
     assert r.exit_code == 2 and "missing" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli, ["serve", str(tmp_path), "--reasoning", "loud"])
     assert r.exit_code == 2 and "reasoning" in r.output
+
+
+def test_cli_serve_loads_the_checkpoint_and_applies_options(tmp_path, monkeypatch):
+    import uvicorn
+
+    tiny_engine(save_to=tmp_path / "m")
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))  # do not block
+    r = CliRunner().invoke(cli, ["serve", str(tmp_path / "m"), "--port", "8123", "--api-key", "k",
+                                 "--reasoning", "hidden", "--set", "max_n=2"])
+    assert r.exit_code == 0, r.output
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    state = seen["app"].state.ponder
+    assert (state.cfg.max_n, state.cfg.reasoning, state.model_name) == (2, "hidden", "m")
+    with Running(seen["app"]) as s:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="k", max_retries=0)
+        out = ask(c, model="m", max_tokens=3, extra_body=think(4))
+        assert out.usage.completion_tokens == 7 and "reasoning_content" not in out.choices[0].message.model_extra
+        with pytest.raises(openai.BadRequestError):
+            ask(c, model="m", max_tokens=3, n=3)  # max_n=2 from --set
