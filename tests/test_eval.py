@@ -99,6 +99,14 @@ def test_known_pass_and_maj_values(task_file, tmp_path):
     assert "41.7%" in report and (res.out / "pass_at_k.png").stat().st_size > 1000 and (res.out / "by_kind.png").exists()
 
 
+def test_vote_grouping_uses_math_equality_only_for_short_answers():
+    from ponder.evaluate.report import answers_equal
+
+    assert answers_equal("0.5", "\\frac{1}{2}") and not answers_equal("0.5", "0.25")
+    prog_a, prog_b = "def f(x):\n    return x + 1", "def f(x):\n  return x + 1"
+    assert not answers_equal(prog_a, prog_b) and answers_equal(prog_a, prog_a + "\n")
+
+
 def test_records_are_complete_audits(task_file, tmp_path):
     res = run_eval(cfg(task_file, tmp_path / "run"), Scripted(), progress=False)
     recs = read_records(res.out / "samples.jsonl")

@@ -23,10 +23,17 @@ def ks_for(n: int) -> list[int]:
     return ks if ks[-1] == n else ks + [n]
 
 
+#: answers longer than this, or spanning lines (programs of the code task), vote by exact text:
+#: math equivalence is meaningless for them and its sympy fallback could take seconds per pair.
+MATH_VOTE_MAX_CHARS = 200
+
+
 def answers_equal(a: str, b: str) -> bool:
     """Two extracted answers vote together when they are the same string or ``math_equal``."""
     if a.strip() == b.strip():
         return True
+    if max(len(a), len(b)) > MATH_VOTE_MAX_CHARS or "\n" in a or "\n" in b:
+        return False
     from ponder.verify.math import math_equal
 
     try:
