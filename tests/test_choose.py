@@ -141,13 +141,14 @@ def test_cli_choose_writes_csv_and_md(tmp_path):
 
 
 def test_notebook_executes(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    from nbclient import NotebookClient
+    import nbformat
+    from nbconvert.preprocessors import ExecutePreprocessor
 
     src = Path(__file__).resolve().parents[1] / "docs" / "choose.ipynb"
     shutil.copy(src, tmp_path / "choose.ipynb")
     nb = nbformat.read(tmp_path / "choose.ipynb", as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # a failing cell raises CellExecutionError with the cell's traceback
+    ExecutePreprocessor(timeout=180, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(tmp_path)}})
     outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "top choice:" in outputs and "DeepSeek-R1" in outputs
