@@ -214,6 +214,31 @@ def test_concurrent_requests_are_batched_and_routed_back(server, client, engine)
         assert out[i].choices[0].message.content == g[0].answer
 
 
+@pytest.mark.parametrize("extra", [think(6), {"reasoning_effort": "none"}])
+def test_different_max_tokens_share_a_batch_and_stop_at_their_own(engine, extra):
+    with Running(create_app(engine, ServeConfig(batch_window_ms=300, log_requests=False), "tiny")) as s:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+        out: dict[int, object] = {}
+        go = threading.Barrier(2)
+
+        def one(m: int) -> None:
+            go.wait()
+            out[m] = ask(c, max_tokens=m, extra_body=extra)
+
+        threads = [threading.Thread(target=one, args=(m,)) for m in (3, 9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert metric(s.url, "ponder_batches_total") == 1  # one generate call for both
+    reasoning = 6 if "thinking" in extra else 0
+    for m in (3, 9):
+        assert out[m].usage.completion_tokens == reasoning + m and out[m].choices[0].finish_reason == "length"
+        assert out[m].usage.completion_tokens_details.reasoning_tokens == reasoning
+    short, long = (out[m].choices[0].message for m in (3, 9))
+    assert long.content.startswith(short.content) and len(long.content) > len(short.content)
+
+
 @pytest.mark.parametrize("mode", ["hidden", "summary"])
 def test_reasoning_modes(engine, client, mode):
     full = ask(client, max_tokens=4, extra_body=think(150)).choices[0].message.model_extra["reasoning_content"]

@@ -4,8 +4,10 @@ A single worker thread owns the backend (one model, one batch at a time: two con
 2 CPU cores only fight over them). Handlers ``submit`` jobs; the worker takes the first pending
 job, waits ``window`` seconds for more to arrive (or until ``max_rows`` rows are pending), groups
 the jobs whose generation settings are identical — same ``n``, ``SamplingParams`` and ``Budget``
-(frozen dataclasses, so they hash) — and runs each group as **one** ``backend.generate`` call over
-all the group's prompts. Requests that arrive meanwhile wait for the next round (dynamic, not
+(frozen dataclasses, so they hash), except ``max_tokens`` on a streaming engine — and runs each
+group as **one** ``backend.generate`` call over all the group's prompts. Different ``max_tokens``
+share a call at the largest one; each row is stopped at its own request's limit through
+``on_token`` (finish "length", exactly where the engine would have stopped it). Requests that arrive meanwhile wait for the next round (dynamic, not
 continuous batching: a short request batched with a long one returns when the batch ends).
 
 Limits and choices:
@@ -28,10 +30,10 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from ponder.generate.types import Budget, Completion, SamplingParams
+from ponder.generate.types import Budget, Completion, SamplingParams, prefilled_think
 
 log = logging.getLogger("ponder.serve")
 
@@ -54,9 +56,15 @@ class Job:
     def rows(self) -> int:
         return len(self.prompts) * self.n
 
-    def key(self) -> tuple:
-        # seeded jobs get a key of their own (see module docstring)
-        return (self.n, self.sampling, self.budget, self.uid if self.sampling.seed is not None else None)
+    def key(self, merge_lengths: bool) -> tuple:
+        """Jobs with equal keys share a ``generate`` call. Seeded jobs get a key of their own;
+        ``merge_lengths``: ignore ``max_tokens`` (the batcher stops each row at its own)."""
+        budgeted = self.budget.thinking_budget is not None or self.budget.effort is not None
+        if merge_lengths and (not budgeted or all(isinstance(p, str) and prefilled_think(p) for p in self.prompts)):
+            sp = replace(self.sampling, max_tokens=1)
+        else:
+            sp = self.sampling
+        return (self.n, sp, self.budget, self.uid if self.sampling.seed is not None else None)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -124,7 +132,7 @@ class Batcher:
                 if j.cancelled.is_set():
                     j.future.cancel()
                     continue
-                groups.setdefault(j.key(), []).append(j)
+                groups.setdefault(j.key(self.streams), []).append(j)
             for members in groups.values():
                 batch: list[Job] = []
                 for j in members:  # split a group above max_rows (a single large job still runs)
@@ -139,6 +147,11 @@ class Batcher:
         owner: list[tuple[Job, int]] = [(j, r) for j in jobs for r in range(j.rows)]  # global row -> (job, row)
         prompts = [p for j in jobs for p in j.prompts]
         first = jobs[0]
+        limit = max(j.sampling.max_tokens for j in jobs)
+        sampling = first.sampling if first.sampling.max_tokens == limit else replace(first.sampling, max_tokens=limit)
+        budgeted = first.budget.resolve(getattr(self.backend, "effort_table", None)) is not None
+        close = list(getattr(self.backend, "close_ids", None) or [])
+        answer_from: dict[int, int] = {}  # row -> its token count when </think> completed
         kw = {}
         if self.streams:
             def on_token(row: int, ids: list[int]) -> bool:
@@ -147,13 +160,25 @@ class Batcher:
                     return True  # stop this row (engines that honour it)
                 if job.on_token is not None:
                     job.on_token(r, ids)
-                return False
+                own = job.sampling.max_tokens
+                if own == limit:
+                    return False
+                # a row whose request asked for fewer tokens than the batch's max_tokens: stop it
+                # where the engine would have with its own max_tokens (with a thinking budget,
+                # max_tokens counts the answer, from the token that completes </think>)
+                if not budgeted:
+                    return len(ids) >= own
+                if row not in answer_from:
+                    if close and ids[-len(close):] == close:
+                        answer_from[row] = len(ids)
+                    return False
+                return len(ids) - answer_from[row] >= own
 
             kw["on_token"] = on_token
         t0 = time.perf_counter()
         self.busy = True
         try:
-            groups = self.backend.generate(prompts, first.n, first.sampling, first.budget, **kw)
+            groups = self.backend.generate(prompts, first.n, sampling, first.budget, **kw)
         except BaseException as e:  # noqa: BLE001 - handed to every waiting request
             for j in jobs:
                 if not j.future.done():
