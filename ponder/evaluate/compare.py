@@ -154,6 +154,8 @@ def render(result: dict[str, Any], console=None) -> None:
                 deltas.append("–")
             elif label.startswith(("pass@", "maj@", "strategy", "truncated")):
                 deltas.append(f"{100 * (v - vals[0]):+.1f} pt")
+            elif isinstance(v, int) and isinstance(vals[0], int):
+                deltas.append(f"{v - vals[0]:+d}")
             else:
                 deltas.append(f"{v - vals[0]:+,.1f}")
         t.add_row(label, *(_fmt(label, v) for v in vals), *deltas)
