@@ -168,8 +168,13 @@ def test_endpoint_failures_stop_keep_records_and_resume(task_file, tmp_path):
     assert len(read_records(out / "samples.jsonl")) == 12
 
 
-def test_resume_refuses_changed_settings(task_file, tmp_path):
-    run_eval(cfg(task_file, tmp_path / "r"), Scripted(), progress=False)
+def test_resume_refuses_changed_settings_but_extends_limit(task_file, tmp_path):
+    first = Scripted()
+    assert run_eval(cfg(task_file, tmp_path / "r", limit=2), first, progress=False).metrics["complete_problems"] == 2
+    more = Scripted()
+    res = run_eval(cfg(task_file, tmp_path / "r", resume=True), more, progress=False)
+    assert [p for p, _ in more.calls] == ["Q3"] and res.new_samples == 4  # only the new problem
+    assert res.metrics["pass@k"]["2"] == pytest.approx(13 / 18)
     with pytest.raises(EvalError, match="n was 4"):
         run_eval(EvalConfig(model="scripted", task=task_file, n=2, out=str(tmp_path / "r"), resume=True), Scripted(),
                  progress=False)

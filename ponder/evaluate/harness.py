@@ -51,8 +51,8 @@ STATE = "state.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
-    "top_p", "max_tokens", "seed", "template", "prefill_think", "limit",
-)  # fmt: skip
+    "top_p", "max_tokens", "seed", "template", "prefill_think",
+)  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
 
 
 class EvalError(ValueError):
