@@ -228,3 +228,16 @@ def test_health_metrics_and_json_logs(server):
     assert after["ponder_reasoning_tokens_total"] == before["ponder_reasoning_tokens_total"] + 4
     text = httpx.get(server.url + "/metrics")
     assert text.headers["content-type"].startswith("text/plain") and "# TYPE ponder_requests_total counter" in text.text
+
+
+def test_oversized_chunked_body_without_content_length(server):
+    def body():  # chunked transfer: the limit is enforced while reading, not from a header
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    r = httpx.post(server.url + "/v1/chat/completions", content=body(), headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    still_serving(server)
