@@ -254,6 +254,38 @@ def gsm8k_gold(question_start: str) -> str:
     raise AssertionError(f"no GSM8K question starts with {question_start!r}")
 
 
+def _jsonl(rel: str) -> list[dict]:
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip(f"benchmark data not found at {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_benchmark_reference_earns_full_reward_and_a_wrong_gold_none():
+    """All MATH-500 and GSM8K test references, written as completions the way a model would:
+    accuracy 1 and format 1 for each; the same completions scored against the *next* item's
+    gold earn 0 (unless the two golds happen to be equal)."""
+    from ponder.verify import math_equal
+
+    math = _jsonl("math500/test.jsonl")
+    gsm = _jsonl("gsm8k/test.jsonl")
+    comps = [f"<think>{r['solution']}</think>\nThe answer is $\\boxed{{{r['answer']}}}$." for r in math]
+    golds = [r["answer"] for r in math]
+    for r in gsm:
+        work, final = r["answer"].rsplit("####", 1)
+        comps.append(f"<think>{work.strip()}</think>\n#### {final.strip()}")
+        golds.append(final.strip().replace(",", ""))
+    n = len(comps)
+    assert n == 500 + 1319
+    assert accuracy(comps, gold=golds) == [1.0] * n
+    assert format_reward(comps) == [1.0] * n
+    shifted = golds[1:] + golds[:1]
+    got = accuracy(comps, gold=shifted)
+    expected = [1.0 if math_equal(s, g) else 0.0 for g, s in zip(golds, shifted)]
+    assert got == expected
+    assert sum(expected) < 0.05 * n  # neighbours rarely share an answer: the check has teeth
+
+
 ADD = (
     "<think>\nunits: 7+8=15, write 5 carry 1\ntens: 5+6+1=12, write 2 carry 1\n"
     "hundreds: 4+0+1=5, write 5\nso 457+68=525\n</think>\n525"
