@@ -234,3 +234,25 @@ def JsonlLogger(path: str | os.PathLike, row=None):
                 f.write(json.dumps(rec) + "\n")
 
     return _Logger()
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's CPU threads: ``threads`` if > 0, else auto; returns the count in use.
+
+    Auto: one thread when the machine is already busier than it has cores (load average >=
+    cores), else torch's default. On a shared 2-core machine with other jobs running, two
+    OpenMP threads spin at every barrier while the other is descheduled; one thread measured
+    ~30x faster per pretraining step there (1.1 vs 0.03 steps/s, micro model, batch 32).
+    """
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    else:
+        try:
+            busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        except OSError:
+            busy = False
+        if busy:
+            torch.set_num_threads(1)
+    return torch.get_num_threads()

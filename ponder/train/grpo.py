@@ -71,6 +71,7 @@ class GRPOConfig:
     generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
     device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
     save_every: int = option(25, "Checkpoint every N steps (a killed run resumes from the last one).")
+    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
     seed: int = option(0, "Seed for prompt order and sampling.")
 
     def __post_init__(self) -> None:
@@ -313,6 +314,7 @@ def run(cfg: GRPOConfig) -> Path:
     """GRPO from ``cfg.model`` on ``cfg.task``; returns ``<out>/final`` and writes ``<out>/metrics.jsonl``."""
     from ponder.train.checkpoint import last_complete_checkpoint
 
+    common.set_threads(cfg.threads)
     out = common.check_out(cfg.out, "grpo")
     done = common.already_done(out, "grpo")
     if done is not None:

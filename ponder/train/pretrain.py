@@ -66,6 +66,7 @@ class PretrainConfig:
     vocab_size: int = option(512, "Tokenizer vocabulary (trained on the corpus when out/tokenizer does not exist).")
     tokenizer: str | None = option(None, "Use this tokenizer directory instead of training one.")
     save_every: int = option(100, "Checkpoint every N steps (a killed run resumes from the last one).")
+    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
     seed: int = option(0, "Seed for weights, corpus choice and batch order.")
 
     def __post_init__(self) -> None:
@@ -206,6 +207,20 @@ def _resume(out: Path, model, opt) -> int:
     return int(step)
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the records of steps <= ``step`` (those after the resumed checkpoint are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            pass  # a line cut by the kill
+    path.write_text("".join(keep))
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -218,6 +233,7 @@ def run(cfg: PretrainConfig) -> Path:
     if done is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
+    common.set_threads(cfg.threads)
     pairs = build_corpus(cfg)
     tok = _tokenizer(cfg, out, pairs)
     data = encode(pairs, tok, cfg)
@@ -231,8 +247,7 @@ def run(cfg: PretrainConfig) -> Path:
     )
     start = _resume(out, model, opt)
     metrics = out / "metrics.jsonl"
-    if start == 0 and metrics.exists():
-        metrics.unlink()
+    _truncate_metrics(metrics, start)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     tokens = 0
     with common.progress_bar() as bar, metrics.open("a") as mf:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class SFTConfig:
     max_length: int = option(256, "Longest prompt + completion in tokens (longer ones are truncated).")
     save_every: int = option(50, "Checkpoint every N steps (a killed run resumes from the last one).")
     device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
+    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
     seed: int = option(0, "Seed for data order and dropout.")
 
     def __post_init__(self) -> None:
@@ -71,7 +73,7 @@ def trainer_args(cfg: SFTConfig, out: Path):
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of all steps (transformers 5)
         lr_scheduler_type="linear",
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -90,35 +92,43 @@ def trainer_args(cfg: SFTConfig, out: Path):
     )
 
 
-def run(cfg: SFTConfig) -> Path:
-    """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
+def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list | None = None):
+    """The configured TRL ``SFTTrainer`` (exposed for tests and bench/train.py)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from ponder.models import load
+
+    model, tok = load(cfg.model)
+    model.train()
+    common.quiet_transformers()
+    return SFTTrainer(
+        model=model,
+        args=trainer_args(cfg, out),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=callbacks or [],
+    )
+
+
+def run(cfg: SFTConfig) -> Path:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
     from ponder.train.checkpoint import last_complete_checkpoint
 
+    common.set_threads(cfg.threads)
     out = common.check_out(cfg.out, "sft")
     done = common.already_done(out, "sft")
     if done is not None:
         return done
     rows = common.read_jsonl_pairs(cfg.data, "sft.data")
-    model, tok = load(cfg.model)
-    model.train()
-    common.quiet_transformers()
-    args = trainer_args(cfg, out)
-    metrics = common.JsonlLogger(out / "metrics.jsonl")
-    steps = total_steps(cfg, len(rows), args.world_size)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tok,
-        callbacks=[common.trainer_progress(steps, "sft"), metrics],
-    )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    callbacks = [common.trainer_progress(total_steps(cfg, len(rows), world), "sft"),
+                 common.JsonlLogger(out / "metrics.jsonl")]
+    trainer = build_trainer(cfg, out, rows, callbacks)
     resume = last_complete_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
-        final = common.save_final(out, trainer.model, tok, cfg, {"steps": trainer.state.global_step, "rows": len(rows)})
+        common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
+                          {"steps": trainer.state.global_step, "rows": len(rows)})
     trainer.accelerator.wait_for_everyone()
     return out / "final"
