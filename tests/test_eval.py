@@ -96,6 +96,7 @@ def test_known_pass_and_maj_values(task_file, tmp_path):
     # the saved files say the same thing
     assert json.loads((res.out / "metrics.json").read_text())["pass@k"]["2"] == pytest.approx(13 / 18)
     report = (res.out / "report.md").read_text()
+    assert "## Sample verdicts" in report and "| Q1 | 0 | ✗ not equal to 5 | 3 | 5 |" in report
     assert "41.7%" in report and (res.out / "pass_at_k.png").stat().st_size > 1000 and (res.out / "by_kind.png").exists()
 
 
@@ -258,8 +259,11 @@ def test_cli_eval_local_model_and_compare(tmp_path):
         assert len(recs) == 8 and all(x["reasoning_tokens"] <= 4 for x in recs)
         assert recs[0]["prompt"].rstrip().endswith("<think>") and recs[0]["thinking_budget"] == 4
         outs.append(str(out))
-    r = runner.invoke(app, ["eval", "compare", *outs])
+    r = runner.invoke(app, ["eval", "compare", *outs, "--md", str(tmp_path / "cmp.md"), "--json", str(tmp_path / "c.json")])
     assert r.exit_code == 0, r.output
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| pass@1 |" in md and "Δ run1" in md and "paired bootstrap" in md
+    assert json.loads((tmp_path / "c.json").read_text())["tests"][0]["shared_problems"] >= 1
     assert "paired bootstrap" in r.output and "run1 vs run0" in r.output
     r = runner.invoke(app, ["eval", str(model), "--task", "addition", "--n", "0"])
     assert r.exit_code == 2 and "n must be >= 1" in r.output

@@ -75,12 +75,16 @@ def compare(
     runs: list[str] = typer.Argument(..., help="Run directories (the first is the baseline)."),
     alpha: float = typer.Option(0.05, help="Significance level of the paired bootstrap test."),
     as_json: Optional[str] = typer.Option(None, "--json", help="Also write the comparison as JSON to this file."),
+    md: Optional[str] = typer.Option(None, "--md", help="Also write the comparison as Markdown to this file."),
 ) -> None:
     """Side-by-side metrics of eval runs, differences, and a paired test on their shared problems."""
-    from ponder.evaluate.compare import compare_runs, render
+    from ponder.evaluate.compare import compare_runs, render, to_markdown
 
     result = compare_runs(runs, alpha=alpha)
     render(result, console)
+    if md:
+        with open(md, "w", encoding="utf-8") as f:
+            f.write(to_markdown(result))
     if as_json:
         with open(as_json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

@@ -134,6 +134,39 @@ def _fmt(label: str, v: Any) -> str:
     return f"{v:,.1f}" if isinstance(v, float) else str(v)
 
 
+def _delta(label: str, base: Any, v: Any) -> str:
+    if not isinstance(v, (int, float)) or not isinstance(base, (int, float)) or math.isnan(v - base):
+        return "–"
+    if label.startswith(("pass@", "maj@", "strategy", "truncated")):
+        return f"{100 * (v - base):+.1f} pt"
+    if isinstance(v, int) and isinstance(base, int):
+        return f"{v - base:+d}"
+    return f"{v - base:+,.1f}"
+
+
+def describe_tests(result: dict[str, Any]) -> list[str]:
+    """One sentence per paired test (plain text, shared by the terminal and Markdown output)."""
+    return [
+        f"{s['run']} vs {s['baseline']}: pass@1 {100 * s['pass@1_diff']:+.1f} pt "
+        f"[95% CI {100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}], paired bootstrap p={s['p_bootstrap']:.3g} "
+        f"-> {'significant' if s['significant'] else 'not significant'} at alpha={result['alpha']}; sign test "
+        f"{s['wins']} wins / {s['losses']} losses (p={s['p_sign']:.3g}); majority vote McNemar "
+        f"{s['maj_wins']}/{s['maj_losses']} (p={s['p_mcnemar_maj']:.3g})"
+        for s in result["tests"]]
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The comparison as a Markdown table plus the tests."""
+    names = result["runs"]
+    head = ["metric", *names, *(f"Δ {n}" for n in names[1:])]
+    lines = [f"{len(names)} runs on {result['shared_problems']} shared problems (baseline: {names[0]})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, vals in result["rows"]:
+        lines.append("| " + " | ".join([label, *(_fmt(label, v) for v in vals),
+                                        *(_delta(label, vals[0], v) for v in vals[1:])]) + " |")
+    return "\n".join(lines + [""] + [f"- {t}" for t in describe_tests(result)]) + "\n"
+
+
 def render(result: dict[str, Any], console=None) -> None:
     """Print the side-by-side table and the tests with rich."""
     from rich.console import Console
@@ -148,23 +181,10 @@ def render(result: dict[str, Any], console=None) -> None:
     for n in names[1:]:
         t.add_column(f"Δ {n}", justify="right")
     for label, vals in result["rows"]:
-        deltas = []
-        for v in vals[1:]:
-            if not isinstance(v, (int, float)) or not isinstance(vals[0], (int, float)) or math.isnan(v - vals[0]):
-                deltas.append("–")
-            elif label.startswith(("pass@", "maj@", "strategy", "truncated")):
-                deltas.append(f"{100 * (v - vals[0]):+.1f} pt")
-            elif isinstance(v, int) and isinstance(vals[0], int):
-                deltas.append(f"{v - vals[0]:+d}")
-            else:
-                deltas.append(f"{v - vals[0]:+,.1f}")
+        deltas = [_delta(label, vals[0], v) for v in vals[1:]]
         t.add_row(label, *(_fmt(label, v) for v in vals), *deltas)
     console.print(t)
-    for s in result["tests"]:
-        verdict = "[green]significant[/]" if s["significant"] else "[yellow]not significant[/]"
-        console.print(
-            f"{s['run']} vs {s['baseline']}: pass@1 {100 * s['pass@1_diff']:+.1f} pt "
-            f"[95% CI {100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}], paired bootstrap p={s['p_bootstrap']:.3g} "
-            f"→ {verdict} at α={result['alpha']}; sign test {s['wins']} wins / {s['losses']} losses "
-            f"(p={s['p_sign']:.3g}); majority vote McNemar {s['maj_wins']}/{s['maj_losses']} (p={s['p_mcnemar_maj']:.3g})",
-            highlight=False)
+    for line, s in zip(describe_tests(result), result["tests"]):
+        color = "green" if s["significant"] else "yellow"
+        console.print(line.replace("-> significant", f"-> [{color}]significant[/]").replace(
+            "-> not significant", f"-> [{color}]not significant[/]"), highlight=False)

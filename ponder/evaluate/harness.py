@@ -352,7 +352,7 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     strategy_records = read_records(out / STRATEGY) if cfg.strategy != "majority" else None
     metrics = compute_metrics(records, examples, cfg, wall_seconds=state["wall_seconds"], strategy_records=strategy_records)
     atomic_json(out / METRICS, metrics)
-    write_report(out, cfg, metrics)
+    write_report(out, cfg, metrics, records)
     return RunResult(out, metrics, new)
 
 

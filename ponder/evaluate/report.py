@@ -183,8 +183,32 @@ def metrics_markdown(metrics: dict) -> list[str]:
     ]
 
 
-def write_report(out: Path, cfg, metrics: dict) -> Path:
-    """``report.md`` with the metrics, pass@k/maj@k curve and breakdowns (PNG + tables)."""
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def verdict_examples(records: list[dict], wrong: int = 5, right: int = 2) -> list[str]:
+    """Markdown rows of a few wrong and right samples: the verdicts behind the numbers."""
+    records = sorted(records, key=lambda r: (str(r["id"]), r["sample"]))  # not completion order: deterministic
+    bad = [r for r in records if not r.get("correct")][:wrong]
+    good = [r for r in records if r.get("correct")][:right]
+    if not bad and not good:
+        return []
+    lines = ["## Sample verdicts", "",
+             f"The first {len(bad)} wrong and {len(good)} right samples by problem id (all are in `samples.jsonl`).", "",
+             "| problem | sample | verdict | extracted answer | gold | end of completion |", "|---|---|---|---|---|---|"]
+    for r in bad + good:
+        mark = "✓" if r.get("correct") else "✗"
+        lines.append(f"| {_clip(r['id'], 40)} | {r['sample']} | {mark} {_clip(r.get('reason', ''), 40)} | "
+                     f"{_clip(r.get('answer') if r.get('answer') is not None else '(none)', 40)} | {_clip(r['gold'], 40)} | "
+                     f"{_clip(str(r.get('completion', ''))[-160:])} |")
+    return lines + [""]
+
+
+def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = None) -> Path:
+    """``report.md`` with the metrics, pass@k/maj@k curve, breakdowns (PNG + tables) and, given
+    the records, a few sample verdicts."""
     lines = [
         f"# Evaluation: {cfg.model} on {cfg.task}", "",
         f"{metrics['complete_problems']} problems ({cfg.split} split) × n={cfg.n} samples, temperature "
@@ -231,6 +255,7 @@ def write_report(out: Path, cfg, metrics: dict) -> Path:
             _plot(out / f"by_{safe}.png", draw)
             lines += ["", f"![pass@1 by {field}](by_{safe}.png)"]
         lines.append("")
+    lines += verdict_examples(records or [])
     lines += ["## Files", "", "- `samples.jsonl`: one audited record per sample (prompt, completion, reasoning, "
               "extracted answer, gold, verdict and reason, tokens)", "- `metrics.json`: every number above",
               "- `config.json`: the settings; rerun or continue with `ponder eval --config config.json --resume`", ""]
