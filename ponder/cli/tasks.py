@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder.cli.common import fail, user_errors
+from ponder.cli.verify import line_progress
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -69,10 +70,11 @@ def score(
         fail(f"{completions}: no such file")
     by_id = None
     correct = total = 0
-    with open(completions, encoding="utf-8") as f:
+    with line_progress(completions, f"score {task}") as advance, open(completions, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            advance()
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:

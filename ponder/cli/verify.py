@@ -4,19 +4,45 @@ One pair: ``ponder verify --gold '\\frac12' --answer 0.5`` prints ``true`` (exit
 ``false`` (exit 1). Many pairs: ``ponder verify --pairs pairs.jsonl`` reads
 ``{"gold": …, "answer": …}`` lines and writes one JSON verdict per line to stdout
 (``{"line": N, "gold": …, "answer": …, "equal": bool}``); blank lines are skipped and a
-malformed line stops with an error naming its line number.
+malformed line stops with an error naming its line number. When stdout is redirected to a
+file, a progress bar runs on the terminal (stderr).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ponder.cli.common import fail, user_errors
+
+
+@contextmanager
+def line_progress(path: Path, what: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr over the non-blank lines of ``path``; yields ``advance()``.
+
+    Drawn only when stdout goes to a file or pipe and stderr is a terminal
+    (``ponder verify --pairs p.jsonl > out.jsonl``): on a terminal the output lines themselves
+    show progress, and in tests or CI nothing extra is written. stdout is never redirected,
+    so the JSON lines stay byte-exact. Counting the lines first costs one extra read of the file.
+    """
+    console = Console(stderr=True)
+    show = console.is_terminal and not sys.stdout.isatty()
+    total = 0
+    if show:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            total = sum(1 for line in f if line.strip())
+    columns = (TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not show,
+                  redirect_stdout=False, redirect_stderr=False) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
 
 
 @user_errors
@@ -33,10 +59,11 @@ def verify(
             fail("use either --pairs or --gold/--answer, not both")
         if not pairs.is_file():
             fail(f"{pairs}: no such file")
-        with open(pairs, encoding="utf-8") as f:
+        with line_progress(pairs, "verify") as advance, open(pairs, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
+                advance()
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
