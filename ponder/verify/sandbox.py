@@ -512,7 +512,8 @@ def _warn_reduced(why: str) -> None:
 
 def _bwrap_args(cwd: str, scratch: str, limits: Limits, scratch_bytes: int) -> list[str]:
     """The bwrap command line (without the interpreter command)."""
-    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+    # the bwrap the probe found on the caller's PATH (the child's PATH is the fixed one below)
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "HOME", cwd, "--ro-bind", "/usr", "/usr"]  # fmt: skip
