@@ -169,6 +169,14 @@ def test_endpoint_failures_stop_keep_records_and_resume(task_file, tmp_path):
     assert len(read_records(out / "samples.jsonl")) == 12
 
 
+def test_isolated_failures_leave_problems_incomplete_not_averaged(task_file, tmp_path):
+    res = run_eval(cfg(task_file, tmp_path / "r", retries=0, max_failures=5), Scripted(fail_on={"Q2"}), progress=False)
+    m = res.metrics
+    assert (m["complete_problems"], m["incomplete_problems"]) == (2, 1)
+    assert m["pass@1"]["mean"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # Q1 and Q3 only
+    assert "**Incomplete:** 1 problems" in (res.out / "report.md").read_text()
+
+
 def test_resume_refuses_changed_settings_but_extends_limit(task_file, tmp_path):
     first = Scripted()
     assert run_eval(cfg(task_file, tmp_path / "r", limit=2), first, progress=False).metrics["complete_problems"] == 2

@@ -343,7 +343,8 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     def save_state() -> None:
         atomic_json(state_path, {**state, "wall_seconds": base_wall + time.perf_counter() - t0})
 
-    new = _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state)
+    current = [r for r in records if r.get("id") in known and 0 <= r.get("sample", -1) < cfg.n]
+    new = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state)
     if cfg.strategy != "majority":
         _run_strategy(cfg, out, task, examples, backend, show_progress, console)
     save_state()
