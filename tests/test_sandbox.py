@@ -9,6 +9,7 @@ Hostile tests use tiny limits so the file stays fast.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -230,8 +231,6 @@ def test_open_file_limit(mode):
 
 
 def test_process_limit_caps_children(mode):
-    if mode == "rlimit" and os.getuid() == 0 and not all(map(sandbox._readable_by_others, sandbox._interpreter()[1])):
-        pytest.skip("reduced mode as root without a readable interpreter cannot drop to a uid (see sandbox docs)")
     # a bounded number of forks (never a bomb in the reduced mode): each child sleeps until swept
     code = (
         "import os, time\n"
@@ -498,6 +497,61 @@ def test_hundreds_of_tests_each_get_their_own_verdict(isolated):
     r = run_code("def f(x):\n    return x if x % 2 == 0 else -1\n", tests)
     assert [t.passed for t in r.tests] == [i % 2 == 0 for i in range(300)]
     assert {t.reason for t in r.tests if not t.passed} == {"wrong answer"}
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the uid drop is what root needs")
+def test_reduced_mode_as_root_runs_the_code_under_its_own_uid(monkeypatch, tmp_path):
+    """Without namespaces, root's code still runs as another uid: it cannot write root's files
+    or signal root's processes (this test's), and RLIMIT_NPROC applies to it."""
+    monkeypatch.setenv("PONDER_SANDBOX", "rlimit")
+    monkeypatch.setattr(sandbox, "_warned", True)
+    target = tmp_path / "root_owned.txt"  # pytest's tmp dirs are 0700 root
+    code = (
+        "import os, signal\n"
+        "print(os.getuid())\n"
+        "def attempt(f):\n"
+        "    try:\n"
+        "        f()\n"
+        "        return 'done'\n"
+        "    except OSError as e:\n"
+        "        return type(e).__name__\n"
+        f"print(attempt(lambda: open({str(target)!r}, 'w')))\n"
+        f"print(attempt(lambda: os.kill({os.getpid()}, 0)))\n"
+    )
+    r = run_code(code, [])
+    uid, write, kill = r.stdout.split()
+    assert int(uid) != 0 and (write, kill) == ("PermissionError", "PermissionError"), (r.stdout, r.stderr)
+    assert not target.exists()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3.11"
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not os.path.exists(SYSTEM_PYTHON), reason="needs root and a system Python 3.11")
+def test_reduced_mode_as_root_with_a_system_interpreter(tmp_path):
+    """The other reduced-mode-as-root path: an interpreter every user can read (no capability kept).
+    It runs in a child interpreter of its own because the venv's lives under /root."""
+    script = (
+        "import json\n"
+        "from ponder.verify.sandbox import Limits, run_code, _interpreter, _readable_by_others\n"
+        "assert all(map(_readable_by_others, _interpreter()[1]))\n"
+        "fork = 'import os, time\\nn = 0\\nfor _ in range(12):\\n    try:\\n        pid = os.fork()\\n'"
+        " '    except OSError:\\n        break\\n    if pid == 0:\\n        time.sleep(20)\\n        os._exit(0)\\n'"
+        " '    n += 1\\nprint(n)\\n'\n"
+        "out = {\n"
+        "    'asserts': run_code('def f(x):\\n    return 2 * x\\n', ['assert f(2) == 4', 'assert f(1) == 3']).tests,\n"
+        "    'io': run_code('print(int(input()) + 1)', [{'input': '41', 'output': '42'}]).passed,\n"
+        "    'uid': run_code('import os\\nprint(os.getuid())', []).stdout,\n"
+        "    'forks': run_code(fork, [], Limits(processes=4)).stdout,\n"
+        "}\n"
+        "print(json.dumps({k: [t.passed for t in v] if k == 'asserts' else v for k, v in out.items()}))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PONDER_SANDBOX": "rlimit"}
+    p = subprocess.run([SYSTEM_PYTHON, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert got["asserts"] == [True, False] and got["io"] is True
+    assert int(got["uid"]) != 0 and 1 <= int(got["forks"]) <= 3
 
 
 def test_reduced_mode_still_kills_detached_children(monkeypatch):

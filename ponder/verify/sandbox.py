@@ -48,9 +48,11 @@ Limits of the design, stated:
 * Without bwrap (not installed, or it cannot start, e.g. no user namespaces) or with
   ``PONDER_SANDBOX=rlimit``, ponder logs one warning and runs with the resource limits
   only: no namespaces (network, files and processes of the host are reachable), cwd a fresh
-  host temp dir. As root, the uid drop then happens only if the interpreter is readable by
-  other users; otherwise the code runs as root: ``RLIMIT_NPROC`` is not enforced (the warning
-  says so) and nothing, io verdicts included, is protected from it.
+  host temp dir. As root the code still runs under a uid of its own (so ``RLIMIT_NPROC``
+  holds and the driver is out of its reach); when the interpreter lives in a directory other
+  users cannot search (``/root/.pyenv``), that uid keeps ``CAP_DAC_READ_SEARCH`` -- it may read,
+  not write, any host file -- with every other capability dropped and ``no_new_privs`` set (the
+  warning says so).
 * ``RLIMIT_AS`` counts address space, not resident memory; the default leaves room for the
   interpreter. Writable space is ``disk_bytes`` for ``/tmp`` and again for ``/sandbox``.
 """
@@ -173,6 +175,7 @@ def _driver(stdin: Any) -> None:  # noqa: C901 - one self-contained function by 
 
     job = marshal.loads(stdin.read())
     lim, uid, scratch, cwd = job["limits"], job["uid"], job["scratch"], job["cwd"]
+    keep_read = job.get("keep_read", False)
     reduced = job["mode"] == "rlimit"
     # kill(-1) from our own uid is safe only inside bwrap's PID namespace: every sign of it
     # must hold (a wrong job must never turn this into killing the host's processes)
@@ -222,9 +225,22 @@ def _driver(stdin: Any) -> None:  # noqa: C901 - one self-contained function by 
                                (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, nproc)):  # fmt: skip
                 resource.setrlimit(res, value if isinstance(value, tuple) else (value, value))
             if uid >= 0:
+                if keep_read:
+                    # reduced mode as root, interpreter under a private dir (/root/.pyenv):
+                    # keep only the right to read and search files across the uid change
+                    libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS
+                    for cap in range(64):  # PR_CAPBSET_DROP all but CAP_DAC_READ_SEARCH (2)
+                        if cap != 2:
+                            libc.prctl(24, cap, 0, 0, 0)  # EINVAL past the last cap: ignored
                 os.setgroups([])
                 os.setgid(uid)
                 os.setuid(uid)
+                if keep_read:
+                    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
+                    sets = (ctypes.c_uint32 * 6)(1 << 2, 1 << 2, 0, 0, 0, 0)  # effective, permitted, inheritable
+                    if libc.capset(header, sets) != 0:
+                        raise OSError(ctypes.get_errno(), "capset")
+                    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no privileges back via exec
             if reduced:  # after setuid, which clears it: die with the driver
                 libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG=SIGKILL
             os.chdir(cwd)
@@ -506,7 +522,8 @@ def _warn_reduced(why: str) -> None:
         _warned = True
     extra = ""
     if os.getuid() == 0 and not all(_readable_by_others(p) for p in _interpreter()[1]):
-        extra = " Running as root with an interpreter other users cannot read: the process-count limit is NOT enforced."
+        extra = (" The interpreter is in a directory other users cannot read, so the code's uid keeps"
+                 " the right to read (not write) every host file (CAP_DAC_READ_SEARCH).")
     log.warning("code sandbox: %s; isolation is reduced to resource limits (no namespaces).%s", why, extra)
 
 
@@ -733,6 +750,7 @@ def run_code(code: str, tests: list[Test], limits: Limits | None = None) -> RunR
     scratch_bytes = largest_input + 3 * limits.output_bytes + (1 << 20)
     slot = _acquire_slot()
     tmp = None
+    keep_read = False  # the dropped uid keeps CAP_DAC_READ_SEARCH (see _warn_reduced)
     try:
         if mode == "bwrap":
             cwd, scratch = "/sandbox", "/run/ponder"
@@ -743,14 +761,16 @@ def run_code(code: str, tests: list[Test], limits: Limits | None = None) -> RunR
             cwd, scratch = os.path.join(tmp, "work"), os.path.join(tmp, "scratch")
             os.mkdir(cwd, 0o755)
             os.mkdir(scratch, 0o700)
-            drop = os.getuid() == 0 and all(_readable_by_others(p) for p in _interpreter()[1])
+            drop = os.getuid() == 0  # as root, always to a uid of its own: RLIMIT_NPROC needs it
             uid = _slot_uid(slot) if drop else -1
             if drop:
+                os.chmod(tmp, 0o711)  # the code's uid must pass through to its cwd (not list it)
                 os.chown(cwd, uid, uid)
+                keep_read = not all(_readable_by_others(p) for p in _interpreter()[1])
             argv = []
         argv += [_interpreter()[0], "-I", "-S", "-c", _BOOT]
         job = {
-            "code": code, "asserts": asserts, "cases": cases, "mode": mode, "uid": uid,
+            "code": code, "asserts": asserts, "cases": cases, "mode": mode, "uid": uid, "keep_read": keep_read,
             "cwd": cwd, "scratch": scratch, "host_pidns": os.readlink("/proc/self/ns/pid"),
             "limits": {"cpu_seconds": math.ceil(limits.cpu_seconds), "wall_seconds": float(limits.wall_seconds),
                        "memory_bytes": int(limits.memory_bytes), "processes": int(limits.processes),
