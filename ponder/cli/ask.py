@@ -86,7 +86,7 @@ def _strategy_summary(r) -> str:
     votes = t.get("votes")
     if isinstance(votes, dict) and votes:
         top = sorted(votes.items(), key=lambda kv: -kv[1] if isinstance(kv[1], (int, float)) else 0)[:5]
-        parts.append("votes " + ", ".join(f"{k}: {v}" for k, v in top))
+        parts.append("votes " + ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in top))
     if "tokens_saved" in t:
         parts.append(f"tokens saved {t['tokens_saved']}")
     return " · ".join(parts)

@@ -170,13 +170,17 @@ def plot(points: Sequence[BudgetPoint], path: Path, title: str) -> None:
     ax.set_xlabel("thinking budget (tokens)")
     ax.set_ylabel("accuracy", color="tab:blue")
     ax.set_ylim(0, 1)
-    if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
+    pos = [x for x in xs if x > 0]
+    if pos and max(pos) / min(pos) >= 8:  # budgets doubling: log2 axis (linear near a budget of 0)
+        ax.set_xscale("symlog", base=2, linthresh=min(pos)) if 0 in xs else ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
     ax2 = ax.twinx()
     ax2.plot(xs, [p.mean_reasoning_tokens for p in pts], "s--", color="tab:orange", label="mean reasoning tokens")
     ax2.set_ylabel("mean reasoning tokens", color="tab:orange")
+    ax2.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
-    fig.legend(loc="lower right", fontsize=8)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
