@@ -177,10 +177,21 @@ def progress_bar():
 
 def quiet_transformers() -> None:
     """Silence per-step dict printing and advisory warnings; the progress bar and metrics file say enough."""
+    import warnings
+
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def drop_printer(trainer) -> None:
+    """Remove the callback that prints every log dict to stdout (disable_tqdm=True adds it)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
 
 
 def positive(cfg: Any, names: Iterable[str], where: str) -> None:

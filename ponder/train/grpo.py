@@ -291,9 +291,9 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     from ponder.rewards import parse_reward_spec
 
     funcs, weights = parse_reward_spec(cfg.rewards)
+    common.quiet_transformers()
     model, tok = load(cfg.model)
     model.train()
-    common.quiet_transformers()
     args = args if args is not None else trainer_args(cfg, out)
     args.reward_weights = weights
     funcs = [CompletionStats(funcs[0], tok), *funcs[1:]]
@@ -321,6 +321,7 @@ def run(cfg: GRPOConfig) -> Path:
         return done
     callbacks = [common.trainer_progress(cfg.steps, "grpo"), common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
     trainer, _ = build_trainer(cfg, out, callbacks)
+    common.drop_printer(trainer)
     resume = last_complete_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():

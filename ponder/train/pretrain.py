@@ -234,6 +234,7 @@ def run(cfg: PretrainConfig) -> Path:
         return done
     out.mkdir(parents=True, exist_ok=True)
     common.set_threads(cfg.threads)
+    common.quiet_transformers()
     pairs = build_corpus(cfg)
     tok = _tokenizer(cfg, out, pairs)
     data = encode(pairs, tok, cfg)

@@ -99,9 +99,9 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
 
     from ponder.models import load
 
+    common.quiet_transformers()
     model, tok = load(cfg.model)
     model.train()
-    common.quiet_transformers()
     return SFTTrainer(
         model=model,
         args=trainer_args(cfg, out),
@@ -125,6 +125,7 @@ def run(cfg: SFTConfig) -> Path:
     callbacks = [common.trainer_progress(total_steps(cfg, len(rows), world), "sft"),
                  common.JsonlLogger(out / "metrics.jsonl")]
     trainer = build_trainer(cfg, out, rows, callbacks)
+    common.drop_printer(trainer)
     resume = last_complete_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():

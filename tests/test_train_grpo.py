@@ -1,0 +1,105 @@
+"""GRPO: LocalEngine rollouts fit TRL's contract, rewards see the task columns, metrics are logged per step."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from ponder.config import ConfigError
+from ponder.models import load
+from ponder.rewards import parse_reward_spec
+from ponder.tasks import get_task, reference_completion
+from ponder.train import grpo, pretrain
+from train_helpers import TASK, tiny_pretrain
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return pretrain.run(tiny_pretrain(tmp_path_factory.mktemp("base") / "run", steps=20, lr=3e-3))
+
+
+def _cfg(base, out, **kw):
+    d = dict(model=str(base), task=TASK, out=str(out), steps=2, batch_size=2, num_generations=3,
+             max_completion_length=24, n_prompts=16, save_every=1, beta=0.01)
+    d.update(kw)
+    return grpo.GRPOConfig(**d)
+
+
+def test_run_logs_every_metric_per_step(base, tmp_path):
+    final = grpo.run(_cfg(base, tmp_path / "run"))
+    load(final)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        for key in ("reward", "rewards/accuracy", "rewards/format", "accuracy", "completion_length",
+                    "reasoning_length", "think_share", "kl"):
+            assert isinstance(r[key], (int, float)), key
+        assert 0 <= r["think_share"] <= 1 and 0 <= r["accuracy"] <= 1
+        assert r["completion_length"] <= 24
+        # the weighted reward is the weighted sum of the per-function means
+        assert r["reward"] == pytest.approx(r["rewards/accuracy"] + 0.2 * r["rewards/format"], abs=1e-5)
+    saved = json.loads((final / "ponder_config.json").read_text())
+    assert saved["num_generations"] == 3 and saved["rewards"] == "accuracy=1,format=0.2"
+
+
+def test_local_rollout_matches_trl_contract(base):
+    model, tok = load(base)
+    prompts = ["User: What is 1 + 2?\nAssistant: "] * 3 + ["User: What is 4 + 4?\nAssistant: "] * 3
+    trainer = SimpleNamespace(
+        model=model, processing_class=tok, state=SimpleNamespace(global_step=0),
+        args=SimpleNamespace(temperature=1.0, top_p=1.0, top_k=0, max_completion_length=16),
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m, process_index=0),
+    )
+    rollout = grpo.LocalRollout(seed=1)
+    out = rollout(prompts, trainer)
+    assert len(out["prompt_ids"]) == len(out["completion_ids"]) == len(out["logprobs"]) == 6
+    for p, ids, c, lps in zip(prompts, out["prompt_ids"], out["completion_ids"], out["logprobs"]):
+        assert ids == tok.encode(p, add_special_tokens=False)
+        assert 1 <= len(c) <= 16 and len(lps) == len(c)
+        assert all(lp <= 0 for lp in lps)
+        if len(c) < 16:
+            assert c[-1] == tok.eos_token_id  # a finished completion ends in EOS, as TRL expects
+    assert rollout.tokens == sum(map(len, out["completion_ids"]))
+    assert rollout(prompts, trainer)["completion_ids"] == out["completion_ids"]  # same step, same seed
+
+
+def test_rewards_read_the_task_columns(base):
+    _, tok = load(base)
+    ds = grpo.prompt_dataset(_cfg(base, "unused", n_prompts=4, batch_size=2), tok)
+    row = ds[0]
+    example = {"id": row["id"], "prompt": row["question"], "gold": row["gold"], "meta": json.loads(row["meta"])}
+    good, bad = reference_completion(example), "<think></think>-1"
+    logged = {}
+    stats = grpo.CompletionStats(parse_reward_spec("accuracy")[0][0], tok)
+    cols = {k: [row[k]] * 2 for k in ("gold", "meta", "id", "task", "question", "template")}
+    values = stats([good, bad], prompts=[row["prompt"]] * 2, log_metric=lambda k, v: logged.setdefault(k, v), **cols)
+    assert values == [1.0, 0.0]
+    assert logged["ponder/accuracy"] == 0.5 and logged["ponder/think_share"] == 0.5
+    assert logged["ponder/reasoning_length"] == pytest.approx(len(tok.encode(example["meta"]["solution"])) / 2, abs=2)
+    assert get_task(row["task"]).score(good, example).correct
+
+
+def test_metrics_row_maps_trl_logs():
+    logs = {"reward": 0.5, "rewards/accuracy/mean": 0.4, "rewards/accuracy/std": 0.1, "completions/mean_length": 30.0,
+            "ponder/reasoning_length": 20.0, "ponder/think_share": 0.75, "ponder/accuracy": 0.4, "learning_rate": 1e-4}
+    row = grpo.metrics_row(logs)
+    assert row["rewards/accuracy"] == 0.4 and "rewards/accuracy/std" not in row
+    assert row["kl"] is None  # beta = 0: TRL keeps no reference model, so there is no KL
+    assert grpo.metrics_row({"train_runtime": 3.0}) is None
+
+
+@pytest.mark.parametrize(
+    "kw, word",
+    [({"num_generations": 1}, "num_generations"), ({"loss_type": "ppo"}, "loss_type"), ({"beta": -1}, "beta"),
+     ({"generator": "hf"}, "generator"), ({"model": ""}, "model"), ({"scale_rewards": "max"}, "scale_rewards")],
+)
+def test_bad_config_is_a_clear_error(base, kw, word):
+    with pytest.raises(ConfigError, match=word):
+        _cfg(base, "x", **kw)
+
+
+def test_unknown_reward_is_a_clear_error(base, tmp_path):
+    with pytest.raises(ValueError, match="nope"):
+        grpo.run(_cfg(base, tmp_path / "r", rewards="accuracy=1,nope=1"))
