@@ -28,6 +28,7 @@ runner = CliRunner()
 class Fake:
     text: str
     token_ids: list[int] = field(default_factory=list)
+    reasoning_tokens: int = 0
 
 
 def _gold_of(prompt: str) -> int:
@@ -165,3 +166,15 @@ def test_cli_with_a_real_tiny_checkpoint(tmp_path, tiny_checkpoint):
     assert len(rows) == stats["kept"] and stats["samples"] == 6 and stats["prompts"] == 3
     first_ids = [ex["id"] for ex in islice(get_task(TASK).examples("train"), 3)]
     assert sorted({r["provenance"]["id"] for r in rows}) == sorted(first_ids)
+
+
+def test_stage_evaluation_metrics_on_a_scripted_backend():
+    """Greedy gets sample 0 (wrong); 4 samples are wrong, right, right, right: pass@1 3/4, maj@4 right."""
+    from ponder.evaluate.stages import StageEvalConfig, evaluate_backend
+
+    r = evaluate_backend(Scripted(), StageEvalConfig(task="addition:digits=2", limit=10, samples=4, batch_prompts=3))
+    assert r["pass1_greedy"]["mean"] == 0 and len(r["rows"]) == 10
+    assert r["pass1_sampled"]["mean"] == pytest.approx(0.75) and r["maj@4"]["mean"] == 1.0
+    assert all(row["sampled_correct"] == 3 for row in r["rows"])
+    with pytest.raises(ConfigError, match="samples must be"):
+        StageEvalConfig(samples=1).check()
