@@ -490,3 +490,31 @@ def test_rewards_plug_into_trl_grpo_trainer(tmp_path):
     soft = funcs[3]
     shortest, longest = logs["completions/min_length"], logs["completions/max_length"]
     assert soft.value(longest) <= logs["rewards/overlong/mean"] <= soft.value(shortest)
+
+
+def test_accuracy_for_code_judges_a_batch_in_parallel_and_keeps_the_order(monkeypatch):
+    """Code completions are judged by running them in the sandbox, several at once: the verdicts
+    must come back in the completions' order, the same as one at a time."""
+    from ponder.rewards import functions
+    from ponder.tasks import get_task
+
+    problems = {e["id"]: e for e in get_task("code").examples()}
+    pal, fizz = problems["code/is_palindrome"], problems["code/fizzbuzz"]
+    right_pal = f"<think>normalise then compare</think>\n```python\n{pal['gold']}```"
+    wrong_pal = "<think>just reverse</think>\n```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```"
+    right_fizz = f"<think>loop to n</think>\n```python\n{fizz['gold']}```"
+    crash = "<think>hmm</think>\n```python\nprint(1 / 0)\n```"
+    rows = [(right_pal, pal, 1.0), (wrong_pal, pal, 0.0), (right_fizz, fizz, 1.0), (crash, fizz, 0.0),
+            (right_fizz, None, None), (right_pal, pal, 1.0), ("<think>no code yet", fizz, 0.0)]
+    columns = dict(
+        gold=[None if ex is None else ex["gold"] for _, ex, _ in rows],
+        task=["code"] * len(rows),
+        meta=[json.dumps((ex or fizz)["meta"]) for _, ex, _ in rows],
+        id=[(ex or fizz)["id"] for _, ex, _ in rows],
+    )
+    expected = [want for _, _, want in rows]
+    functions._judge.cache_clear()
+    assert accuracy([c for c, _, _ in rows], **columns) == expected
+    monkeypatch.setattr(functions, "JUDGE_THREADS", 1)
+    functions._judge.cache_clear()
+    assert accuracy([c for c, _, _ in rows], **columns) == expected

@@ -26,6 +26,7 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from ponder.format import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
@@ -107,6 +108,10 @@ def _conflicting(answers: list[str]) -> bool:
 
 
 _TASKS: dict[str, Any] = {}
+#: Tasks whose verifier runs a subprocess per completion: a batch is judged from a thread pool.
+_PARALLEL_TASKS = frozenset({"code"})
+#: Threads judging such a batch at once (sandboxed runs; see docs/benchmarks.md).
+JUDGE_THREADS = 4
 
 
 def _task(name: str) -> Any:
@@ -163,18 +168,26 @@ def correctness(completions: list, kwargs: dict) -> list[tuple[bool | None, str]
     questions = inp.column(kwargs, "question", n)
     prompts = inp.column(kwargs, "prompts", n)
     tmpl = inp.templates(kwargs, "auto", n)
-    out: list[tuple[bool | None, str]] = []
+    jobs: list[tuple | None] = []
     for i in range(n):
         if golds[i] is None:
-            out.append((None, "no gold answer"))
+            jobs.append(None)
             continue
         if tasks[i] is not None and not isinstance(tasks[i], str):
             raise RewardInputError(f"column 'task' must hold task names, got {tasks[i]!r}")
         meta = json.dumps(inp.meta_dict(metas[i], i), sort_keys=True, default=str)
         question = questions[i] if isinstance(questions[i], str) else _question(prompts[i])
-        out.append(_judge(_with_open_think(texts[i], pre[i]), str(golds[i]), tasks[i] or None, meta,
-                          "" if ids[i] is None else str(ids[i]), question, tmpl[i]))
-    return out
+        jobs.append((_with_open_think(texts[i], pre[i]), str(golds[i]), tasks[i] or None, meta,
+                     "" if ids[i] is None else str(ids[i]), question, tmpl[i]))
+    todo = [j for j in jobs if j is not None]
+    if len(todo) > 1 and any(j[2] and j[2].partition(":")[0] in _PARALLEL_TASKS for j in todo):
+        # verifiers that wait on a subprocess (the code sandbox): several at once use both
+        # cores; the pure-Python math path would only pay the thread overhead
+        with ThreadPoolExecutor(min(JUDGE_THREADS, len(todo))) as pool:
+            verdicts = iter(list(pool.map(lambda j: _judge(*j), todo)))
+    else:
+        verdicts = iter([_judge(*j) for j in todo])
+    return [(None, "no gold answer") if j is None else next(verdicts) for j in jobs]
 
 
 def accuracy(completions: list, **kwargs: Any) -> Rewards:
