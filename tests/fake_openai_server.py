@@ -11,7 +11,8 @@ The model name picks its behaviour, so every test talks HTTP to one server:
 * ``const``: answers ``\\boxed{42}`` except choice 1, which answers ``\\boxed{7}`` (for votes).
 
 Answers are ``ans:<question>:<choice index>``, reasoning ``thinking about <question> step <i>``.
-Every request body is appended to ``REQUESTS`` (with the Authorization header as ``_auth``).
+Every request body is appended to ``REQUESTS`` (with the Authorization header as ``_auth`` and
+the client's port as ``_port``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def make_app() -> FastAPI:
     async def chat(request: Request):
         body = await request.json()
         body["_auth"] = request.headers.get("authorization")
+        body["_port"] = request.client.port if request.client else None  # the same port = a reused connection
         REQUESTS.append(body)
         model = body["model"]
         if model == "broken":

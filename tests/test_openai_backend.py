@@ -7,6 +7,7 @@ the model name picks its behaviour (reasoning field shapes, failures, ignored n,
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -102,6 +103,28 @@ def test_concurrency_is_bounded_and_used(url):
     groups = b.generate([f"q{i}" for i in range(6)])
     assert [g[0].answer for g in groups] == [f"ans:q{i}:0" for i in range(6)]
     assert INFLIGHT["max"] == 2
+
+
+def test_the_client_and_its_connection_are_kept_across_calls(url):
+    with backend(url, "rc") as b:
+        b.generate(["a"])
+        b.generate(["b"])
+        assert REQUESTS[-1]["_port"] == REQUESTS[-2]["_port"]  # one keep-alive connection
+    b.generate(["c"])  # closed: a new loop and client start on demand
+    assert REQUESTS[-1]["_port"] != REQUESTS[-2]["_port"]
+    b.close()
+
+
+def test_concurrency_is_bounded_over_threads(url):
+    INFLIGHT["max"] = 0
+    b = backend(url, "slow", concurrency=2)
+    threads = [threading.Thread(target=b.generate, args=([f"t{i}-{j}" for j in range(3)],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.requests == 6 and INFLIGHT["max"] == 2
+    b.close()
 
 
 def test_budgets_map_to_request_fields(url):

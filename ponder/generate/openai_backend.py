@@ -4,7 +4,8 @@ server, ponder serve, hosted APIs) through the official ``openai`` client.
     backend = OpenAIBackend("qwen3-0.6b", "http://127.0.0.1:8000/v1", concurrency=8)
     groups = backend.generate(["What is 2+3?"], n=4, sampling=SamplingParams(temperature=0.7))
 
-Requests run on ``AsyncOpenAI`` with at most ``concurrency`` in flight (a semaphore), and each is
+Requests run on ``AsyncOpenAI`` with at most ``concurrency`` in flight (a semaphore; ``generate``
+keeps one client and one event-loop thread per backend, so connections are reused), and each is
 retried on connection errors, timeouts, 408/409/429 and 5xx with exponential backoff
 (``backoff * 2**attempt`` seconds, capped at ``max_backoff``, with jitter). A server that keeps
 failing raises ``GenerationError`` naming the server, the model and the last error; a 4xx that
@@ -35,7 +36,6 @@ What is approximate on a remote server (the server, not ponder, runs the decode 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import random
 import threading
@@ -139,6 +139,9 @@ class OpenAIBackend:
         self.extra_body = dict(extra_body or {})
         self.requests = 0  # HTTP attempts made (for tests and benchmarks)
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # generate()'s loop thread, started on first use
+        self._client = None
+        self._sem: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
@@ -179,19 +182,36 @@ class OpenAIBackend:
 
     def generate(self, prompts: list, n: int = 1, sampling: SamplingParams | None = None,
                  budget: Budget | None = None) -> list[list[Completion]]:
-        """``n`` completions per prompt, grouped by prompt (the ``Backend`` protocol)."""
-        coro = self.agenerate(prompts, n, sampling, budget)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        # called from inside an event loop (e.g. an async web handler): run on a fresh loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, coro).result()
+        """``n`` completions per prompt, grouped by prompt (the ``Backend`` protocol).
+
+        Runs on the backend's own event loop in a daemon thread, with one ``AsyncOpenAI`` client
+        kept for the backend's life: connections are reused across calls (building a client
+        costs ~10-60 ms of CPU), and ``concurrency`` bounds the requests in flight over all
+        calls, including calls made at once from several threads. Safe to call from any thread,
+        also from inside a running event loop (it blocks that caller until done).
+        """
+        msgs, n, sampling, budget = self._check(prompts, n, sampling, budget)
+        if not msgs:
+            return []
+        loop = self._background_loop()
+        return asyncio.run_coroutine_threadsafe(self._on_own_loop(msgs, n, sampling, budget), loop).result()
 
     async def agenerate(self, prompts: list, n: int = 1, sampling: SamplingParams | None = None,
                         budget: Budget | None = None) -> list[list[Completion]]:
-        """The async form of ``generate`` (for callers already inside an event loop)."""
+        """The async form of ``generate`` for callers already inside an event loop: runs on the
+        caller's loop with a client of its own for the call (clients are bound to one loop)."""
+        msgs, n, sampling, budget = self._check(prompts, n, sampling, budget)
+        if not msgs:
+            return []
+        from openai import AsyncOpenAI
+
+        sem = asyncio.Semaphore(self.concurrency)
+        async with AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
+                               timeout=self.timeout) as client:
+            return list(await asyncio.gather(*(self._one_prompt(client, sem, m, n, sampling, budget)
+                                               for m in msgs)))
+
+    def _check(self, prompts, n, sampling, budget):
         if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
             raise GenerationError(f"prompts must be a list of strings or message lists, got {type(prompts).__name__}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -201,16 +221,43 @@ class OpenAIBackend:
         if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
             raise GenerationError("sampling must be a SamplingParams and budget a Budget")
         msgs = [to_messages(p, i) for i, p in enumerate(prompts)]
-        if not msgs:
-            return []
-        self.request_kwargs(sampling, budget)  # validate before any request
-        from openai import AsyncOpenAI
+        if msgs:
+            self.request_kwargs(sampling, budget)  # validate before any request
+        return msgs, n, sampling, budget
 
-        sem = asyncio.Semaphore(self.concurrency)
-        async with AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
-                               timeout=self.timeout) as client:
-            return list(await asyncio.gather(*(self._one_prompt(client, sem, m, n, sampling, budget)
-                                               for m in msgs)))
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name=f"ponder-openai-{self.model}", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    async def _on_own_loop(self, msgs, n, sampling, budget) -> list[list[Completion]]:
+        if self._client is None:  # created on the loop it will be used on
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
+                                       timeout=self.timeout)
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(self._one_prompt(self._client, self._sem, m, n, sampling, budget)
+                                           for m in msgs)))
+
+    def close(self) -> None:
+        """Close the kept client and stop the backend's loop thread (a later call starts anew)."""
+        with self._lock:
+            loop, client, self._loop, self._client = self._loop, self._client, None, None
+        if loop is None:
+            return
+        if client is not None:
+            asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+
+    def __enter__(self) -> "OpenAIBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     async def _one_prompt(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
         choices: list[Completion] = []
