@@ -232,3 +232,28 @@ def test_load_backend_rejects_bad_local_dirs(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError, match="cannot load"):
         load_backend(str(tmp_path))
+
+
+def test_against_ponder_serve_budgets_are_exact():
+    """ponder's own server (ponder.serve) runs a LocalEngine: over HTTP the backend must get what
+    the engine gives directly -- split, token counts and log-probs -- with the budget exact."""
+    from ponder.serve import Running, ServeConfig, create_app
+    from ponder.serve.protocol import Message, render_prompt
+    from ponder.serve.testing import tiny_engine
+
+    engine = tiny_engine()
+    sp, budget = SamplingParams(temperature=0, max_tokens=8), Budget(thinking_budget=12)
+    with Running(create_app(engine, ServeConfig(log_requests=False), "tiny")) as server:
+        with OpenAIBackend("tiny", server.url + "/v1", ponder_server=True, backoff=0.01) as b:
+            got = b.generate(["What is 3 + 4?"], n=2, sampling=sp, budget=budget)[0]
+            forced = b.generate(["What is 3 + 4?"], n=2, sampling=sp, budget=Budget(thinking_budget=12, min_thinking=6))
+            assert b.requests == 3  # n in one request; forcing goes through the extension, one request each
+        with pytest.raises(GenerationError, match="ponder_server=True"):
+            OpenAIBackend("tiny", server.url + "/v1").generate(["q"], budget=Budget(min_thinking=4))
+    prompt = render_prompt([Message(role="user", content="What is 3 + 4?")], engine.tokenizer, True)
+    ref = engine.generate([prompt], 1, sp, budget)[0][0]
+    for c in got:
+        assert (c.reasoning, c.answer) == (ref.reasoning, ref.answer)
+        assert (c.reasoning_tokens, c.answer_tokens) == (ref.reasoning_tokens, ref.answer_tokens) == (12, 8)
+        assert c.logprobs == pytest.approx(ref.logprobs, abs=1e-4)
+    assert len(forced[0]) == 2 and all(c.reasoning_tokens == 12 for c in forced[0])

@@ -25,7 +25,9 @@ What is approximate on a remote server (the server, not ponder, runs the decode 
   extra body (Anthropic-style; vLLM/SGLang builds with a thinking-budget processor honour it,
   others ignore unknown fields), and ``max_tokens`` becomes ``N + sampling.max_tokens`` so the
   total is bounded even when the server ignores the budget. There is no exact cut-off.
-* ``Budget.min_thinking`` (s1 budget forcing) needs token-level control: rejected with an error.
+* ``Budget.min_thinking`` (s1 budget forcing) needs token-level control: rejected with an error,
+  except with ``ponder_server=True`` (``ponder serve`` runs the budgets in its own LocalEngine,
+  exactly; there ``max_tokens`` is also sent as the answer bound, as locally).
 * ``token_ids`` are empty (servers do not return them). Token counts come from ``usage``
   (``completion_tokens``, ``completion_tokens_details.reasoning_tokens``); with several choices in
   one response the totals are shared out by character length, and with no usage at all they are
@@ -118,12 +120,15 @@ class OpenAIBackend:
     rest are fetched with separate requests and later calls send n requests directly.
     effort_table: effort -> thinking tokens, only for the ``max_tokens`` bound of an effort request.
     extra_body: merged into every request body (server-specific options).
+    ponder_server: the server is ``ponder serve``, which runs budgets exactly: ``max_tokens`` is
+    sent as the answer bound (not budget + answer) and ``min_thinking`` goes through its
+    ``ponder`` extension (with the server's wait token and max_waits).
     """
 
     def __init__(self, model: str, base_url: str, api_key: str | None = None, *, concurrency: int = 8,
                  max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 120.0,
                  logprobs: bool = True, use_n: bool = True, effort_table: Mapping[str, int] | None = None,
-                 extra_body: Mapping[str, Any] | None = None):
+                 extra_body: Mapping[str, Any] | None = None, ponder_server: bool = False):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise GenerationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -137,6 +142,7 @@ class OpenAIBackend:
         self.logprobs, self.use_n = logprobs, use_n
         self.effort_table = dict(effort_table or DEFAULT_EFFORT_BUDGETS)
         self.extra_body = dict(extra_body or {})
+        self.ponder_server = bool(ponder_server)
         self.requests = 0  # HTTP attempts made (for tests and benchmarks)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # generate()'s loop thread, started on first use
@@ -150,14 +156,20 @@ class OpenAIBackend:
 
     def request_kwargs(self, sampling: SamplingParams, budget: Budget, n: int = 1) -> dict:
         """The ``chat.completions.create`` arguments for these parameters (without messages)."""
+        extra = dict(self.extra_body)
         if budget.forcing:
-            raise GenerationError(
-                "min_thinking (s1 budget forcing) needs token-level control of the decode loop; "
-                "the openai backend cannot do it, use a local model"
-            )
+            if not self.ponder_server:
+                raise GenerationError(
+                    "min_thinking (s1 budget forcing) needs token-level control of the decode loop; "
+                    "the openai backend cannot do it on a generic server: use a local model, or "
+                    "`ponder serve` with OpenAIBackend(..., ponder_server=True)"
+                )
+            extra["ponder"] = {"strategy": "single", "n": 1, "min_thinking": budget.min_thinking}
         kw: dict[str, Any] = {"model": self.model, "n": n, "temperature": sampling.temperature,
                               "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-        extra = dict(self.extra_body)
+        # a generic server's max_tokens bounds reasoning + answer; ponder serve's bounds the answer
+        # when a budget is given (as the local engine does), so it gets max_tokens unchanged
+        tb_extra = 0 if self.ponder_server else None
         if sampling.top_k:
             extra["top_k"] = sampling.top_k  # vLLM/SGLang/llama.cpp extension
         if sampling.stop:
@@ -168,11 +180,12 @@ class OpenAIBackend:
             extra["ignore_eos"] = True
         if budget.effort is not None:
             kw["reasoning_effort"] = budget.effort
-            kw["max_tokens"] = sampling.max_tokens + budget.resolve(self.effort_table)
+            kw["max_tokens"] = sampling.max_tokens + (tb_extra if tb_extra is not None
+                                                      else budget.resolve(self.effort_table))
         elif budget.thinking_budget is not None:
             extra["thinking"] = {"type": "enabled", "budget_tokens": budget.thinking_budget}
-            kw["max_tokens"] = sampling.max_tokens + budget.thinking_budget
-        if self.logprobs:
+            kw["max_tokens"] = sampling.max_tokens + (tb_extra if tb_extra is not None else budget.thinking_budget)
+        if self.logprobs and "ponder" not in extra:  # ponder serve returns none with its strategies
             kw["logprobs"] = True
         if extra:
             kw["extra_body"] = extra
@@ -261,9 +274,11 @@ class OpenAIBackend:
 
     async def _one_prompt(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
         choices: list[Completion] = []
-        if self.use_n or n == 1:
+        # ponder serve's extension (forcing) returns one choice per request: ask n times
+        one_each = budget.forcing and self.ponder_server
+        if (self.use_n and not one_each) or n == 1:
             choices = await self._request(client, sem, messages, n, sampling, budget)
-            if len(choices) < n and n > 1:
+            if len(choices) < n and n > 1 and not one_each:
                 log.info("server %s returned %d of n=%d choices; sending one request per sample",
                          self.base_url, len(choices), n)
                 self.use_n = False
