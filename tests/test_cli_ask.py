@@ -146,3 +146,21 @@ def test_chat_local_model_and_multi_turn_prompt(model_dir, engine):
     p = chat_prompt(engine, msgs)
     assert p.endswith(THINK_OPEN) and p.index("1+1?") < p.index("Assistant: 2") < p.index("2+2?")
     assert chat_prompt(engine, msgs[:1]) == build_prompt("1+1?", tokenizer=engine.tokenizer)
+
+
+def test_closing_a_local_stream_stops_the_engine(engine, monkeypatch):
+    results = []
+    real = engine.generate
+
+    def spy(*a, **kw):
+        results.append(real(*a, **kw))
+        return results[-1]
+
+    monkeypatch.setattr(engine, "generate", spy)
+    sp = SamplingParams(temperature=0, max_tokens=900, ignore_eos=True)
+    events = stream(engine, prompt_for(engine, "What is 1 + 2?"), sp)
+    first = [next(events) for _ in range(3)]
+    assert all(k in ("reasoning", "answer") for k, _ in first)
+    events.close()  # what Ctrl-C in chat does: the worker is told to stop and joined
+    assert len(results) == 1 and len(results[0][0][0].token_ids) < 900
+    assert results[0][0][0].finish_reason == "length"

@@ -8,6 +8,8 @@ Each reply streams its thinking (dimmed) and its answer, then the token counts. 
     /reset                   forget the conversation
     /exit                    leave (as does Ctrl-D)
 
+Ctrl-C during a reply stops that reply (a local model stops generating) and the chat goes on.
+
 Earlier turns go back to the model as user/assistant messages with the assistant's *answer*
 only: reasoning models are trained on single turns whose reasoning is dropped from the history
 (DeepSeek-R1's API documents the same rule), and it keeps the prompt short.
@@ -119,6 +121,12 @@ def chat(
             continue
         messages = state.history + [{"role": "user", "content": line}]
         prompt = chat_prompt(backend, messages, template, system)
-        c = print_stream(stream(backend, prompt, sampling, budget), state.show)
+        events = stream(backend, prompt, sampling, budget)
+        try:
+            c = print_stream(events, state.show)
+        except KeyboardInterrupt:  # Ctrl-C stops this reply, not the chat
+            events.close()  # a local engine stops generating at its next token
+            console.print("\n(interrupted)", style="cyan")
+            continue
         console.print(token_line(c.reasoning_tokens, c.answer_tokens), style="cyan")
         state.history = messages + [{"role": "assistant", "content": c.answer}]

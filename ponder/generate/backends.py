@@ -209,8 +209,11 @@ def _stream_local(engine, prompt: str, sampling, budget):
     q: queue.Queue = queue.Queue()
     eos = getattr(engine, "eos_ids", frozenset())
     state = {"text": ""}
+    gone = threading.Event()  # the consumer stopped reading (Ctrl-C, closed generator)
 
-    def on_token(row: int, ids: list[int]) -> None:
+    def on_token(row: int, ids: list[int]) -> bool | None:
+        if gone.is_set():
+            return True  # stop the row: the engine returns at once, ready for the next call
         body = ids[:-1] if ids and ids[-1] in eos else ids
         text = engine._decode(body)
         if text.endswith("\ufffd") or not text.startswith(state["text"]):
@@ -228,16 +231,18 @@ def _stream_local(engine, prompt: str, sampling, budget):
     t = threading.Thread(target=work, daemon=True)
     t.start()
     split = ThinkSplitter(prefilled=prefilled_think(prompt))
-    while True:
-        kind, item = q.get()
-        if kind == "delta":
-            yield from split.feed(item)
-        elif kind == "error":
-            t.join()
-            raise item
-        else:
-            t.join()
-            # the stop-string cut happens at the end: the streamed text may run a little past it
-            yield from split.flush()
-            yield "done", item
-            return
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "delta":
+                yield from split.feed(item)
+            elif kind == "error":
+                raise item
+            else:
+                # the stop-string cut happens at the end: the streamed text may run a little past it
+                yield from split.flush()
+                yield "done", item
+                return
+    finally:
+        gone.set()  # on an early exit the worker stops at its next token; the engine is not
+        t.join()    # re-entrant, so wait for it before anyone can call it again
