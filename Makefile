@@ -5,10 +5,10 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The PyTorch CPU wheel index. PyPI's Linux torch wheel is the CUDA build (several GB of
-# nvidia-* packages), so torch is installed with this index when its host resolves; otherwise
-# (offline mirror, wheel directory in pip.conf) pip's configured indexes must provide it.
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Optional extra wheel index for torch. Here pip finds the 2.13.0 CPU wheel on disk; on another
+# Linux machine PyPI's torch is the multi-GB CUDA build, so pass the PyTorch CPU index:
+# `make test TORCH_INDEX=<url of PyTorch's CPU wheel index>`.
+TORCH_INDEX ?=
 
 .PHONY: demo test install sandbox-deps browser-deps clean bench
 
@@ -19,13 +19,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, pinned, so nothing later can pull a CUDA build
-	@if $(BIN)/python -c "import socket, urllib.parse as u; socket.getaddrinfo(u.urlparse('$(TORCH_INDEX)').hostname, 443)" 2>/dev/null; then \
-		echo "$(BIN)/pip install torch==2.13.0 --extra-index-url $(TORCH_INDEX)"; \
-		$(BIN)/pip install -q torch==2.13.0 --extra-index-url $(TORCH_INDEX); \
-	else \
-		echo "$(TORCH_INDEX) is not reachable: torch from pip's configured indexes"; \
-		$(BIN)/pip install -q torch==2.13.0; \
-	fi
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[test]'
 	@$(BIN)/python -c "import sys, torch; ok = torch.__version__.split('+')[0] == '2.13.0' and torch.version.cuda is None; \
 		sys.exit(0 if ok else 'torch must be the 2.13.0 CPU build, got ' + torch.__version__ + ' (cuda ' + str(torch.version.cuda) + '): refusing to continue')"
