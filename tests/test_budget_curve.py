@@ -134,3 +134,12 @@ def test_cli_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "duplicates" in res.output
     res = runner.invoke(app, ["budget-curve", "--task", "addition"])
     assert res.exit_code == 2 and "model" in res.output
+
+
+def test_help_shows_every_option_with_its_default():
+    res = runner.invoke(app, ["budget-curve", "--help"])
+    assert res.exit_code == 0
+    text = " ".join(res.output.replace("│", " ").split())  # undo rich's box and line wrapping
+    for flag, default in [("--budgets", "16,32,64,128"), ("--n", "4"), ("--min-thinking-frac", "0.0"), ("--task", "addition")]:
+        help_of_flag = text.split(f" {flag} ")[1].split(" --")[0]
+        assert f"[default: {default}]" in help_of_flag, help_of_flag

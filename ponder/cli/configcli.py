@@ -53,7 +53,7 @@ def command(cls: type, run: Callable[[Any], Any], doc: str) -> Callable:
             inspect.Parameter(
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, flag, help=f"{f.metadata.get('help', '')} [default: {shown}]", show_default=False),
+                default=typer.Option(None, flag, help=f"{f.metadata.get('help', '')} \\[default: {shown}]", show_default=False),
                 annotation=_cli_type(hints[f.name]),
             )
         )
