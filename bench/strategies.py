@@ -18,6 +18,9 @@ Measurement, in one run on ``--problems`` test problems, sampling at ``--tempera
 3. **adaptive_majority, live**: on the engine itself (new samples, batched over undecided
    problems), timed — its accuracy differs from the paired row by sampling noise only.
 
+With ``--router``: ``router_report`` under greedy decoding — never-think (thinking budget 0),
+always-think, and the router (length difficulty) — accuracy and tokens per problem.
+
 Target (issue 4): adaptive_majority within 1 point of majority@16's accuracy with <= 50% of
 its tokens.
 
@@ -40,11 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ponder.evaluate.metrics import mean_ci  # noqa: E402
 from ponder.format import build_prompt  # noqa: E402
-from ponder.generate import LocalEngine, SamplingParams  # noqa: E402
+from ponder.generate import DEFAULT_CLOSE_TEXT, LocalEngine, SamplingParams  # noqa: E402
 from ponder.models.build import build_model, load, save  # noqa: E402
 from ponder.models.tokenizer import train_tokenizer  # noqa: E402
 from ponder.strategies import run_batch  # noqa: E402
 from ponder.strategies.base import scoring_text  # noqa: E402
+from ponder.strategies.router import router_report  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
 
 
@@ -55,12 +59,17 @@ def prompt_of(question: str) -> str:
     return build_prompt(question, system="")  # "User: Q\nAssistant: <think>": short, no system turn
 
 
-def train(task, preset: str, steps: int, batch: int, lr: float, seed: int, out: Path):
-    """SFT from scratch on reference completions (loss on completion tokens only)."""
+def train(task, preset: str, steps: int, batch: int, lr: float, seed: int, out: Path, no_think: float = 0.0):
+    """SFT from scratch on reference completions (loss on completion tokens only).
+
+    A ``no_think`` share of the examples answer at once ("\n</think>\n" then the answer, what
+    a zero thinking budget forces), so the router's fast path has something to run.
+    """
     exs = list(task.examples("train"))
     rng = random.Random(seed)
     rng.shuffle(exs)
-    pairs = [(prompt_of(e["prompt"]), task.reference_completion(e).removeprefix("<think>")) for e in exs]
+    pairs = [(prompt_of(e["prompt"]), f"{DEFAULT_CLOSE_TEXT}{e['gold']}" if rng.random() < no_think
+              else task.reference_completion(e).removeprefix("<think>")) for e in exs]
     tok = train_tokenizer([p + c for p, c in pairs[:3000]], vocab_size=512)
     model = build_model(TINY if preset == "tiny" else preset, tok, seed=seed)
     model.train()
@@ -119,16 +128,19 @@ def main() -> None:
     ap.add_argument("--task", default="addition:min_digits=2,max_digits=3", help="task spec")
     ap.add_argument("--preset", default="tiny", help="'tiny' (hidden 64, 2 layers, ~70k parameters) or a "
                     "ponder.models preset (nano, micro, mini)")
-    ap.add_argument("--steps", type=int, default=600, help="SFT steps when training")
+    ap.add_argument("--steps", type=int, default=1500, help="SFT steps when training")
     ap.add_argument("--train-threads", type=int, default=1,
                     help="torch threads for training (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--train-batch", type=int, default=32)
+    ap.add_argument("--no-think", type=float, default=0.25, help="share of training examples without reasoning")
+    ap.add_argument("--router", action="store_true", help="also run router_report (greedy) on the problems")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=4, help="adaptive_majority samples per round")
-    ap.add_argument("--confidence", type=float, default=0.95, help="adaptive_majority stopping confidence")
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--batch", type=int, default=2, help="adaptive_majority samples per round")
+    ap.add_argument("--confidence", type=float, default=0.9,
+                    help="adaptive_majority stopping confidence (the library default, the paper's 0.95, is a row too)")
+    ap.add_argument("--temperature", type=float, default=1.0)  # the tiny model is right ~2/3 of the time here
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -139,7 +151,7 @@ def main() -> None:
         print(f"training a {args.preset} model on {args.task} for {args.steps} steps -> {path}")
         threads = torch.get_num_threads()
         torch.set_num_threads(args.train_threads)
-        secs = train(task, args.preset, args.steps, args.train_batch, args.lr, args.seed, path)
+        secs = train(task, args.preset, args.steps, args.train_batch, args.lr, args.seed, path, args.no_think)
         torch.set_num_threads(threads)
         print(f"  trained in {secs:.0f}s")
     model, tok = load(path)
@@ -174,12 +186,15 @@ def main() -> None:
                  t_maj, maj16))
     paired("best_of_n", f"best_of_n@{args.n} logprob (paired)", n=args.n)
     paired("weighted_majority", f"weighted_majority@{args.n} (paired)", n=args.n)
-    paired("adaptive_majority", f"adaptive_majority n={args.n} (paired)", n=args.n, batch=args.batch,
-           confidence=args.confidence)
+    for b, conf in [(4, 0.95), (2, 0.95), (4, 0.9), (2, 0.9)]:  # other stopping-rule settings, same samples
+        if (b, conf) != (args.batch, args.confidence):
+            paired("adaptive_majority", f"adaptive b={b} conf={conf} (paired)", n=args.n, batch=b, confidence=conf)
+    paired("adaptive_majority", f"adaptive_majority b={args.batch} conf={args.confidence} (paired)", n=args.n,
+           batch=args.batch, confidence=args.confidence)
     t0 = time.time()
     live = run_batch("adaptive_majority", engine, prompts, n=args.n, sampling=sp, task=task, examples=exs,
                      batch=args.batch, confidence=args.confidence, progress=True, chunk=len(prompts))
-    rows.append((f"adaptive_majority n={args.n} (live)", accuracy(live), sum(r.tokens for r in live) / len(live),
+    rows.append((f"adaptive_majority b={args.batch} conf={args.confidence} (live)", accuracy(live), sum(r.tokens for r in live) / len(live),
                  time.time() - t0, live))
 
     base_acc, base_tok = rows[3][1][0], rows[3][2]
@@ -198,6 +213,22 @@ def main() -> None:
     share = ad[2] / base_tok
     print(f"target: accuracy within 1 point of majority@{args.n} -> gap {gap:+.1f} points "
           f"({'met' if gap <= 1.0 else 'MISSED'}); tokens <= 50% -> {share:.0%} ({'met' if share <= 0.5 else 'MISSED'})")
+    if args.router:
+        greedy = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+        rep = router_report(engine, task, exs, prompts, sampling=greedy, budget=None, fast_budget=0,
+                            difficulty="length", progress=True)
+        print("\nrouter, greedy; difficulty = digits/3 + words/25 of the question (\"length\")")
+        print(f"{'path':28} {'accuracy':>9} {'tokens/problem':>15} {'vs always-think':>16} {'think share':>12}")
+        always = rep["always_think"]["mean_tokens"]
+        rows_r = [("never_think", rep["never_think"]["accuracy"], rep["never_think"]["mean_tokens"], 0.0)]
+        for th in (1.5, 2.0, 2.5):  # the same two runs, re-routed at other thresholds
+            pick = ["think" if e["difficulty"] >= th else "fast" for e in rep["examples"]]
+            acc = sum(e[f"{p}_correct"] for e, p in zip(rep["examples"], pick)) / len(pick)
+            tok_ = sum(e[f"{p}_tokens"] for e, p in zip(rep["examples"], pick)) / len(pick)
+            rows_r.append((f"router, threshold {th}", acc, tok_, pick.count("think") / len(pick)))
+        rows_r.append(("always_think", rep["always_think"]["accuracy"], always, 1.0))
+        for name, acc, tok_, share in rows_r:
+            print(f"{name:28} {acc:9.3f} {tok_:15.1f} {tok_ / always:15.2f}x {share:12.0%}")
 
 
 if __name__ == "__main__":

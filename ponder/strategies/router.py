@@ -148,4 +148,8 @@ def router_report(backend, task, examples: Sequence[Any], prompts: Sequence[str]
               for name, rows in runs.items()}
     report["router"]["think_share"] = sum(r["path"] == "think" for r in routes) / m
     report["routes"] = routes
+    # per example, both paths' outcomes: lets a caller re-score other thresholds without rerunning
+    report["examples"] = [{"fast_correct": f[0], "fast_tokens": f[1], "think_correct": t[0], "think_tokens": t[1],
+                           "difficulty": r["difficulty"], "path": r["path"], "probe_tokens": r["probe_tokens"]}
+                          for f, t, r in zip(runs["never_think"], runs["always_think"], routes)]
     return report
