@@ -244,12 +244,14 @@ def test_against_ponder_serve_budgets_are_exact():
     engine = tiny_engine()
     sp, budget = SamplingParams(temperature=0, max_tokens=8), Budget(thinking_budget=12)
     with Running(create_app(engine, ServeConfig(log_requests=False), "tiny")) as server:
-        with OpenAIBackend("tiny", server.url + "/v1", ponder_server=True, backoff=0.01) as b:
+        with OpenAIBackend("tiny", server.url + "/v1", backoff=0.01) as b:  # detects ponder serve
             got = b.generate(["What is 3 + 4?"], n=2, sampling=sp, budget=budget)[0]
+            assert b.ponder_server is True
             forced = b.generate(["What is 3 + 4?"], n=2, sampling=sp, budget=Budget(thinking_budget=12, min_thinking=6))
             assert b.requests == 3  # n in one request; forcing goes through the extension, one request each
-        with pytest.raises(GenerationError, match="ponder_server=True"):
-            OpenAIBackend("tiny", server.url + "/v1").generate(["q"], budget=Budget(min_thinking=4))
+            streamed = list(b.stream("What is 3 + 4?", sp, budget))[-1][1]
+        with pytest.raises(GenerationError, match="ponder_server=True"):  # told it is generic
+            OpenAIBackend("tiny", server.url + "/v1", ponder_server=False).generate(["q"], budget=Budget(min_thinking=4))
     prompt = render_prompt([Message(role="user", content="What is 3 + 4?")], engine.tokenizer, True)
     ref = engine.generate([prompt], 1, sp, budget)[0][0]
     for c in got:
@@ -257,3 +259,10 @@ def test_against_ponder_serve_budgets_are_exact():
         assert (c.reasoning_tokens, c.answer_tokens) == (ref.reasoning_tokens, ref.answer_tokens) == (12, 8)
         assert c.logprobs == pytest.approx(ref.logprobs, abs=1e-4)
     assert len(forced[0]) == 2 and all(c.reasoning_tokens == 12 for c in forced[0])
+    assert (streamed.reasoning, streamed.answer, streamed.reasoning_tokens) == (ref.reasoning, ref.answer, 12)
+
+
+def test_a_generic_server_is_detected_as_such(url):
+    b = backend(url, "rc")
+    b.generate(["q"], budget=Budget(thinking_budget=5), sampling=SamplingParams(max_tokens=7))
+    assert b.ponder_server is False and REQUESTS[-1]["max_tokens"] == 12  # budget + answer: the total bound

@@ -26,8 +26,9 @@ What is approximate on a remote server (the server, not ponder, runs the decode 
   others ignore unknown fields), and ``max_tokens`` becomes ``N + sampling.max_tokens`` so the
   total is bounded even when the server ignores the budget. There is no exact cut-off.
 * ``Budget.min_thinking`` (s1 budget forcing) needs token-level control: rejected with an error,
-  except with ``ponder_server=True`` (``ponder serve`` runs the budgets in its own LocalEngine,
-  exactly; there ``max_tokens`` is also sent as the answer bound, as locally).
+  except on ``ponder serve`` (detected from ``GET /models``, or ``ponder_server=True``): it runs
+  the budgets in its own LocalEngine, exactly, and there ``max_tokens`` is sent as the answer
+  bound, as locally.
 * ``token_ids`` are empty (servers do not return them). Token counts come from ``usage``
   (``completion_tokens``, ``completion_tokens_details.reasoning_tokens``); with several choices in
   one response the totals are shared out by character length, and with no usage at all they are
@@ -122,13 +123,15 @@ class OpenAIBackend:
     extra_body: merged into every request body (server-specific options).
     ponder_server: the server is ``ponder serve``, which runs budgets exactly: ``max_tokens`` is
     sent as the answer bound (not budget + answer) and ``min_thinking`` goes through its
-    ``ponder`` extension (with the server's wait token and max_waits).
+    ``ponder`` extension (with the server's wait token and max_waits). None (default): detected
+    once, before the first request, from ``GET /models`` (``owned_by: "ponder"``); a server
+    without that route counts as generic.
     """
 
     def __init__(self, model: str, base_url: str, api_key: str | None = None, *, concurrency: int = 8,
                  max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 120.0,
                  logprobs: bool = True, use_n: bool = True, effort_table: Mapping[str, int] | None = None,
-                 extra_body: Mapping[str, Any] | None = None, ponder_server: bool = False):
+                 extra_body: Mapping[str, Any] | None = None, ponder_server: bool | None = None):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise GenerationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -142,7 +145,7 @@ class OpenAIBackend:
         self.logprobs, self.use_n = logprobs, use_n
         self.effort_table = dict(effort_table or DEFAULT_EFFORT_BUDGETS)
         self.extra_body = dict(extra_body or {})
-        self.ponder_server = bool(ponder_server)
+        self.ponder_server = ponder_server  # None: asked of the server's /models on first use
         self.requests = 0  # HTTP attempts made (for tests and benchmarks)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # generate()'s loop thread, started on first use
@@ -158,7 +161,7 @@ class OpenAIBackend:
         """The ``chat.completions.create`` arguments for these parameters (without messages)."""
         extra = dict(self.extra_body)
         if budget.forcing:
-            if not self.ponder_server:
+            if not self.ponder_server:  # False, or None before detection (generic until known)
                 raise GenerationError(
                     "min_thinking (s1 budget forcing) needs token-level control of the decode loop; "
                     "the openai backend cannot do it on a generic server: use a local model, or "
@@ -221,6 +224,7 @@ class OpenAIBackend:
         sem = asyncio.Semaphore(self.concurrency)
         async with AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
                                timeout=self.timeout) as client:
+            await self._detect(client)
             return list(await asyncio.gather(*(self._one_prompt(client, sem, m, n, sampling, budget)
                                                for m in msgs)))
 
@@ -234,8 +238,8 @@ class OpenAIBackend:
         if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
             raise GenerationError("sampling must be a SamplingParams and budget a Budget")
         msgs = [to_messages(p, i) for i, p in enumerate(prompts)]
-        if msgs:
-            self.request_kwargs(sampling, budget)  # validate before any request
+        if msgs and not (budget.forcing and self.ponder_server is None):
+            self.request_kwargs(sampling, budget)  # validate before any request (forcing: after detection)
         return msgs, n, sampling, budget
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
@@ -253,8 +257,21 @@ class OpenAIBackend:
             self._client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
                                        timeout=self.timeout)
             self._sem = asyncio.Semaphore(self.concurrency)
+        await self._detect(self._client)
         return list(await asyncio.gather(*(self._one_prompt(self._client, self._sem, m, n, sampling, budget)
                                            for m in msgs)))
+
+    async def _detect(self, client) -> None:
+        """Set ``ponder_server`` from ``GET /models`` when it was left to detection (once)."""
+        if self.ponder_server is not None:
+            return
+        try:
+            models = await client.models.list()
+            self.ponder_server = any(getattr(m, "owned_by", None) == "ponder" for m in models.data)
+        except Exception as e:  # noqa: BLE001 - no /models route: generic; unreachable: ask again next call
+            log.info("could not list models at %s (%s); treating it as a generic server", self.base_url, _describe(e))
+            if not _retryable(e):
+                self.ponder_server = False
 
     def close(self) -> None:
         """Close the kept client and stop the backend's loop thread (a later call starts anew)."""
@@ -383,11 +400,17 @@ class OpenAIBackend:
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
         messages = to_messages(prompt)
+        client = OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        if self.ponder_server is None:
+            try:
+                self.ponder_server = any(getattr(m, "owned_by", None) == "ponder" for m in client.models.list().data)
+            except Exception as e:  # noqa: BLE001 - see _detect
+                if not _retryable(e):
+                    self.ponder_server = False
         kw = self.request_kwargs(sampling, budget, 1)
         kw.pop("logprobs", None)
         kw["stream"] = True
         kw["stream_options"] = {"include_usage": True}
-        client = OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
         stream, last = None, None
         for attempt in range(self.max_retries + 1):
             if attempt:
