@@ -4,10 +4,8 @@ Every item of GSM8K test (1,319) and MATH-500 (500) from /work/shared/data is us
 "model" answers each question with the dataset's own reference solution (GSM8K ``#### N``,
 MATH ``\\boxed{}``), as raw text; the perturbed run replaces the final answer by ``(gold)+1``.
 
-Two MATH-500 items are known verifier false positives (``ponder.verify.math``, not the harness):
-``(x=5)+1`` is judged equal to ``x=5`` (math-verify) and ``1\\frac{4}{5}+1`` equal to
-``1\\frac{4}{5}`` (fast path, mixed numbers). They are excluded from the 0% check and pinned by a
-strict xfail, so a fix in the verifier shows up as XPASS.
+Two MATH-500 perturbations once slipped through the verifier (``(x=5)+1`` vs ``x=5`` and
+``1\\frac{4}{5}+1`` vs ``1\\frac{4}{5}``); they are cases of tests/test_verify_math.py now.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from ponder.evaluate.harness import EvalConfig, read_records, run_eval
 from ponder.generate.types import Completion
 from ponder.tasks import get_task
 
-KNOWN_VERIFIER_FALSE_POSITIVES = {"math500/test/algebra/2193.json", "math500/test/geometry/826.json"}
 
 
 def replace_last_boxed(text: str, new: str) -> str:
@@ -77,13 +74,6 @@ def test_reference_solutions_score_100_and_perturbed_0(task, tmp_path):
     run_eval(EvalConfig(**cfg, out=str(tmp_path / "bad")), Reference(wrong), progress=False)
     recs = read_records(tmp_path / "bad" / "samples.jsonl")
     assert len(recs) == len(examples)
-    right = [r["id"] for r in recs if r["correct"] and r["id"] not in KNOWN_VERIFIER_FALSE_POSITIVES]
+    right = [r["id"] for r in recs if r["correct"]]
     assert right == []
     assert all(r["answer"] is not None and "not equal" in r["reason"] for r in recs if not r["correct"])
-
-
-@pytest.mark.xfail(strict=True, reason="verifier false positives on '(gold)+1' (ponder.verify.math), see module doc")
-def test_known_verifier_false_positives_are_still_wrong():
-    from ponder.verify.math import math_equal
-
-    assert not math_equal("x=5", "(x=5)+1") or not math_equal("1\\frac{4}{5}", "(1\\frac{4}{5})+1")

@@ -104,6 +104,10 @@ EQUAL = [
 
 # (gold, answer): must NOT be equal. A false positive is worse than a false negative in a reward.
 NOT_EQUAL = [
+    # MATH-500 golds with "+1" appended (perturbations that once slipped through)
+    ("x=5", "(x=5)+1"),
+    ("1\\frac{4}{5}", "1\\frac{4}{5}+1"),
+    ("1\\frac{4}{5}", "(1\\frac{4}{5})+1"),
     ("1/2", "2"),
     ("2", "1/2"),
     (r"\frac{3}{56}", r"\frac{4}{56}"),

@@ -437,6 +437,9 @@ class Seq:
 _MIXED = re.compile(r"^([-+]?)\s*(\d+)\s*(?:\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")
 
 
+_DIGIT_FRAC = re.compile(r"\d\s*\\d?frac")
+
+
 def _scalar(s: str) -> Num:
     s = _clean_number_text(_strip_assignment(s.strip()))
     if not s:
@@ -449,6 +452,10 @@ def _scalar(s: str) -> Num:
             raise Bail("division by zero")
         v = whole + Fraction(num, den)
         return Num((-v if m.group(1) == "-" else v,), False)
+    if _DIGIT_FRAC.search(s):
+        # "1\frac{4}{5}+1": a mixed number inside an expression. Implicit multiplication would
+        # read 1·4/5+1 = 9/5 (a false positive against 1\frac{4}{5}); math-verify reads 1+9/5+1.
+        raise Bail("mixed number inside an expression")
     p = _Scalar(s)
     values = [p.parse()]
     if p.variables:

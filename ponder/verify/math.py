@@ -183,6 +183,7 @@ def _matrix_equal(g: Seq, a: Seq) -> bool | None:
 
 
 _CHOICE = re.compile(r"^\(?\s*([A-Ea-e])\s*\)?$")
+_EMBEDDED_ASSIGN = re.compile(r"=[^()\[\]{}=]*[)\]}]\s*[-+*/^]")
 _WORDS = re.compile(r"^[A-Za-z]{2,}(?:[ \-][A-Za-z]+)*$")
 
 
@@ -196,6 +197,9 @@ def _fast(gold: Norm, answer: Norm) -> tuple[bool | None, str]:
     g_word, a_word = bool(_WORDS.match(g)), bool(_WORDS.match(a))
     if (gold.had_text_cmd and g_word) or (answer.had_text_cmd and a_word and g_word):
         return a.lower() == g.lower(), "word answer"
+    if _EMBEDDED_ASSIGN.search(a) and not _EMBEDDED_ASSIGN.search(g):
+        # "(x=5)+1": math-verify extracts the 5 of the assignment and ignores the rest.
+        return False, "not equal: an assignment used inside an expression"
     lg, la = lhs(g), lhs(a)
     if lg and la and lg != la:
         return None, f"assignments to different variables ({lg}, {la})"
