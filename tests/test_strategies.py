@@ -341,3 +341,47 @@ def test_router_report_compares_paths():
     assert rep["never_think"]["accuracy"] == 0.5 and rep["always_think"]["accuracy"] == 1.0
     assert rep["router"]["accuracy"] == 1.0 and rep["router"]["think_share"] == 0.5
     assert rep["never_think"]["mean_tokens"] < rep["router"]["mean_tokens"] < rep["always_think"]["mean_tokens"]
+
+
+def test_traces_are_json_serialisable_for_eval_and_serve():
+    import json
+
+    task = get_task("addition")
+    ex = next(task.examples())
+    runs = {
+        "single": {}, "majority": {"n": 3}, "weighted_majority": {"n": 3}, "best_of_n": {"n": 3},
+        "adaptive_majority": {"n": 4, "batch": 2}, "refine": {"task": task, "example": ex},
+        "beam": {}, "mcts": {"n": 3}, "tools": {}, "router": {},
+    }  # fmt: skip
+    for name, kw in runs.items():
+        script = steps_script if name in ("beam", "mcts") else seq("1", "2")
+        r = run_strategy(name, Fake(script), P, **kw)
+        assert r.trace["strategy"] == name
+        json.dumps(r.trace, allow_nan=True)
+
+
+def test_refine_with_n_candidates_stops_at_the_first_accepted():
+    fake = Fake(seq("1", "3", "5"))
+    r = run_strategy("refine", fake, P, n=3, feedback=lambda c: None if c.answer == "3" else "no")
+    assert r.answer == "3" and r.trace["chosen"] == 1 and len(fake.calls) == 1
+    assert r.trace["rounds"][0]["answers"] == ["1", "3", "5"] and r.trace["accepted"]
+
+
+def test_tools_with_n_trajectories_votes_and_batches_steps():
+    def script(p, call, j):
+        if p.endswith("```python\n"):
+            return "print(40 + 2)\n```" if "odd" not in p else "print(1)\n```"
+        if "```output" in p:
+            out = p.rsplit("```output\n", 1)[1].split("\n")[0]
+            return f"</think>{out}"
+        return "```python\n```"
+
+    fake = Fake(script)
+    r = run_strategy("tools", fake, P, n=3)
+    assert r.answer == "42" and r.trace["votes"] == {"42": 3.0}
+    assert [len(c["prompts"]) for c in fake.calls] == [3, 3, 3]  # the trajectories advance together
+
+
+def test_router_votes_when_n_is_above_one():
+    r = run_strategy("router", Fake(seq("4", "4", "5")), P, n=3)
+    assert r.trace["inner"] == "majority" and r.answer == "4" and len(r.samples) == 3

@@ -54,14 +54,14 @@ def _closed(c: Completion, prompt: str) -> str:
 def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
            scorer=None, rounds: int = 2, feedback: Callable[[Completion], str | None] | None = None,
            revise_template: str = DEFAULT_REVISE) -> Any:
-    """Generate, then revise with external feedback up to ``rounds`` times (stops when accepted)."""
-    if n not in (None, 1):
-        raise StrategyError(f"refine revises one completion (n=1), got n={n}")
+    """Generate ``n`` (default 1) candidates, check them in order with external feedback, stop at
+    the first accepted; else revise the first with its feedback, up to ``rounds`` times."""
+    n = 1 if n is None else check_int("n", n)
     if scorer is not None:
         raise StrategyError("refine uses feedback=, not a scorer")
     check_int("rounds", rounds, 0)
-    if "{feedback}" not in revise_template:
-        raise StrategyError("revise_template must contain '{feedback}'")
+    if not isinstance(revise_template, str) or "{feedback}" not in revise_template:
+        raise StrategyError("revise_template must be a string containing '{feedback}'")
     if feedback is None:
         if task is None or example is None:
             raise StrategyError("refine needs feedback: give task= and example= (the verifier) or feedback=callable")
@@ -72,17 +72,29 @@ def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=
     samples: list[Completion] = []
     history: list[dict] = []
     current = prompt
+    chosen = 0
     for r in range(rounds + 1):
-        c = backend.generate([current], n=1, sampling=seeded(sampling, r), budget=budget)[0][0]
-        samples.append(c)
-        fb = feedback(c)
-        if fb is not None and not isinstance(fb, str):
-            raise StrategyError(f"feedback returned {fb!r}; it must return a string or None")
-        history.append({"round": r, "answer": answer_of(c, task, example), "feedback": fb,
-                        "tokens": c.reasoning_tokens + c.answer_tokens})
-        if fb is None or r == rounds:
+        group = backend.generate([current], n=n, sampling=seeded(sampling, r), budget=budget)[0]
+        first_fb, accepted = None, None
+        for j, c in enumerate(group):  # in order; stop checking at the first accepted candidate
+            fb = feedback(c)
+            if fb is not None and not isinstance(fb, str):
+                raise StrategyError(f"feedback returned {fb!r}; it must return a string or None")
+            if j == 0:
+                first_fb = fb
+            if fb is None:
+                accepted = j
+                break
+        pick = accepted if accepted is not None else 0
+        chosen = len(samples) + pick
+        samples += group
+        history.append({"round": r, "answer": answer_of(group[pick], task, example),
+                        "answers": [answer_of(c, task, example) for c in group],
+                        "feedback": None if accepted is not None else first_fb,
+                        "tokens": sum(c.reasoning_tokens + c.answer_tokens for c in group)})
+        if accepted is not None or r == rounds:
             break
-        current = current + _closed(c, current) + revise_template.format(feedback=fb) + think
-    last = samples[-1]
-    return result("refine", last, samples, answer_of(last, task, example), chosen=len(samples) - 1,
+        current = current + _closed(group[0], current) + revise_template.format(feedback=first_fb) + think
+    final = samples[chosen]
+    return result("refine", final, samples, answer_of(final, task, example), chosen=chosen,
                   rounds=history, accepted=history[-1]["feedback"] is None, final_prompt=current)

@@ -102,11 +102,15 @@ def route(backend, prompt: str, difficulty: str | Callable[[str], float] = "leng
 
 def router(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
            scorer=None, difficulty: str | Callable[[str], float] = "length", threshold: float | None = None,
-           fast_budget: int = 0, strategy: str = "single", probe: int = 4, **strategy_options: Any) -> StrategyResult:
-    """Pick the fast or thinking path (see the module docstring), then run ``strategy`` on it."""
+           fast_budget: int = 0, strategy: str | None = None, probe: int = 4,
+           **strategy_options: Any) -> StrategyResult:
+    """Pick the fast or thinking path (see the module docstring), then run ``strategy`` on it
+    (default: ``single``, or ``majority`` over the ``n`` samples when n > 1)."""
     from ponder.strategies import STRATEGIES, run_strategy
 
     check_int("fast_budget", fast_budget, 0)
+    if strategy is None:
+        strategy = "majority" if n is not None and n > 1 else "single"
     if strategy == "router" or strategy not in STRATEGIES:
         raise StrategyError(f"router's strategy must be one of {', '.join(s for s in STRATEGIES if s != 'router')}, "
                             f"got {strategy!r}")

@@ -14,6 +14,8 @@ standard library only), and the trajectory continues with::
 
 and the model goes on thinking (or answering), up to ``max_calls`` executions. Each piece is
 its own ``generate`` call on the prompt plus the trajectory so far, so any backend works.
+With ``n`` > 1, n trajectories advance together and their answers are voted on (as ToRA's
+majority voting over tool-integrated samples).
 
 Limits: the backend's per-call thinking budget cannot span pieces, so budgets are refused; the
 stop strings are ponder's own (sampling.stop must be empty).
@@ -24,9 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import (StrategyError, answer_of, check_float, check_int, join, no_budget, relabel,
-                                    result,
-                                    with_stop)  # fmt: skip
+from ponder.strategies.base import (StrategyError, answer_of, check_float, check_int, equality, join, no_budget,
+                                    relabel, result, with_stop)  # fmt: skip
+from ponder.strategies.voting import vote
 
 
 def run_python(code: str, timeout: float, max_chars: int) -> tuple[str, dict]:
@@ -44,13 +46,30 @@ def run_python(code: str, timeout: float, max_chars: int) -> tuple[str, dict]:
     return out, {"code": code, "output": out, "ok": r.passed, "reason": r.reason, "mode": r.mode}
 
 
+class _Trajectory:
+    """One tool-using trajectory: its pieces, the text after each, and its executions."""
+
+    def __init__(self) -> None:
+        self.parts: list[Completion] = []
+        self.suffixes: list[str] = []
+        self.calls: list[dict] = []
+        self.want_code = False  # the next piece is code (the opening fence was just written)
+        self.done = False
+
+    def text(self, prompt: str) -> str:
+        return join(prompt, self.parts, self.suffixes).text if self.parts else ""
+
+
 def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
           scorer=None, max_calls: int = 4, open_fence: str = "```python\n", close_fence: str = "```",
-          timeout: float = 5.0, max_output_chars: int = 1000) -> Any:
-    """Generate with a python tool: run each fenced block the model writes and insert its output."""
+          timeout: float = 5.0, max_output_chars: int = 1000, equal: str | Any = "math") -> Any:
+    """Generate with a python tool: run each fenced block the model writes and insert its output.
+
+    ``n`` (default 1) trajectories advance together (one ``generate`` call per step for all
+    that want the same stop strings); with n > 1 their answers are put to a majority vote.
+    """
     no_budget("tools", budget)
-    if n not in (None, 1):
-        raise StrategyError(f"tools follows one trajectory (n=1), got n={n}")
+    n = 1 if n is None else check_int("n", n)
     if scorer is not None:
         raise StrategyError("tools does not use a scorer")
     check_int("max_calls", max_calls, 0)
@@ -61,34 +80,40 @@ def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=N
             raise StrategyError(f"{name} must be a non-empty string, got {fence!r}")
     if sampling is not None and sampling.stop:
         raise StrategyError("tools sets its own stop strings (the code fences); give sampling without stop")
-    parts: list[Completion] = []
-    suffixes: list[str] = []
-    calls: list[dict] = []
+    eq = equality(equal)
+    trajs = [_Trajectory() for _ in range(n)]
     call = 0
-
-    def step(stop: list[str]) -> Completion:
-        nonlocal call
-        so_far = join(prompt, parts, suffixes).text if parts else ""
-        sp = with_stop(sampling, stop, offset=call)
-        call += 1
-        return relabel(prompt, so_far, backend.generate([prompt + so_far], n=1, sampling=sp, budget=None)[0][0])
-
-    while True:
-        c = step([open_fence] if len(calls) < max_calls else [])
-        if c.finish_reason != "stop" or len(calls) >= max_calls:
-            parts.append(c)
-            suffixes.append("")
-            break
-        parts.append(c)
-        suffixes.append(open_fence)
-        code = step([close_fence])
-        if code.finish_reason != "stop":  # the block never closed: nothing to run
-            parts.append(code)
-            suffixes.append("")
-            break
-        output, record = run_python(code.text, timeout, max_output_chars)
-        calls.append(record)
-        parts.append(code)
-        suffixes.append(f"{close_fence}\n{close_fence}output\n{output}\n{close_fence}\n")
-    final = join(prompt, parts, suffixes)
-    return result("tools", final, parts, answer_of(final, task, example), tool_calls=calls, pieces=len(parts))
+    while any(not t.done for t in trajs):
+        groups: dict[tuple, list[_Trajectory]] = {}
+        for t in trajs:
+            if not t.done:
+                stop = (close_fence,) if t.want_code else ((open_fence,) if len(t.calls) < max_calls else ())
+                groups.setdefault(stop, []).append(t)
+        for stop, ts in groups.items():
+            heads = [t.text(prompt) for t in ts]
+            out = backend.generate([prompt + h for h in heads], n=1, sampling=with_stop(sampling, stop, offset=call),
+                                   budget=None)
+            call += 1
+            for t, head, (c,) in zip(ts, heads, out):
+                c = relabel(prompt, head, c)
+                t.parts.append(c)
+                if c.finish_reason != "stop" or not stop:  # EOS or length: the trajectory ends
+                    t.suffixes.append("")
+                    t.done = True
+                elif not t.want_code:  # stopped at the opening fence: the code comes next
+                    t.suffixes.append(open_fence)
+                    t.want_code = True
+                else:  # the code block closed: run it and insert its output
+                    output, record = run_python(c.text, timeout, max_output_chars)
+                    t.calls.append(record)
+                    t.suffixes.append(f"{close_fence}\n{close_fence}output\n{output}\n{close_fence}\n")
+                    t.want_code = False
+    finals = [join(prompt, t.parts, t.suffixes) for t in trajs]
+    answers = [answer_of(f, task, example) for f in finals]
+    chosen, _, votes = vote(answers, None, eq) if n > 1 else (0, None, {})
+    chosen = 0 if chosen is None else chosen
+    pieces = [p for t in trajs for p in t.parts]
+    extra = {"trajectories": [{"answer": a, "tool_calls": t.calls} for a, t in zip(answers, trajs)],
+             "votes": votes} if n > 1 else {}
+    return result("tools", finals[chosen], pieces, answers[chosen], tool_calls=trajs[chosen].calls,
+                  pieces=len(pieces), chosen_trajectory=chosen, **extra)
