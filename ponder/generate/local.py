@@ -447,7 +447,7 @@ class LocalEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
-                 budget: Budget | None = None, on_token: Callable[[int, list[int]], None] | None = None
+                 budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None
                  ) -> list[list[Completion]]:
         """``n`` completions for each prompt, grouped by prompt (see ``ponder.generate.types``).
         ``on_token(row, ids)`` (streaming): after each step, per row (prompt_i * n + sample_j) that
