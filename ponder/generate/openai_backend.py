@@ -202,7 +202,7 @@ class OpenAIBackend:
 
         Runs on the backend's own event loop in a daemon thread, with one ``AsyncOpenAI`` client
         kept for the backend's life: connections are reused across calls (building a client
-        costs ~10-60 ms of CPU), and ``concurrency`` bounds the requests in flight over all
+        and its connection pool is not free), and ``concurrency`` bounds the requests in flight over all
         calls, including calls made at once from several threads. Safe to call from any thread,
         also from inside a running event loop (it blocks that caller until done).
         """
