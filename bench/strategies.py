@@ -1,7 +1,7 @@
 """Benchmark: accuracy and tokens of single / majority@k / adaptive_majority / best_of_n / weighted
 majority on a task where a tiny model is imperfect; baseline: majority@16.
 
-The model: by default a tiny Llama (``--preset tiny``: hidden 64, 2 layers, ~70k parameters) trained here from scratch for
+The model: by default a tiny Llama (``--preset tiny``: hidden 64, 2 layers, ~127k parameters) trained here from scratch for
 ``--steps`` SFT steps on the ``addition`` task's reference solutions (column addition written
 out in ``<think>``), so that it is right often but not always; or any local checkpoint
 (``--model PATH``). The trained model is saved to ``--save`` so a rerun can reuse it.
@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--model", help="a local checkpoint to evaluate (default: train one here)")
     ap.add_argument("--save", default="/tmp/ponder-bench-strategies", help="where the trained model is written")
     ap.add_argument("--task", default="addition:min_digits=2,max_digits=3", help="task spec")
-    ap.add_argument("--preset", default="tiny", help="'tiny' (hidden 64, 2 layers, ~70k parameters) or a "
+    ap.add_argument("--preset", default="tiny", help="'tiny' (hidden 64, 2 layers, ~127k parameters) or a "
                     "ponder.models preset (nano, micro, mini)")
     ap.add_argument("--steps", type=int, default=1500, help="SFT steps when training")
     ap.add_argument("--train-threads", type=int, default=1,
