@@ -1,17 +1,19 @@
 """Benchmark: accuracy and tokens of single / majority@k / adaptive_majority / best_of_n / weighted
 majority on a task where a tiny model is imperfect; baseline: majority@16.
 
-The model: by default a tiny Llama (``--preset tiny``: hidden 64, 2 layers, ~127k parameters) trained here from scratch for
-``--steps`` SFT steps on the ``addition`` task's reference solutions (column addition written
-out in ``<think>``), so that it is right often but not always; or any local checkpoint
-(``--model PATH``). The trained model is saved to ``--save`` so a rerun can reuse it.
+The model: by default a tiny Llama (``--preset tiny``: hidden 64, 2 layers, ~127k parameters)
+trained here from scratch for ``--steps`` SFT steps on the ``addition`` task's reference
+solutions (column addition written out in ``<think>``; a ``--no-think`` share answer at once),
+so that it is right often but not always (~70% of samples at temperature 1); or any local
+checkpoint (``--model PATH``). The trained model is saved to ``--save`` so a rerun can reuse it.
 
 Measurement, in one run on ``--problems`` test problems, sampling at ``--temperature``:
 
 1. **majority@16, live**: ``run_batch("majority", engine, n=16)``, timed. Its 16 samples per
    problem are kept as a pool.
 2. **Paired comparison on that pool**: single, majority@4/8/16, best_of_n@16 (mean log-prob),
-   weighted_majority@16 and adaptive_majority (n=16, batches of 4) run through the real
+   weighted_majority@16 and adaptive_majority (n=16; ``--batch``/``--confidence``, default 2 /
+   0.9, plus rows for the other settings of 2-4 / 0.9-0.95) run through the real
    strategy code on a replay backend that hands out the pool's samples in order, so every
    strategy sees the *same* samples and differences are the strategies', not sampling noise.
    Tokens are the tokens of the samples each strategy consumed.
@@ -24,7 +26,7 @@ always-think, and the router (length difficulty) — accuracy and tokens per pro
 Target (issue 4): adaptive_majority within 1 point of majority@16's accuracy with <= 50% of
 its tokens.
 
-    .venv/bin/python bench/strategies.py                      # train (~1 min), then measure
+    .venv/bin/python bench/strategies.py --router             # train (~4 min here), then measure
     .venv/bin/python bench/strategies.py --model /tmp/ponder-bench-strategies
 """
 
