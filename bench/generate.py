@@ -19,7 +19,9 @@ At batch 64 the engine's arithmetic rate is compared with the machine's best fp3
 (a 2048x2048 ``torch.matmul``, best of 8, on 1 and on the default thread count, measured at
 the start and again after the batch-64 runs; the better is used), and by 1-thread CPU time:
 FLOPs = 2 x (non-embedding parameters) x tokens + attention (4 x heads x head_dim x context
-per token per layer).
+per token per layer). Finally it times the step's weight matmuls at batch 16 in the form the
+bit-exact path must use against contiguous weights (why batch 16 is bounded; see
+docs/benchmarks.md).
 
     .venv/bin/python bench/generate.py            # 128 new tokens
     .venv/bin/python bench/generate.py --quick    # 32 new tokens, one repeat
@@ -89,6 +91,34 @@ def matmul_gflops(threads: int, size: int = 2048, reps: int = 8) -> tuple[float,
     return 2 * size**3 / best / 1e9, 2 * size**3 / best_cpu / 1e9
 
 
+def layout_check(model, rows: int = 16, reps: int = 200) -> tuple[float, float]:
+    """Why batch 16 is bounded: the step's weight matmuls at ``rows`` rows, per decode step, in
+    the form the exact path must use (``x @ W.t()`` on the ``[out, in]`` weight, as HF's
+    ``F.linear``) and with a contiguous ``[in, out]`` copy (faster, rounds differently).
+    Returns (exact form, contiguous) microseconds of 1-thread CPU time per step, best of 5."""
+    cfg = model.config
+    hd = cfg.hidden_size // cfg.num_attention_heads
+    d, i, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    qkv = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * hd
+    shapes = [(d, qkv), (cfg.num_attention_heads * hd, d), (d, 2 * i), (i, d)] * cfg.num_hidden_layers + [(d, v)]
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    for contiguous in (False, True):
+        mats = [(torch.randn(rows, k), torch.randn(n, k).t().contiguous() if contiguous else torch.randn(n, k).t())
+                for k, n in shapes]
+        best = float("inf")
+        for _ in range(5):
+            c = time.process_time()
+            for _ in range(reps):
+                for x, w in mats:
+                    torch.mm(x, w)
+            best = min(best, (time.process_time() - c) / reps)
+        out.append(best * 1e6)
+    torch.set_num_threads(old)
+    return out[0], out[1]
+
+
 def timed(fn, threads: int) -> tuple[float, float, object]:
     """(wall seconds, process CPU seconds, result) of ``fn()`` on ``threads`` torch threads."""
     old = torch.get_num_threads()
@@ -131,6 +161,7 @@ def main() -> None:
     print(f"{'batch':>5}  {'HF generate tok/s':>22}  {'ponder tok/s':>24}  {'speed-up':>8}  "
           "CPU-time tok/s, 1 thread: HF / ponder / ratio  same output")
     results: list[tuple[int, float, float]] = []
+    step_cpu: dict[int, float] = {}
 
     prompts = corpus(64)
     sp = SamplingParams(temperature=0, max_tokens=new, ignore_eos=True)
@@ -179,6 +210,7 @@ def main() -> None:
         print(f"{batch:>5}  {hf_col:>22}  {us_col:>24}  {t_hf / t_us:>7.2f}x  "
               f"{tokens / c_hf:>26.0f} {tokens / c_us:>7.0f} {c_hf / c_us:>6.2f}x  True")
         results.append((batch, t_hf / t_us, c_hf / c_us))
+        step_cpu[batch] = c_us / new  # ponder's 1-thread CPU seconds per decode step
         if batch == 64:
             plens = enc.attention_mask.sum(1).tolist()
             hd = cfg.hidden_size // cfg.num_attention_heads
@@ -195,6 +227,11 @@ def main() -> None:
             print(f"batch 64 by 1-thread CPU time: ponder {flops / c_us / 1e9:.1f} GFLOP/s = "
                   f"{100 * flops / c_us / 1e9 / peak_cpu:.0f}% of a 1-thread matmul's {peak_cpu:.1f} GFLOP/s; "
                   f"HF generate {100 * flops / c_hf / 1e9 / peak_cpu:.0f}%")
+    exact, contiguous = layout_check(model)
+    step16 = step_cpu[16]
+    print(f"\nbatch 16, the step's weight matmuls per decode step (1-thread CPU time): {exact:.0f} us in the "
+          f"exact form (x @ W.t(), as HF) vs {contiguous:.0f} us with contiguous [in, out] weights "
+          f"({exact / contiguous:.2f}x); ponder's whole step: {step16 * 1e6:.0f} us")
     targets = {1: 3.0, 16: 2.0}
     for batch, wall_x, cpu_x in results:
         if batch in targets:
