@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ponder.generate.types import Budget, SamplingParams, make_completion, prefilled_think
 from ponder.strategies import (STRATEGIES, StrategyError, StrategyResult, run_batch, run_strategy,
@@ -385,3 +387,27 @@ def test_tools_with_n_trajectories_votes_and_batches_steps():
 def test_router_votes_when_n_is_above_one():
     r = run_strategy("router", Fake(seq("4", "4", "5")), P, n=3)
     assert r.trace["inner"] == "majority" and r.answer == "4" and len(r.samples) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["1", "2", "3", None]), min_size=8, max_size=8), st.sampled_from([1, 2, 3, 4]))
+def test_adaptive_exact_rule_never_changes_the_majority_answer(answers, batch):
+    """Stopping only when the leader cannot be overtaken gives majority@n's answer on the same samples."""
+    def replay():
+        it = iter(answers)
+        return Fake(lambda p, call, j: (lambda a: f"r</think>{a}" if a else "r r")(next(it)))
+
+    full = run_strategy("majority", replay(), P, n=8, equal="exact")
+    ad = run_strategy("adaptive_majority", replay(), P, n=8, batch=batch, confidence=None, equal="exact")
+    assert ad.answer == full.answer
+    assert ad.trace["samples_used"] <= 8 and ad.tokens <= full.tokens
+
+
+def test_best_of_n_with_code_tests_picks_a_passing_program():
+    task = get_task("code")
+    ex = next(task.examples())  # is_palindrome
+    wrong = "r</think>```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```"
+    right = f"r</think>```python\n{ex['gold']}```"
+    r = run_strategy("best_of_n", Fake(lambda p, call, j: [wrong, wrong, right][j]), P, n=3, scorer="verifier",
+                     task=task, example=ex)
+    assert r.trace["chosen"] == 2 and r.trace["scores"][2] == 1.0 and 0 < r.trace["scores"][0] < 1.0
