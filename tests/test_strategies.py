@@ -118,6 +118,7 @@ def test_majority_pools_equivalent_answers():
     assert r.text == r.samples[1].text  # the first sample of the winning group
     # without the equivalence the three spellings split and the earliest leader wins
     assert run_strategy("majority", Fake(seq("3", "1/2", "0.5", "0.50")), P, n=4, equal="exact").answer == "3"
+    assert run_strategy("majority", Fake(seq("3", "1/2", "0.5", "0.50")), P, n=4, equal="math-fast").answer == "1/2"
     assert r.tokens == sum(len(c.token_ids) for c in r.samples)
 
 

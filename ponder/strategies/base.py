@@ -100,17 +100,24 @@ def answer_of(c: Completion, task=None, example=None) -> str | None:
 
 
 def equality(equal: str | Callable[[str, str], bool]) -> Callable[[str, str], bool]:
-    """The answer equivalence used to pool votes: "math" (``math_equal``), "exact", or a callable."""
+    """The answer equivalence used to pool votes.
+
+    "math": ``math_equal`` (its fast path, then math-verify for pairs the fast path cannot
+    decide: ~50 ms each after a ~1 s worker start); "math-fast": the fast path only (numbers,
+    fractions, LaTeX values; undecided pairs count as different — for noisy answers where
+    math-verify calls would dominate); "exact": equal strings; or a callable (a, b) -> bool.
+    """
     if callable(equal):
         return equal
     if equal == "exact":
         return lambda a, b: a.strip() == b.strip()
-    if equal == "math":
-        from ponder.verify.math import math_equal
+    if equal in ("math", "math-fast"):
+        from ponder.verify.math import math_equal_reason
 
+        fallback = equal == "math"
         # symmetric enough for voting: both sides are model answers, neither is a gold
-        return lambda a, b: math_equal(a, b, timeout=2.0)
-    raise StrategyError(f"equal must be 'math', 'exact' or a callable (a, b) -> bool, got {equal!r}")
+        return lambda a, b: math_equal_reason(a, b, timeout=2.0, fallback=fallback).equal
+    raise StrategyError(f"equal must be 'math', 'math-fast', 'exact' or a callable (a, b) -> bool, got {equal!r}")
 
 
 # --------------------------------------------------------------------------- sampling helpers
