@@ -249,6 +249,15 @@ def test_beam_follows_the_process_scorer():
     assert run_strategy("beam", Fake(steps_script), P, n=1, expand=2).answer == "0"
 
 
+def test_search_counts_the_tokens_of_duplicate_steps():
+    fake = Fake(lambda p, call, j: "same step\n" if p.count("\n") < 3 else "</think>1")
+    for name in ("beam", "mcts"):
+        r = run_strategy(name, fake, P, n=2, expand=3)
+        generated = sum(c["n"] * len(c["prompts"]) for c in fake.calls)
+        assert len(r.samples) == generated and r.tokens == sum(len(c.token_ids) for c in r.samples)
+        fake.calls.clear()
+
+
 def test_beam_trace_and_stop_strings():
     fake = Fake(steps_script)
     r = run_strategy("beam", fake, P, n=2, expand=2, max_steps=5)

@@ -39,8 +39,10 @@ def _check_steps(delimiter: Any, step_tokens: Any, max_steps: Any, expand: Any) 
 
 
 def _extend(backend, prompt: str, trajectories: list[tuple[list[Completion], list[str]]], expand: int,
-            sampling, delimiter: str, step_tokens: int, call: int):
-    """Generate ``expand`` next steps for each trajectory; returns (parts, suffixes, done) triples."""
+            sampling, delimiter: str, step_tokens: int, call: int, spent: list[Completion]):
+    """Generate ``expand`` next steps for each trajectory; returns (parts, suffixes, done, step)
+    for each distinct step. Every generated step, duplicates included, is appended to ``spent``
+    (the tokens were spent even when a duplicate adds nothing to the search)."""
     so_far = [join(prompt, parts, suff).text if parts else "" for parts, suff in trajectories]
     sp = with_stop(sampling, [delimiter], step_tokens, offset=call)
     groups = backend.generate([prompt + t for t in so_far], n=expand, sampling=sp, budget=None)
@@ -48,6 +50,7 @@ def _extend(backend, prompt: str, trajectories: list[tuple[list[Completion], lis
     for (parts, suff), g, head in zip(trajectories, groups, so_far):
         seen = set()
         for c in map(lambda c: relabel(prompt, head, c), g):
+            spent.append(c)
             if c.text in seen:  # identical siblings add nothing to the search
                 continue
             seen.add(c.text)
@@ -75,8 +78,7 @@ def beam(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
     samples: list[Completion] = []
     steps: list[list[dict]] = []
     for step in range(max_steps):
-        cands = _extend(backend, prompt, beams, expand, sampling, delimiter, step_tokens, step)
-        samples += [c for *_, c in cands]
+        cands = _extend(backend, prompt, beams, expand, sampling, delimiter, step_tokens, step, samples)
         scored = []
         for parts, suff, done, c in cands:
             traj = join(prompt, parts, suff)
@@ -149,8 +151,7 @@ def mcts(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
         else:
             values = []
             for parts, suff, done, c in _extend(backend, prompt, [(leaf.parts, leaf.suffixes)], expand, sampling,
-                                                delimiter, step_tokens, calls):
-                samples.append(c)
+                                                delimiter, step_tokens, calls, samples):
                 v = float(value_of(prompt, join(prompt, parts, suff)))
                 nodes.append(_Node(parts, suff, i, done, visits=1, value_sum=v))
                 leaf.children.append(len(nodes) - 1)
