@@ -7,7 +7,7 @@ The model name picks its behaviour, so every test talks HTTP to one server:
 * ``flaky``: fails with 503 while ``FAILS["flaky"] > 0`` (the test sets it), then answers as ``rc``.
 * ``broken``: always 500. ``missing``: 404 (a model the server does not have).
 * ``one``: ignores ``n`` and always returns one choice. ``nolp``: 400 when logprobs are asked for.
-* ``slow``: sleeps 50 ms per request (to measure requests in flight).
+* ``slow``: sleeps 100 ms per request (to measure requests in flight).
 * ``const``: answers ``\\boxed{42}`` except choice 1, which answers ``\\boxed{7}`` (for votes).
 
 Answers are ``ans:<question>:<choice index>``, reasoning ``thinking about <question> step <i>``.
@@ -67,7 +67,7 @@ def make_app() -> FastAPI:
         INFLIGHT["max"] = max(INFLIGHT["max"], INFLIGHT["now"])
         try:
             if model == "slow":
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
         finally:
             INFLIGHT["now"] -= 1
         q = _question(body)
