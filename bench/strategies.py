@@ -20,7 +20,8 @@ Measurement, in one run on ``--problems`` test problems, sampling at ``--tempera
 3. **adaptive_majority, live**: on the engine itself (new samples, batched over undecided
    problems), timed — its accuracy differs from the paired row by sampling noise only.
 
-With ``--router``: ``router_report`` under greedy decoding — never-think (thinking budget 0),
+With ``--others``: beam, mcts and refine (oracle feedback from the gold answer) live, for
+reference. With ``--router``: ``router_report`` under greedy decoding — never-think (thinking budget 0),
 always-think, and the router (length difficulty) — accuracy and tokens per problem.
 
 Target (issue 4): adaptive_majority within 1 point of majority@16's accuracy with <= 50% of
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=32)
     ap.add_argument("--no-think", type=float, default=0.25, help="share of training examples without reasoning")
     ap.add_argument("--router", action="store_true", help="also run router_report (greedy) on the problems")
+    ap.add_argument("--others", action="store_true", help="also run beam, mcts and refine live")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--n", type=int, default=16)
@@ -163,10 +165,9 @@ def main() -> None:
     sp = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
 
     def accuracy(results) -> tuple[float, float, float]:
-        ok = []
-        for r, ex in zip(results, exs):
-            c = r.completion
-            ok.append(float(c is not None and r.answer is not None and task.score(scoring_text(c), ex).correct))
+        # the final text, as the task reads it (the prompts pre-fill <think>)
+        ok = [float(task.score(r.text if "<think>" in r.text else "<think>" + r.text, ex).correct)
+              for r, ex in zip(results, exs)]
         return mean_ci(ok)
 
     rows = []
@@ -199,10 +200,18 @@ def main() -> None:
     rows.append((f"adaptive_majority b={args.batch} conf={args.confidence} (live)", accuracy(live), sum(r.tokens for r in live) / len(live),
                  time.time() - t0, live))
 
+    others = []
+    if args.others:  # step-level search and verifier feedback, live on the engine
+        for name, label, kw in [("beam", "beam width 2, expand 2, logprob", {"n": 2, "expand": 2}),
+                                ("mcts", "mcts 8 iterations, expand 2", {"n": 8, "expand": 2}),
+                                ("refine", "refine 2 rounds (oracle feedback)", {"rounds": 2})]:
+            t0 = time.time()
+            rs = run_batch(name, engine, prompts, sampling=sp, task=task, examples=exs, progress=True, **kw)
+            others.append((label + " (live)", accuracy(rs), sum(r.tokens for r in rs) / len(rs), time.time() - t0, rs))
     base_acc, base_tok = rows[3][1][0], rows[3][2]
     print(f"\n{len(exs)} problems of {args.task}, temperature {args.temperature}, model {path}")
     print(f"{'strategy':40} {'accuracy':>9} {'95% CI':>15} {'tokens/problem':>15} {'vs maj@16':>10} {'wall s':>7}")
-    for label, (acc, lo, hi), toks, wall, _ in rows:
+    for label, (acc, lo, hi), toks, wall, _ in rows + others:
         w = f"{wall:7.1f}" if wall is not None else "      -"
         print(f"{label:40} {acc:9.3f} {f'[{lo:.3f}, {hi:.3f}]':>15} {toks:15.1f} {toks / base_tok:9.2f}x {w}")
     ad = rows[-2]
