@@ -21,7 +21,7 @@ from typing import Any
 from ponder.generate.types import Completion
 from ponder.strategies.base import (StrategyError, answer_of, check_float, check_int, join, no_budget, relabel,
                                     result, seeded, with_stop)  # fmt: skip
-from ponder.strategies.scorers import resolve_scorer
+from ponder.strategies.scorers import resolve_scorer, scores
 
 
 def confidence(prompt: str, c: Completion) -> float:
@@ -82,7 +82,7 @@ def beam(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
         scored = []
         for parts, suff, done, c in cands:
             traj = join(prompt, parts, suff)
-            scored.append((float(score(prompt, traj)), parts, suff, done, traj))
+            scored.append((scores(score, prompt, [traj])[0], parts, suff, done, traj))
         order = sorted(range(len(scored)), key=lambda i: -scored[i][0])
         keep = set(order[:width])
         steps.append([{"step": s[1][-1].text, "score": s[0],
@@ -97,7 +97,7 @@ def beam(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
         if not beams or len(finished) >= width:
             break
     pool = [t for t, _ in finished] or [join(prompt, p, s) for p, s in beams]
-    final_scores = [float(final(prompt, t)) for t in pool]
+    final_scores = scores(final, prompt, pool)
     best = max(range(len(pool)), key=lambda i: (final_scores[i], -i))
     chosen = pool[best]
     return result("beam", chosen, samples, answer_of(chosen, task, example), width=width, expand=expand,
@@ -147,12 +147,12 @@ def mcts(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
         leaf = nodes[i]
         if leaf.done or depth >= max_steps:
             leaf.done, values = True, [leaf.q if leaf.visits else
-                                       float(value_of(prompt, join(prompt, leaf.parts, leaf.suffixes)))]
+                                       scores(value_of, prompt, [join(prompt, leaf.parts, leaf.suffixes)])[0]]
         else:
             values = []
             for parts, suff, done, c in _extend(backend, prompt, [(leaf.parts, leaf.suffixes)], expand, sampling,
                                                 delimiter, step_tokens, calls, samples):
-                v = float(value_of(prompt, join(prompt, parts, suff)))
+                v = scores(value_of, prompt, [join(prompt, parts, suff)])[0]
                 nodes.append(_Node(parts, suff, i, done, visits=1, value_sum=v))
                 leaf.children.append(len(nodes) - 1)
                 values.append(v)
