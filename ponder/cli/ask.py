@@ -53,26 +53,40 @@ def print_stream(events, show_thinking: bool = True):
     """
     state = None  # what was printed last: None, "reasoning" or "answer"
     final = None
-    for kind, item in events:
-        if kind == "done":
-            final = item
-            break
-        if kind == "reasoning":
-            if state is None:
-                console.print("thinking…" if not show_thinking else "", style="dim italic",
-                              end="\n" if not show_thinking else "")
-            if show_thinking:
-                console.print(item, style="dim", end="", markup=False, soft_wrap=True)
-            state = "reasoning"
-        elif kind == "answer":
-            if state == "reasoning":
-                console.print("\n" if show_thinking else "", end="")
-            if state != "answer" and not item.strip():
-                continue  # the blank line after </think>
-            console.print(item.lstrip() if state != "answer" else item, end="", markup=False, soft_wrap=True)
-            state = "answer"
+    waiting = console.status("waiting for the first token", spinner="dots")  # prefill / network
+    waiting.start()
+    try:
+        for kind, item in events:
+            if waiting is not None:
+                waiting.stop()
+                waiting = None
+            if kind == "done":
+                final = item
+                break
+            if _show(kind, item, state, show_thinking):
+                state = kind
+    finally:
+        if waiting is not None:
+            waiting.stop()
     console.print()
     return final
+
+
+def _show(kind: str, item: str, state: str | None, show_thinking: bool) -> bool:
+    """Print one delta after ``state`` (what was printed last); False when it was skipped."""
+    if kind == "reasoning":
+        if state is None:
+            console.print("thinking…" if not show_thinking else "", style="dim italic",
+                          end="\n" if not show_thinking else "")
+        if show_thinking:
+            console.print(item, style="dim", end="", markup=False, soft_wrap=True)
+    elif kind == "answer":
+        if state != "answer" and not item.strip():
+            return False  # the blank line after </think>
+        if state == "reasoning":
+            console.print("\n" if show_thinking else "", end="")
+        console.print(item.lstrip() if state != "answer" else item, end="", markup=False, soft_wrap=True)
+    return True
 
 
 def token_line(reasoning_tokens: int, answer_tokens: int, extra: str = "") -> str:
