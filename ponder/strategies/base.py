@@ -15,7 +15,6 @@ used as an outcome reward model (``ponder.strategies.scorers.RewardModel``).
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -200,10 +199,6 @@ def no_budget(name: str, budget: Budget | None) -> None:
     if budget is not None and (budget.thinking_budget is not None or budget.effort is not None or budget.forcing):
         raise StrategyError(f"strategy {name!r} generates step by step and does not take a thinking budget "
                             "(limit it with its max_steps/max_calls options instead)")
-
-
-def rng_for(sampling: SamplingParams | None) -> random.Random:
-    return random.Random(sampling.seed if sampling is not None and sampling.seed is not None else 0)
 
 
 def sigmoid(x: float) -> float:
