@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fake_openai_server import REQUESTS, serve
@@ -164,3 +166,30 @@ def test_closing_a_local_stream_stops_the_engine(engine, monkeypatch):
     events.close()  # what Ctrl-C in chat does: the worker is told to stop and joined
     assert len(results) == 1 and len(results[0][0][0].token_ids) < 900
     assert results[0][0][0].finish_reason == "length"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.lists(st.sampled_from(["<think>", "</think>", "<", "/", "think", ">", "a", " ", "\n"]), max_size=12)
+       .map("".join), cuts=st.lists(st.integers(0, 60), max_size=6), prefilled=st.booleans())
+def test_think_splitter_does_not_depend_on_chunking(text, cuts, prefilled):
+    """Deltas can split a tag anywhere: the pieces must not depend on where, and once the
+    think block closed the answer is exactly what follows the first </think>."""
+    from ponder.format import THINK_CLOSE
+    from ponder.generate.backends import ThinkSplitter
+
+    def run(chunks):
+        s = ThinkSplitter(prefilled)
+        out = [e for c in chunks for e in s.feed(c)] + s.flush()
+        return "".join(t for k, t in out if k == "reasoning"), "".join(t for k, t in out if k == "answer"), s.closed
+
+    points = sorted({min(c, len(text)) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0] + points, points + [len(text)])]
+    whole = run([text])
+    assert run(chunks) == whole
+    body = text.lstrip()
+    if prefilled or body.startswith("<think>"):  # a think block: split exactly at the first </think>
+        inner = text if prefilled else body[len("<think>"):]
+        head, close, tail = inner.partition(THINK_CLOSE)
+        assert whole == ((head, tail, True) if close else (inner, "", False))
+    elif body:
+        assert whole == ("", text, False)  # plain text: all answer

@@ -120,8 +120,11 @@ class ThinkSplitter:
     """Splits streamed text into ``("reasoning", s)`` / ``("answer", s)`` pieces at the think tags.
 
     Tags may arrive split across deltas: the tail that could still become a tag is held back until
-    the next ``feed`` (or ``flush``). ``prefilled``: the prompt ended in ``<think>``, so the text
-    starts inside the reasoning. Text before a leading ``<think>`` is dropped (as in ``parse``).
+    the next ``feed`` (or ``flush``), so the pieces never depend on how the text was chunked.
+    ``prefilled``: the prompt ended in ``<think>``, so the text starts inside the reasoning.
+    Otherwise a think block is recognised only when the text starts with ``<think>`` (after
+    whitespace), as models write it; other text is the answer. (``parse``, which sees the whole
+    text, also accepts odder shapes; the final Completion is authoritative.)
     """
 
     def __init__(self, prefilled: bool = False):
@@ -148,14 +151,14 @@ class ThinkSplitter:
             if self.state == "answer":
                 out.append(("answer", self.buf))
                 self.buf = ""
-            elif self.state == "pre":
-                at = self.buf.find(self.open)
-                if at >= 0:
-                    self.state, self.buf = "think", self.buf[at + len(self.open):]
-                elif self.buf.strip() and not self.open.startswith(self.buf.lstrip()):
+            elif self.state == "pre":  # a think block counts when the text starts with <think>
+                head = self.buf.lstrip()
+                if head.startswith(self.open):
+                    self.state, self.buf = "think", head[len(self.open):]
+                elif head and not self.open.startswith(head):
                     self.state = "answer"  # plain text, no think block
                 else:
-                    break
+                    break  # only whitespace, or a beginning of <think>: wait for more
             else:  # think
                 at = self.buf.find(self.close)
                 if at >= 0:
