@@ -39,9 +39,11 @@ What is approximate on a remote server (the server, not ponder, runs the decode 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import random
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -150,6 +152,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # generate()'s loop thread, started on first use
         self._client = None
+        self._thread: threading.Thread | None = None
         self._sem: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
@@ -246,8 +249,11 @@ class OpenAIBackend:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name=f"ponder-openai-{self.model}", daemon=True).start()
+                self._thread = threading.Thread(target=_run_loop, args=(loop,), name=f"ponder-openai-{self.model}",
+                                                daemon=True)
+                self._thread.start()
                 self._loop = loop
+                _LIVE.add(self)  # closed at exit if the caller did not
             return self._loop
 
     async def _on_own_loop(self, msgs, n, sampling, budget) -> list[list[Completion]]:
@@ -277,11 +283,14 @@ class OpenAIBackend:
         """Close the kept client and stop the backend's loop thread (a later call starts anew)."""
         with self._lock:
             loop, client, self._loop, self._client = self._loop, self._client, None, None
+            thread, self._thread = self._thread, None
         if loop is None:
             return
         if client is not None:
             asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)  # the thread closes the loop once it has stopped
 
     def __enter__(self) -> "OpenAIBackend":
         return self
@@ -472,6 +481,26 @@ class OpenAIBackend:
         yield "done", Completion(text=text, token_ids=[], reasoning=r_text, answer=a_text,
                                  reasoning_tokens=rt, answer_tokens=at, finish_reason=finish,
                                  think_closed=closed)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+_LIVE: "weakref.WeakSet[OpenAIBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live() -> None:
+    """Close kept clients at interpreter exit (no unclosed-connection warnings, clean sockets)."""
+    for b in list(_LIVE):
+        try:
+            b.close()
+        except Exception:  # noqa: BLE001 - best effort while the interpreter shuts down
+            pass
 
 
 def _reseed(sp: SamplingParams, seed: int | None) -> SamplingParams:
