@@ -103,3 +103,30 @@ def test_bad_config_is_a_clear_error(base, kw, word):
 def test_unknown_reward_is_a_clear_error(base, tmp_path):
     with pytest.raises(ValueError, match="nope"):
         grpo.run(_cfg(base, tmp_path / "r", rewards="accuracy=1,nope=1"))
+
+
+def test_rollout_sees_weights_changed_without_version_bump(base):
+    """Fused AdamW (transformers' default) updates weights without bumping tensor versions; the
+    rollout must still generate from the updated model after each optimizer step."""
+    import torch
+
+    from ponder.generate import LocalEngine, SamplingParams
+
+    model, tok = load(base)
+    prompts = ["User: What is 3 + 5?\nAssistant: "] * 2
+    trainer = SimpleNamespace(
+        model=model, processing_class=tok, state=SimpleNamespace(global_step=0),
+        args=SimpleNamespace(temperature=0.0, top_p=1.0, top_k=0, max_completion_length=12),
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m, process_index=0),
+    )
+    rollout = grpo.LocalRollout()
+    before = rollout(prompts, trainer)["completion_ids"]
+    gen = torch.Generator().manual_seed(0)
+    for layer in model.model.layers:  # q|k|v and gate|up are the weights the fast path fuses
+        for w in (layer.self_attn.q_proj.weight, layer.mlp.up_proj.weight):
+            w.data.add_(torch.randn(w.shape, generator=gen) * 0.5)  # .data: no version bump
+    trainer.state.global_step = 1
+    after = rollout(prompts, trainer)["completion_ids"]
+    fresh = LocalEngine(model, tok).generate(prompts[:1], n=2, sampling=SamplingParams(temperature=0.0, max_tokens=12))
+    assert after == [c.token_ids for c in fresh[0]]
+    assert after != before  # the perturbation changed what the model says

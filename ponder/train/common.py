@@ -183,6 +183,9 @@ def quiet_transformers() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    import datasets
+
+    datasets.disable_progress_bars()  # TRL's "Tokenizing train dataset" bars
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 

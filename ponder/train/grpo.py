@@ -168,6 +168,7 @@ class LocalRollout:
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.engine = None
+        self.loaded_step: int | None = None
         self.tokens = 0  # generated tokens, for benchmarks
         self.seconds = 0.0
 
@@ -177,7 +178,14 @@ class LocalRollout:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self.engine is None or self.engine.model is not model:
             self.engine = LocalEngine(model, trainer.processing_class)
-        # (the engine's fast path notices in-place optimizer updates and re-fuses the weights)
+        step = trainer.state.global_step
+        if step != self.loaded_step and hasattr(self.engine.runner, "load"):
+            # The fast decode path keeps fused copies of q|k|v and gate|up. It detects in-place
+            # updates by tensor version counters, but torch's fused AdamW (transformers' default
+            # optimizer) does not bump them: without this reload the rollouts would come from a
+            # stale half-updated model.
+            self.engine.runner.load()
+            self.loaded_step = step
         texts = [p if isinstance(p, str) else trainer.processing_class.apply_chat_template(
             p, tokenize=False, add_generation_prompt=True) for p in prompts]
         runs: list[tuple[str, int]] = []
@@ -326,6 +334,6 @@ def run(cfg: GRPOConfig) -> Path:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
         common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
-                          {"steps": trainer.state.global_step})
+                          {"steps": trainer.state.global_step, "processes": trainer.args.world_size})
     trainer.accelerator.wait_for_everyone()
     return out / "final"

@@ -130,6 +130,7 @@ def run(cfg: SFTConfig) -> Path:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
         common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
-                          {"steps": trainer.state.global_step, "rows": len(rows)})
+                          {"steps": trainer.state.global_step, "rows": len(rows),
+                                                "processes": trainer.args.world_size})
     trainer.accelerator.wait_for_everyone()
     return out / "final"
