@@ -41,3 +41,5 @@ app.command("sft", help="Supervised fine-tuning on {prompt, completion} JSONL (l
 app.command("grpo", help="GRPO on a task with verifiable rewards (TRL GRPOTrainer + ponder rewards).")(
     command(grpo.GRPOConfig, _runner(grpo.run), "GRPO on a task with verifiable rewards; writes metrics.jsonl per step.")
 )
+from ponder.train import distill as _distill  # noqa: E402  (T2)
+app.command("distill", help="Distillation: teacher traces (rejection-sampled) -> student SFT, in one command.")(command(_distill.DistillConfig, _runner(_distill.run), "Teacher -> verified traces -> student SFT."))

@@ -88,8 +88,9 @@ def plot_pass1(evals: dict, labels: dict, path: Path) -> None:
     colors = ["#4c72b0" if not n.startswith("nano") else "#dd8452" for n in names]
     ax.bar(range(len(names)), [100 * m for m in means], yerr=[[100 * e for e in err[0]], [100 * e for e in err[1]]],
            color=colors, capsize=4)
-    for i, m in enumerate(means):
-        ax.text(i, 100 * m + 1, f"{100 * m:.1f}", ha="center", va="bottom", fontsize=8)
+    for i, n in enumerate(names):  # the value above its error bar
+        ax.text(i, 100 * evals[n]["pass1_greedy"]["high"] + 1.5, f"{100 * means[i]:.1f}", ha="center",
+                va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), [labels[n][0] for n in names], rotation=20, ha="right")
     ax.set_ylabel("held-out pass@1, greedy (%)")
     ax.set_title("pass@1 per stage (error bars: 95% interval over held-out problems)")
@@ -174,7 +175,7 @@ def write_report(out: Path, stages: dict, evals: dict, meta: dict, labels: dict)
          "",
          f"Mode **{meta['mode']}**, seed **{meta['seed']}**, {meta['date']}, {meta['cpus']}-core CPU "
          f"(shared; load average {meta['load_start']} at start, {meta['load_end']} at end; "
-         f"{meta.get('threads', '?')} torch threads). "
+         f"torch threads: {meta.get('threads', '?')}). "
          f"Wall time {meta['total_seconds'] / 60:.1f} min (training {meta['train_seconds'] / 60:.1f} min; "
          "stages finished by an earlier run are reused and keep their original time below).",
          "",
