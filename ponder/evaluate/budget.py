@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from pathlib import Path
@@ -48,6 +49,7 @@ class BudgetCurveConfig:
     min_thinking_frac: float = option(0.0, "Budget forcing: force at least this fraction of each budget with 'Wait' (0 = cut-off only; local models only).")
     max_waits: int = option(2, "Most 'Wait's inserted per completion when forcing.")
     template: str = option("think", "Prompt template: think or r1-zero.")
+    system: str | None = option(None, "System prompt (unset: the template's R1 prompt; empty: none, as some models are trained).")
     seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
     out: str = option("budget_curve", "Output directory for budget_curve.csv, budget_curve.png and points.json.")
@@ -178,7 +180,7 @@ def plot(points: Sequence[BudgetPoint], path: Path, title: str) -> None:
     ax2.plot(xs, [p.mean_reasoning_tokens for p in pts], "s--", color="tab:orange", label="mean reasoning tokens")
     ax2.set_ylabel("mean reasoning tokens", color="tab:orange")
     ax2.set_ylim(bottom=0)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 72, break_on_hyphens=False)), fontsize=9)  # long task specs wrap, not clip
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     fig.tight_layout()
@@ -201,7 +203,7 @@ def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, pro
         raise ConfigError(f"task {cfg.task!r} has no examples in split {cfg.split!r}")
     if backend is None:
         backend = load_backend(cfg.model)
-    prompts = [prompt_for(backend, ex["prompt"], cfg.template) for ex in examples]
+    prompts = [prompt_for(backend, ex["prompt"], cfg.template, cfg.system) for ex in examples]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     done = load_points(out, cfg)
