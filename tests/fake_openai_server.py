@@ -129,7 +129,9 @@ def free_port() -> int:
 def serve() -> Iterator[str]:
     """Run the server in a thread; yields its base URL (``http://127.0.0.1:PORT/v1``)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="error"))
+    # a long keep-alive: a test checks that one connection serves calls made seconds apart
+    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="error",
+                                           timeout_keep_alive=120))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 10
