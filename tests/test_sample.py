@@ -41,8 +41,9 @@ class Scripted:
 
     tokenizer = None
 
-    def __init__(self, fail_after: int | None = None):
+    def __init__(self, fail_after: int | None = None, empty_fifth: bool = False):
         self.calls, self.prompts_seen, self.fail_after = 0, [], fail_after
+        self.empty_fifth = empty_fifth
 
     def generate(self, prompts, n=1, sampling=None, budget=None):
         if self.fail_after is not None and self.calls >= self.fail_after:
@@ -58,6 +59,8 @@ class Scripted:
                 Fake(f"<think>add</think>{g}", [1] * 6),
                 Fake(f"<think>add the ones, then the tens, carefully</think>{g}", [1] * 12),
             ]
+            if self.empty_fifth:
+                pool.append(Fake("", []))
             out.append([pool[j % len(pool)] for j in range(n)])
         return out
 
@@ -108,10 +111,13 @@ def test_max_per_prompt_and_unverified_traces(tmp_path):
     cfg = SampleConfig(model="m", task=TASK, out=str(tmp_path / "a.jsonl"), n=4, dedup=False, max_per_prompt=1)
     rejection_sample(Scripted(), get_task(TASK), get_task(TASK).examples("train"), cfg, "m", progress=False)
     assert len(_rows(tmp_path / "a.jsonl")) == 12
-    cfg = SampleConfig(model="m", task=TASK, out=str(tmp_path / "b.jsonl"), n=4, dedup=False, verify=False)
-    rejection_sample(Scripted(), get_task(TASK), get_task(TASK).examples("train"), cfg, "m", progress=False)
+    cfg = SampleConfig(model="m", task=TASK, out=str(tmp_path / "b.jsonl"), n=5, dedup=False, verify=False)
+    rejection_sample(Scripted(empty_fifth=True), get_task(TASK), get_task(TASK).examples("train"), cfg, "m",
+                     progress=False)
     rows = _rows(tmp_path / "b.jsonl")
+    # every non-empty sample is kept, wrong ones too; the empty fifth sample never is
     assert len(rows) == 48 and sum(not r["provenance"]["correct"] for r in rows) == 12
+    assert all(r["completion"].strip() and r["provenance"]["sample_index"] != 4 for r in rows)
 
 
 def test_resume_after_kill_skips_finished_prompts(tmp_path):

@@ -180,7 +180,8 @@ def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig,
             for ex, prompt, group in zip(todo, prompts, groups):
                 samples = list(enumerate(group))
                 verdicts = [task.score(_completion_text(prompt, c.text), ex).correct for c in group]
-                keep_mask = verdicts if cfg.verify else [True] * len(group)
+                # an empty completion is never SFT data, even unverified
+                keep_mask = [(v or not cfg.verify) and bool(c.text.strip()) for v, c in zip(verdicts, group)]
                 chosen = select(samples, keep_mask, cfg.keep, cfg.dedup, cfg.max_per_prompt)
                 for idx, c in chosen:
                     lines.append({
