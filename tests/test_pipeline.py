@@ -192,3 +192,12 @@ def test_train_distill_cli_samples_traces_then_fine_tunes_the_student(tmp_path, 
     assert r.exit_code == 2 and "sft: option(s) out cannot be set here" in " ".join(r.output.split())
     r = runner.invoke(app, ["train", "distill", "--student", str(tiny_checkpoint)])
     assert r.exit_code == 2 and "teacher and student" in r.output
+
+
+def test_threads_option_sets_every_stage_default(tmp_path):
+    r = runner.invoke(app, ["run", "r1", "--dry-run", "--threads", "1", "--set", "out=" + str(tmp_path / "x")])
+    assert r.exit_code == 0, r.output
+    data = yaml.safe_load(r.output)
+    assert data["threads"] == 1 and data["base"]["threads"] == 1 and data["grpo"]["threads"] == 1
+    r = runner.invoke(app, ["run", "r1", "--dry-run", "--threads", "0"])
+    assert r.exit_code == 2 and "threads must be" in r.output

@@ -107,7 +107,7 @@ def demo(
     eval_limit: Optional[int] = typer.Option(None, help="Held-out problems per evaluation [default: 200, quick 24]."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a stage field: --set grpo.steps=300 (repeatable)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first (otherwise finished stages are reused)."),
-    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busy, else all cores) or N."),
+    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busier than its cores) or N (every stage's default)."),
 ) -> None:
     """Run the R1 recipe at micro size on CPU, evaluate every stage on held-out problems, write the report."""
     import shutil
@@ -123,7 +123,7 @@ def demo(
     n_threads = set_threads(threads)
     console.rule(f"[bold]ponder demo{' --quick' if quick else ''}: the R1 recipe on {TASK} → {out} "
                  f"({n_threads} torch thread{'s' if n_threads > 1 else ''})")
-    recipe = compose(quick, seed, set_ or [], out)
+    recipe = compose(quick, seed, (set_ or []) + ([] if threads == "auto" else [f"threads={n_threads}"]), out)
     stages = run_recipe(recipe, log=lambda s: console.print(s, highlight=False))
     train_s = time.time() - t0
     console.rule("[bold]held-out evaluation")
@@ -133,7 +133,7 @@ def demo(
                             log=lambda s: console.print(s, highlight=False))
     meta = {"mode": "quick" if quick else "full", "seed": seed, "task": recipe["task"], "eval_limit": limit,
             "train_seconds": train_s, "total_seconds": time.time() - t0, "load_start": load0, "load_end": _load_avg(),
-            "cpus": os.cpu_count(), "threads": n_threads, "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "cpus": os.cpu_count(), "threads": f"{threads} ({n_threads} at start)", "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     labels = dict(STAGES)
     labels["base"] = ("base", f"pretrained base model ({recipe['base'].get('preset', 'micro')})")
     report, checks = write_report(out, stages, evals, meta, labels)

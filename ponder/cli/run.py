@@ -25,15 +25,18 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set stage.field=value or --set out=DIR (repeatable)."),
     until: Optional[str] = typer.Option(None, help="Stop after this stage."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe (YAML) and run nothing."),
-    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busy, else all cores) or N."),
+    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busier than its cores) or N (every stage's default)."),
 ) -> None:
     """Run every stage of RECIPE in order; finished stages are skipped, a killed stage resumes."""
     from ponder.train.pipeline import run_recipe, set_threads
 
+    n = set_threads(threads)  # validates --threads too
+    extra = [] if threads == "auto" else [f"threads={n}"]
     if dry_run:
-        run_recipe(recipe, set_ or [], until=until, dry_run=True, log=lambda s: typer.echo(s))
+        run_recipe(recipe, (set_ or []) + extra, until=until, dry_run=True, log=lambda s: typer.echo(s))
         return
-    console.print(f"torch threads: {set_threads(threads)}", highlight=False)
-    results = run_recipe(recipe, set_ or [], until=until, log=lambda s: console.print(s, highlight=False))
+    console.print(f"torch threads: {n}{' (auto; each stage re-checks the load)' if threads == 'auto' else ''}",
+                  highlight=False)
+    results = run_recipe(recipe, (set_ or []) + extra, until=until, log=lambda s: console.print(s, highlight=False))
     last = list(results.values())[-1]
     typer.echo(last["output"])

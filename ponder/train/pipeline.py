@@ -1,12 +1,13 @@
 """Recipes: a YAML chain of stages run by ``ponder run RECIPE``, resumable stage by stage.
 
-A recipe is a YAML mapping. Four top-level keys are settings of the whole recipe; every other key
+A recipe is a YAML mapping. Five top-level keys are settings of the whole recipe; every other key
 is a stage, run in file order::
 
     description: base -> GRPO (DeepSeek-R1-Zero)
     out: runs/r1-zero          # stage S writes <out>/S
     task: addition:digits=3    # default `task` of every stage that has one and does not set it
     seed: 0                    # default `seed` of every stage that has one and does not set it
+    threads: 1                 # (optional) default `threads` likewise (torch CPU threads; 0 = auto)
     base:
       kind: pretrain           # pretrain | sft | grpo | sample | distill | references
       preset: micro
@@ -46,7 +47,7 @@ import yaml
 from ponder.config import ConfigError, apply_overrides, from_dict, load_yaml, option
 from ponder.train.checkpoint import is_done, write_json_atomic
 
-RECIPE_KEYS = ("description", "out", "task", "seed")
+RECIPE_KEYS = ("description", "out", "task", "seed", "threads")
 STAGE_FILE = "ponder_stage.json"
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -204,7 +205,7 @@ def resolve(data: dict[str, Any]) -> list[Stage]:
                                 f"(stages in this recipe: {have})")
         cls, _ = KINDS[kind].load()
         names = {f.name for f in fields(cls)}
-        for key in ("task", "seed"):
+        for key in ("task", "seed", "threads"):
             if key in names and key not in spec and key in data:
                 spec[key] = data[key]
         for key, value in spec.items():
@@ -229,32 +230,24 @@ def resolve(data: dict[str, Any]) -> list[Stage]:
 
 
 def set_threads(threads: str | int = "auto") -> int:
-    """Set torch's CPU threads for the stages run in this process; returns the count.
+    """torch CPU threads for what runs in this process (sampling, evaluation); returns the count.
 
-    ``auto``: one thread when the machine is already busy (1-minute load average >= 1), else
-    every core. On the shared 2-core machine a 10-step nano pretrain took 55 s on two threads and
-    19 s on one (load average ~10): each parallel op waits for its slowest thread, and a busy
-    core makes that wait a scheduler time slice.
+    ``auto`` applies ``ponder.train.common.set_threads(0)`` (one thread when the machine is
+    busier than it has cores); each training stage applies its own ``threads`` field the same
+    way when it starts. An explicit ``N`` is used here and, through the recipe setting
+    ``threads``, becomes every stage's default.
     """
-    import os
-
-    import torch
+    from ponder.train.common import set_threads as apply
 
     if threads == "auto":
-        try:
-            busy = os.getloadavg()[0] >= 1.0
-        except OSError:
-            busy = False
-        n = 1 if busy else (os.cpu_count() or 1)
-    else:
-        try:
-            n = int(threads)
-        except (TypeError, ValueError):
-            raise PipelineError(f"threads must be 'auto' or a positive integer, got {threads!r}") from None
-        if n < 1:
-            raise PipelineError(f"threads must be 'auto' or a positive integer, got {threads!r}")
-    torch.set_num_threads(n)
-    return n
+        return apply(0)
+    try:
+        n = int(threads)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise PipelineError(f"threads must be 'auto' or a positive integer, got {threads!r}")
+    return apply(n)
 
 
 def _record(stage: Stage) -> dict[str, Any]:
