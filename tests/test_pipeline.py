@@ -201,3 +201,42 @@ def test_threads_option_sets_every_stage_default(tmp_path):
     assert data["threads"] == 1 and data["base"]["threads"] == 1 and data["grpo"]["threads"] == 1
     r = runner.invoke(app, ["run", "r1", "--dry-run", "--threads", "0"])
     assert r.exit_code == 2 and "threads must be" in r.output
+
+
+def test_kill_mid_recipe_then_resume_for_real(tmp_path):
+    """SIGKILL `ponder run` while stage 2 (SFT) is training; the re-run skips stage 1 and resumes stage 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "out": str(tmp_path / "run"), "task": "addition:digits=2", "seed": 0, "threads": 1,
+        "base": {"kind": "pretrain", "preset": {"hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                                "intermediate_size": 64},
+                 "steps": 10, "batch_size": 8, "n_examples": 200, "seq_len": 96, "vocab_size": 300},
+        "cold_start": {"kind": "references", "model": "@base", "limit": 64},
+        "sft": {"model": "@base", "data": "@cold_start", "max_steps": 60, "batch_size": 4, "save_every": 2,
+                "max_length": 96},
+    }, sort_keys=False))
+    cmd = [sys.executable, "-m", "ponder.cli.main", "run", str(recipe), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    sft_dir = tmp_path / "run" / "sft"
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(p.name.startswith("checkpoint-") for p in sft_dir.glob("checkpoint-*")):
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # right after the first checkpoint: most steps are still to do
+    proc.wait()
+    assert not (sft_dir / "final").exists()
+    killed_at = max(int(p.name.split("-")[1]) for p in sft_dir.glob("checkpoint-*"))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "base (pretrain): done earlier, skipped" in r.stderr
+    assert "cold_start (references): done earlier, skipped" in r.stderr
+    state = json.loads((sft_dir / "final" / "ponder_config.json").read_text())
+    assert state["max_steps"] == 60 and killed_at < 60
+    steps = [json.loads(x).get("step") for x in (sft_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    assert steps == sorted(set(steps))  # resumed, not restarted: each step logged once
