@@ -240,3 +240,15 @@ def test_kill_mid_recipe_then_resume_for_real(tmp_path):
     assert state["max_steps"] == 60 and killed_at < 60
     steps = [json.loads(x).get("step") for x in (sft_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     assert steps == sorted(set(steps))  # resumed, not restarted: each step logged once
+
+
+def test_a_config_field_added_later_at_its_default_is_not_a_change(tmp_path):
+    recipe = _recipe(tmp_path)
+    run_recipe(recipe, until="a", log=lambda s: None)
+    rec_file = tmp_path / "run" / "a" / "ponder_stage.json"
+    rec = json.loads(rec_file.read_text())
+    del rec["config"]["seed"]  # as if `seed` did not exist when stage a ran ...
+    rec_file.write_text(json.dumps(rec))
+    with pytest.raises(PipelineError, match="seed: None -> 7"):  # ... a non-default value is a change
+        run_recipe(recipe, until="a", log=lambda s: None)
+    run_recipe(recipe, ["seed=0"], until="a", log=lambda s: None)  # the default is not

@@ -263,7 +263,13 @@ def check_record(stage: Stage) -> None:
     if old == new:
         return
     oc, nc = old.get("config", {}), new["config"]
-    diff = [f"{k}: {oc.get(k)!r} -> {nc.get(k)!r}" for k in sorted(set(oc) | set(nc)) if oc.get(k) != nc.get(k)]
+    # a field added to the stage's config since the record was written, left at its default, is no change
+    defaults = _record(Stage(stage.name, stage.kind, type(stage.config)(**{
+        k: v for k, v in asdict(stage.config).items() if k in oc}), stage.dir, stage.output))["config"]
+    diff = [f"{k}: {oc.get(k)!r} -> {nc.get(k)!r}" for k in sorted(set(oc) | set(nc))
+            if oc.get(k) != nc.get(k) and not (k not in oc and nc.get(k) == defaults.get(k))]
+    if not diff and old.get("kind") == new["kind"]:
+        return
     if old.get("kind") != new["kind"]:
         diff.insert(0, f"kind: {old.get('kind')} -> {new['kind']}")
     raise PipelineError(f"stage {stage.name!r} in {stage.dir} was run with other settings ({'; '.join(diff)}); "
