@@ -250,6 +250,23 @@ def set_threads(threads: str | int = "auto") -> int:
     return apply(n)
 
 
+def quiet_progress_bars() -> None:
+    """Silence the per-file tqdm bars of datasets and the hub ("Writing model shards", "Tokenizing
+    train dataset"): a recipe prints one rich bar per stage instead."""
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # pragma: no cover - hub is a transformers dependency
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def _record(stage: Stage) -> dict[str, Any]:
     return json.loads(json.dumps({"kind": stage.kind, "config": asdict(stage.config)}, default=str))
 
@@ -291,6 +308,7 @@ def run_recipe(recipe: str | Path | dict, overrides: list[str] | None = None, un
     if dry_run:
         log(yaml.safe_dump(resolved, sort_keys=False))
         return {}
+    quiet_progress_bars()
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / "recipe.resolved.yaml.tmp"
     tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
