@@ -4,8 +4,9 @@ All in one run, on the same freshly built tiny model (a 1-step pretrained ``micr
 same prompts (3-digit addition) and the same GRPO shape (``--prompts`` x ``--group`` completions
 of at most ``--max-len`` tokens per step):
 
-* ``trl-defaults``: ``GRPOTrainer`` as TRL configures it (bf16 and gradient checkpointing on, no
-  ``use_cpu``; TRL generates with ``model.generate``);
+* ``trl-defaults``: ``GRPOTrainer`` as TRL configures it (bf16 and gradient checkpointing on; only
+  ``use_cpu=True`` added, without which transformers refuses to start on a GPU-less machine; TRL
+  generates with ``model.generate``);
 * ``ponder-trl-gen``: ponder's CPU flags (``use_cpu=True, bf16=False, gradient_checkpointing=False``),
   generation still TRL's ``model.generate``;
 * ``ponder``: the CPU flags plus LocalEngine rollouts (``rollout_func``), ponder's default.
@@ -65,10 +66,11 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
                           batch_size=prompts, num_generations=group, max_completion_length=max_len,
                           n_prompts=64, save_every=10_000, rewards="accuracy=1,format=0.2",
                           generator="local" if name == "ponder" else "trl",
-                          device="auto" if name == "trl-defaults" else "cpu")
-    args = grpo.trainer_args(cfg, root / name)
-    if name == "trl-defaults":  # undo the CPU flags: what a user gets from TRL's GRPOConfig as is
-        args.bf16, args.gradient_checkpointing, args.use_cpu = True, True, False
+                          device="cpu")
+    # trl-defaults: TRL's GRPOConfig defaults (bf16, gradient checkpointing) with only use_cpu=True, the
+    # one flag without which transformers refuses to start on a machine without a GPU.
+    over = {"bf16": True, "gradient_checkpointing": True} if name == "trl-defaults" else {}
+    args = grpo.trainer_args(cfg, root / name, **over)
     timer = _Timer()
     lengths: list[float] = []
 
@@ -115,11 +117,12 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=64)
-    ap.add_argument("--quick", action="store_true", help="2 steps, 4x4 completions, 32 tokens")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over the configurations (median reported)")
+    ap.add_argument("--quick", action="store_true", help="3 steps, 4x4 completions, 32 tokens, 1 round")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = ponder's auto choice)")
     a = ap.parse_args()
     if a.quick:
-        a.steps, a.prompts, a.group, a.max_len = 3, 4, 4, 32
+        a.steps, a.prompts, a.group, a.max_len, a.rounds = 3, 4, 4, 32, 1
     from ponder.train.common import quiet_transformers, set_threads
 
     quiet_transformers()
@@ -128,18 +131,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         base = _pretrained(root)
-        rows = [grpo_rate(n, base, root, a.steps, a.prompts, a.group, a.max_len)
-                for n in ("trl-defaults", "ponder-trl-gen", "ponder")]
+        # Rounds of A, B, C in turn: a change of machine load hits every configuration alike; the
+        # median round per configuration is reported.
+        names = ("trl-defaults", "ponder-trl-gen", "ponder")
+        runs: dict[str, list[dict]] = {n: [] for n in names}
+        for r in range(a.rounds):
+            for n in names:
+                runs[n].append(grpo_rate(n, base, root / f"r{r}", a.steps, a.prompts, a.group, a.max_len))
+        rows = [sorted(runs[n], key=lambda x: x["steps_per_s"])[len(runs[n]) // 2] for n in names]
         s = sft_rate(base, root, a.steps)
     ref = rows[0]
-    print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step; "
+    print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step, "
+          f"{a.steps - 1} timed steps, median of {a.rounds} rounds; "
           f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
     print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s':>10} {'mean len':>9} {'vs TRL defaults':>16}")
     for r in rows:
         print(f"{r['config']:<16} {r['steps_per_s']:>9.3f} {r['gen_tokens_per_s']:>10.0f} {r['mean_completion_len']:>9.1f} "
               f"{r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
     print(f"\nSFT (CPU flags), batch 16: {s['steps_per_s']:.2f} steps/s, {s['tokens_per_s']:.0f} tokens/s")
-    json.dump({"grpo": rows, "sft": s}, sys.stderr)
+    json.dump({"grpo": runs, "sft": s}, sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 
 import pytest
@@ -79,3 +80,12 @@ def test_lr_schedule_warms_up_then_decays_to_ten_percent(tmp_path):
     assert pretrain.lr_at(0, cfg) == pytest.approx(0.1)
     assert pretrain.lr_at(9, cfg) == pytest.approx(1.0)
     assert pretrain.lr_at(99, cfg) == pytest.approx(0.1, abs=0.01)
+
+
+def test_decay_steps_leaves_the_learning_rate_high(tmp_path):
+    cfg = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0, decay_steps=100)
+    annealed = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0)
+    assert pretrain.lr_at(59, annealed) == pytest.approx(0.1, abs=0.01)
+    assert pretrain.lr_at(59, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.59)))  # mid-decay
+    with pytest.raises(ConfigError, match="decay_steps"):
+        tiny_pretrain(tmp_path, steps=60, decay_steps=10)

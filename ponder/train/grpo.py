@@ -52,10 +52,10 @@ class GRPOConfig:
     task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
     rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
     out: str = option("runs/grpo", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
-    steps: int = option(60, "Optimizer steps (one generation round each).")
+    steps: int = option(30, "Optimizer steps (one generation round each).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
-    lr: float = option(2e-4, "Learning rate (AdamW, constant after warm-up); tiny models need far more than TRL's 1e-6.")
+    lr: float = option(1e-4, "Learning rate (AdamW, constant after warm-up); tiny models need far more than TRL's 1e-6.")
     warmup_steps: int = option(0, "Linear warm-up steps.")
     beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
     epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio.")
@@ -250,8 +250,11 @@ def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
     return row
 
 
-def trainer_args(cfg: GRPOConfig, out: Path):
-    """TRL ``GRPOConfig`` for ``cfg``: one generation round and one optimizer step per ``step``."""
+def trainer_args(cfg: GRPOConfig, out: Path, **overrides: Any):
+    """TRL ``GRPOConfig`` for ``cfg``: one generation round and one optimizer step per ``step``.
+
+    ``overrides`` replace any TRL field (bench/train.py uses it to restore TRL's CPU defaults).
+    """
     from trl import GRPOConfig as TRLGRPOConfig
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -287,7 +290,7 @@ def trainer_args(cfg: GRPOConfig, out: Path):
         disable_tqdm=True,
         seed=cfg.seed,
         dataloader_num_workers=0,
-        **(common.CPU_FLAGS if cfg.device == "cpu" else {}),
+        **{**(common.CPU_FLAGS if cfg.device == "cpu" else {}), **overrides},
     )
 
 

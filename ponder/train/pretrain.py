@@ -51,6 +51,9 @@ class PretrainConfig:
     steps: int = option(600, "Optimizer steps (fewer leaves a partly trained base model with headroom for RL).")
     lr: float = option(2e-3, "Peak learning rate (AdamW, linear warm-up then cosine decay to 10%).")
     warmup_steps: int = option(30, "Linear warm-up steps.")
+    decay_steps: int | None = option(
+        None, "Length of the cosine decay (None = steps). Larger than steps stops before the learning rate anneals: "
+        "a partly trained base model.")
     weight_decay: float = option(0.01, "AdamW weight decay.")
     batch_size: int = option(32, "Sequences per optimizer step.")
     seq_len: int = option(192, "Longest sequence in tokens (longer examples are cut).")
@@ -75,6 +78,8 @@ class PretrainConfig:
             raise ConfigError(f"pretrain.solution_share must be in [0, 1], got {self.solution_share}")
         if self.template not in ("think", "r1-zero"):
             raise ConfigError(f"pretrain.template must be think or r1-zero, got {self.template!r}")
+        if self.decay_steps is not None and self.decay_steps < self.steps:
+            raise ConfigError(f"pretrain.decay_steps ({self.decay_steps}) must be >= steps ({self.steps})")
         if self.warmup_steps < 0:
             raise ConfigError(f"pretrain.warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -173,7 +178,7 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Learning rate before optimizer step ``step`` (0-based): warm-up, then cosine to 10%."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
+    span = max(1, (cfg.decay_steps or cfg.steps) - cfg.warmup_steps)
     frac = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
