@@ -76,16 +76,16 @@ def test_bad_config_is_a_clear_error(tmp_path, kw, word):
 
 
 def test_lr_schedule_warms_up_then_decays_to_ten_percent(tmp_path):
-    cfg = tiny_pretrain(tmp_path, steps=100, warmup_steps=10, lr=1.0)
+    cfg = tiny_pretrain(tmp_path, steps=100, warmup_steps=10, lr=1.0, anneal=1.0)
     assert pretrain.lr_at(0, cfg) == pytest.approx(0.1)
     assert pretrain.lr_at(9, cfg) == pytest.approx(1.0)
     assert pretrain.lr_at(99, cfg) == pytest.approx(0.1, abs=0.01)
 
 
-def test_decay_steps_leaves_the_learning_rate_high(tmp_path):
-    cfg = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0, decay_steps=100)
-    annealed = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0)
+def test_anneal_stops_mid_decay(tmp_path):
+    annealed = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0, anneal=1.0)
     assert pretrain.lr_at(59, annealed) == pytest.approx(0.1, abs=0.01)
-    assert pretrain.lr_at(59, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.59)))  # mid-decay
-    with pytest.raises(ConfigError, match="decay_steps"):
-        tiny_pretrain(tmp_path, steps=60, decay_steps=10)
+    cfg = tiny_pretrain(tmp_path, steps=60, warmup_steps=0, lr=1.0, anneal=0.6)  # cosine over 100 steps
+    assert pretrain.lr_at(59, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.59)))
+    with pytest.raises(ConfigError, match="anneal"):
+        tiny_pretrain(tmp_path, anneal=0)

@@ -51,15 +51,15 @@ class PretrainConfig:
     steps: int = option(600, "Optimizer steps (fewer leaves a partly trained base model with headroom for RL).")
     lr: float = option(2e-3, "Peak learning rate (AdamW, linear warm-up then cosine decay to 10%).")
     warmup_steps: int = option(30, "Linear warm-up steps.")
-    decay_steps: int | None = option(
-        None, "Length of the cosine decay (None = steps). Larger than steps stops before the learning rate anneals: "
-        "a partly trained base model.")
+    anneal: float = option(
+        0.6, "How far the cosine decay has gone at the last step: 1 = fully annealed; 0.6 (the default) stops "
+        "mid-decay, a partly trained base whose reasoning GRPO can still improve (see docs/training.md).")
     weight_decay: float = option(0.01, "AdamW weight decay.")
     batch_size: int = option(32, "Sequences per optimizer step.")
     seq_len: int = option(192, "Longest sequence in tokens (longer examples are cut).")
     n_examples: int = option(4000, "Corpus size: problems drawn from the train split(s), shared between tasks.")
     solution_share: float = option(
-        0.3, "Share of corpus problems shown with a worked solution in <think>; the rest have an empty think block."
+        0.5, "Share of corpus problems shown with a worked solution in <think>; the rest have an empty think block."
     )
     prompt_loss: bool = option(
         False, "Also train on prompt tokens (the question's digits are random, so their loss is pure noise)."
@@ -78,8 +78,8 @@ class PretrainConfig:
             raise ConfigError(f"pretrain.solution_share must be in [0, 1], got {self.solution_share}")
         if self.template not in ("think", "r1-zero"):
             raise ConfigError(f"pretrain.template must be think or r1-zero, got {self.template!r}")
-        if self.decay_steps is not None and self.decay_steps < self.steps:
-            raise ConfigError(f"pretrain.decay_steps ({self.decay_steps}) must be >= steps ({self.steps})")
+        if not 0 < self.anneal <= 1:
+            raise ConfigError(f"pretrain.anneal must be in (0, 1], got {self.anneal}")
         if self.warmup_steps < 0:
             raise ConfigError(f"pretrain.warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -178,7 +178,8 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Learning rate before optimizer step ``step`` (0-based): warm-up, then cosine to 10%."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, (cfg.decay_steps or cfg.steps) - cfg.warmup_steps)
+    horizon = round(cfg.steps / cfg.anneal)  # the run stops at `anneal` of this cosine schedule
+    span = max(1, horizon - cfg.warmup_steps)
     frac = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
