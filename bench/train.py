@@ -144,10 +144,11 @@ def main() -> None:
     print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step, "
           f"{a.steps - 1} timed steps, median of {a.rounds} rounds; "
           f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
-    print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s':>10} {'mean len':>9} {'vs TRL defaults':>16}")
+    print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s*':>10} {'mean len':>9} {'vs TRL defaults':>16}")
     for r in rows:
         print(f"{r['config']:<16} {r['steps_per_s']:>9.3f} {r['gen_tokens_per_s']:>10.0f} {r['mean_completion_len']:>9.1f} "
               f"{r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
+    print("* completion tokens generated per second of whole-step time (generation + scoring + backward)")
     print(f"\nSFT (CPU flags), batch 16: {s['steps_per_s']:.2f} steps/s, {s['tokens_per_s']:.0f} tokens/s")
     json.dump({"grpo": runs, "sft": s}, sys.stderr)
 
