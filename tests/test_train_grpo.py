@@ -131,3 +131,10 @@ def test_rollout_sees_weights_changed_without_version_bump(base):
     assert after["completion_ids"] == [c.token_ids for c in fresh[0]]
     assert after["logprobs"][0] == pytest.approx(fresh[0][0].logprobs, abs=1e-4)
     assert after["logprobs"][0][:3] != pytest.approx(before["logprobs"][0][:3], abs=1e-3)  # the change is visible
+
+
+def test_trl_generation_path_runs_too(base, tmp_path):
+    """generator="trl" (TRL's own model.generate, the GPU-less fallback for non-Llama models) logs the same metrics."""
+    grpo.run(_cfg(base, tmp_path / "trl", steps=1, generator="trl", beta=0.0))
+    (row,) = [json.loads(x) for x in (tmp_path / "trl" / "metrics.jsonl").read_text().splitlines()]
+    assert row["kl"] is None and 0 <= row["accuracy"] <= 1 and row["completion_length"] <= 24
