@@ -74,7 +74,9 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
     timer = _Timer()
     lengths: list[float] = []
 
-    class Lengths(timer.callback.__class__.__bases__[0]):
+    from transformers import TrainerCallback
+
+    class Lengths(TrainerCallback):
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
                 lengths.append(logs["completions/mean_length"])
