@@ -52,8 +52,8 @@ class PretrainConfig:
     lr: float = option(2e-3, "Peak learning rate (AdamW, linear warm-up then cosine decay to 10%).")
     warmup_steps: int = option(30, "Linear warm-up steps.")
     anneal: float = option(
-        0.6, "How far the cosine decay has gone at the last step: 1 = fully annealed; 0.6 (the default) stops "
-        "mid-decay, a partly trained base whose reasoning GRPO can still improve (see docs/training.md).")
+        1.0, "How far the cosine decay has gone at the last step: 1 = fully annealed; 0.6 stops mid-decay, a "
+        "partly trained base whose reasoning GRPO can still improve (the measured recipe, docs/training.md).")
     weight_decay: float = option(0.01, "AdamW weight decay.")
     batch_size: int = option(32, "Sequences per optimizer step.")
     seq_len: int = option(192, "Longest sequence in tokens (longer examples are cut).")
