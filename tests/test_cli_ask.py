@@ -49,7 +49,10 @@ def url():
 
 def test_local_stream_matches_generate(engine):
     prompt = prompt_for(engine, "What is 2 + 3?")
-    assert prompt == build_prompt("What is 2 + 3?", tokenizer=engine.tokenizer)  # the training format
+    from ponder.train.common import prompt_for as training_prompt
+
+    # the layout the training stages use (no system turn), with <think> pre-filled
+    assert prompt == training_prompt("What is 2 + 3?", engine.tokenizer) + "<think>"
     sp, b = SamplingParams(temperature=0, max_tokens=6), Budget(thinking_budget=10)
     ref = engine.generate([prompt], 1, sp, b)[0][0]
     events = list(stream(engine, prompt, sp, b))
@@ -147,7 +150,8 @@ def test_chat_local_model_and_multi_turn_prompt(model_dir, engine):
     msgs = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}, {"role": "user", "content": "2+2?"}]
     p = chat_prompt(engine, msgs)
     assert p.endswith(THINK_OPEN) and p.index("1+1?") < p.index("Assistant: 2") < p.index("2+2?")
-    assert chat_prompt(engine, msgs[:1]) == build_prompt("1+1?", tokenizer=engine.tokenizer)
+    assert chat_prompt(engine, msgs[:1]) == build_prompt("1+1?", system="", tokenizer=engine.tokenizer)
+    assert not p.startswith("You are")  # no system turn the model was never trained with
 
 
 def test_closing_a_local_stream_stops_the_engine(engine, monkeypatch):
@@ -193,3 +197,18 @@ def test_think_splitter_does_not_depend_on_chunking(text, cuts, prefilled):
         assert whole == ((head, tail, True) if close else (inner, "", False))
     elif body:
         assert whole == ("", text, False)  # plain text: all answer
+
+
+def test_every_inference_path_prompts_a_local_model_in_its_training_layout(engine):
+    """eval, ask/chat and budget-curve must not add a system turn the model never saw in training."""
+    from ponder.evaluate.harness import EvalConfig
+    from ponder.evaluate.harness import prompt_for as eval_prompt
+    from ponder.train.common import prompt_for as training_prompt
+
+    trained = training_prompt("What is 2 + 3?", engine.tokenizer)
+    text, prefilled = eval_prompt(engine, "What is 2 + 3?", EvalConfig(model="m", task="addition"))
+    assert prefilled and text == trained + THINK_OPEN
+    assert prompt_for(engine, "What is 2 + 3?") == trained + THINK_OPEN
+    assert chat_prompt(engine, [{"role": "user", "content": "What is 2 + 3?"}]) == trained + THINK_OPEN
+    # an explicit system prompt is still honoured
+    assert prompt_for(engine, "What is 2 + 3?", system="Be brief.").startswith("Be brief.")

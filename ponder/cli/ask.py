@@ -122,7 +122,7 @@ def ask(
     top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
     max_tokens: int = typer.Option(512, min=1, help="Most generated tokens (with a thinking budget: most answer tokens)."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed (reproducible answers)."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: the R1 system prompt for local models, none for servers)."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: none, the layout ponder's models are trained with)."),
     template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
     show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Print the thinking (dimmed) or hide it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, text, reasoning, token counts, trace)."),

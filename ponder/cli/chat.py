@@ -30,15 +30,13 @@ HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off 
 def chat_prompt(backend, messages: list[dict], template: str = "think", system: str | None = None):
     """The prompt for a conversation: the local model's chat template (``<think>`` pre-filled),
     or the message list itself for a server."""
-    from ponder.format import R1_SYSTEM, R1_ZERO_SYSTEM, THINK_OPEN, build_prompt
+    from ponder.format import THINK_OPEN, build_prompt
 
     tok = getattr(backend, "tokenizer", None)
     if tok is None:
         return ([{"role": "system", "content": system}] if system else []) + messages
     if len(messages) == 1:
-        return build_prompt(messages[0]["content"], template, system, tokenizer=tok)
-    if system is None:
-        system = R1_SYSTEM if template == "think" else R1_ZERO_SYSTEM
+        return build_prompt(messages[0]["content"], template, system or "", tokenizer=tok)
     msgs = ([{"role": "system", "content": system}] if system else []) + messages
     if getattr(tok, "chat_template", None):
         text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -87,7 +85,7 @@ def chat(
     top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
     max_tokens: int = typer.Option(512, min=1, help="Most generated tokens per reply (with a budget: per answer)."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: R1's for local models, none for servers)."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: none, the layout ponder's models are trained with)."),
     template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
     show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Start with the thinking shown or hidden (toggle with /think on|off)."),
 ) -> None:

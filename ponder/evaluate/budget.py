@@ -49,7 +49,7 @@ class BudgetCurveConfig:
     min_thinking_frac: float = option(0.0, "Budget forcing: force at least this fraction of each budget with 'Wait' (0 = cut-off only; local models only).")
     max_waits: int = option(2, "Most 'Wait's inserted per completion when forcing.")
     template: str = option("think", "Prompt template: think or r1-zero.")
-    system: str | None = option(None, "System prompt (unset: the template's R1 prompt; empty: none, as some models are trained).")
+    system: str | None = option(None, "System prompt (unset or empty: none, the layout ponder's models are trained with).")
     seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
     out: str = option("budget_curve", "Output directory for budget_curve.csv, budget_curve.png and points.json.")

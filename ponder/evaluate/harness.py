@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -51,7 +51,7 @@ STATE = "state.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
-    "top_p", "max_tokens", "seed", "template", "prefill_think",
+    "top_p", "max_tokens", "seed", "template", "prefill_think", "system",
 )  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
 
 
@@ -85,6 +85,7 @@ class EvalConfig:
     by: list[str] = option([], "Meta fields to break results down by (e.g. subject,level or digits).")
     template: str = option("think", "Prompt template: think (<think>…</think>answer) or r1-zero.")
     prefill_think: bool = option(True, "End local prompts with <think> so the model starts reasoning.")
+    system: str = option("", "System prompt for local models (empty: none, the layout ponder's models are trained with).")
     concurrency: int = option(8, "Concurrent requests against an endpoint (local models run one batch at a time).")
     batch_size: int = option(16, "Problems per generate call for a local model (each with its n samples).")
     retries: int = option(3, "Retries per failed endpoint request (exponential backoff from 0.5 s).")
@@ -160,7 +161,7 @@ def prompt_for(backend: object, question: str, cfg: EvalConfig) -> tuple[str, bo
     if is_remote(backend):
         return question, False
     tok = getattr(backend, "tokenizer", None)
-    text = build_prompt(question, template=cfg.template, tokenizer=tok, prefill_think=cfg.prefill_think)
+    text = build_prompt(question, template=cfg.template, system=cfg.system, tokenizer=tok, prefill_think=cfg.prefill_think)
     return text, text.rstrip().endswith(THINK_OPEN)
 
 
@@ -273,7 +274,9 @@ def prepare_out(cfg: EvalConfig, out: Path) -> None:
         except ValueError:
             raise EvalError(f"{cfg_path}: not valid JSON; the run directory is damaged") from None
         new = asdict(cfg)
-        diff = [k for k in GENERATION_KEYS if old.get(k) != new.get(k)]
+        # a key a run from an older ponder lacks counts as that field's default
+        defaults = {f.name: f.default for f in fields(EvalConfig)}
+        diff = [k for k in GENERATION_KEYS if old.get(k, defaults.get(k)) != new.get(k)]
         if diff:
             k = diff[0]
             raise EvalError(f"--resume: {k} was {old.get(k)!r} in {out}, now {new.get(k)!r}; "
