@@ -104,6 +104,23 @@ def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | No
     return out / "final"
 
 
+def train_and_save(trainer, out: Path, cfg: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Run a transformers/TRL ``trainer`` to the end and write ``<out>/final``.
+
+    Resumes from the newest complete ``checkpoint-N`` in ``out`` (a kill loses at most the steps
+    since it); only the main process saves, and every process waits for it before returning.
+    """
+    from ponder.train.checkpoint import last_complete_checkpoint
+
+    resume = last_complete_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.is_world_process_zero():
+        save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
+                   {"steps": trainer.state.global_step, **(extra or {}), "processes": trainer.args.world_size})
+    trainer.accelerator.wait_for_everyone()
+    return out / "final"
+
+
 def read_jsonl_pairs(path: str | os.PathLike, what: str = "data") -> list[dict[str, Any]]:
     """Rows ``{prompt, completion}`` of an SFT JSONL file; errors name the file and line number.
 

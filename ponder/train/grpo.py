@@ -323,8 +323,6 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
 
 def run(cfg: GRPOConfig) -> Path:
     """GRPO from ``cfg.model`` on ``cfg.task``; returns ``<out>/final`` and writes ``<out>/metrics.jsonl``."""
-    from ponder.train.checkpoint import last_complete_checkpoint
-
     common.set_threads(cfg.threads)
     out = common.check_out(cfg.out, "grpo")
     done = common.already_done(out, "grpo")
@@ -333,10 +331,4 @@ def run(cfg: GRPOConfig) -> Path:
     callbacks = [common.trainer_progress(cfg.steps, "grpo"), common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
     trainer, _ = build_trainer(cfg, out, callbacks)
     common.drop_printer(trainer)
-    resume = last_complete_checkpoint(out)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if trainer.is_world_process_zero():
-        common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
-                          {"steps": trainer.state.global_step, "processes": trainer.args.world_size})
-    trainer.accelerator.wait_for_everyone()
-    return out / "final"
+    return common.train_and_save(trainer, out, cfg)

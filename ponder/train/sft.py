@@ -113,8 +113,6 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
 
 def run(cfg: SFTConfig) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
-    from ponder.train.checkpoint import last_complete_checkpoint
-
     common.set_threads(cfg.threads)
     out = common.check_out(cfg.out, "sft")
     done = common.already_done(out, "sft")
@@ -126,11 +124,4 @@ def run(cfg: SFTConfig) -> Path:
                  common.JsonlLogger(out / "metrics.jsonl")]
     trainer = build_trainer(cfg, out, rows, callbacks)
     common.drop_printer(trainer)
-    resume = last_complete_checkpoint(out)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if trainer.is_world_process_zero():
-        common.save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
-                          {"steps": trainer.state.global_step, "rows": len(rows),
-                                                "processes": trainer.args.world_size})
-    trainer.accelerator.wait_for_everyone()
-    return out / "final"
+    return common.train_and_save(trainer, out, cfg, {"rows": len(rows)})
