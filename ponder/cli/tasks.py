@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ponder.cli.common import fail, user_errors
 from ponder.cli.verify import line_progress
+from ponder.jsonl import json_objects
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -70,16 +71,10 @@ def score(
         fail(f"{completions}: no such file")
     by_id = None
     correct = total = 0
-    with line_progress(completions, f"score {task}") as advance, open(completions, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with line_progress(completions, f"score {task}") as advance:
+        for n, row in json_objects(completions):
             advance()
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                fail(f"{completions}:{n}: not valid JSON ({e.msg})")
-            if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
+            if not isinstance(row.get("completion"), str):
                 fail(f"{completions}:{n}: each line needs a string field \"completion\"")
             if "gold" in row:
                 ex = {"id": str(row.get("id", n)), "prompt": row.get("prompt", ""), "gold": str(row["gold"]), "meta": row.get("meta") or {}}

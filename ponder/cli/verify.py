@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ponder.cli.common import fail, user_errors
+from ponder.jsonl import json_objects
 
 
 @contextmanager
@@ -59,16 +60,10 @@ def verify(
             fail("use either --pairs or --gold/--answer, not both")
         if not pairs.is_file():
             fail(f"{pairs}: no such file")
-        with line_progress(pairs, "verify") as advance, open(pairs, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
+        with line_progress(pairs, "verify") as advance:
+            for n, row in json_objects(pairs):
                 advance()
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    fail(f"{pairs}:{n}: not valid JSON ({e.msg})")
-                if not isinstance(row, dict) or "gold" not in row or "answer" not in row:
+                if "gold" not in row or "answer" not in row:
                     fail(f"{pairs}:{n}: each line needs the fields \"gold\" and \"answer\"")
                 g, a = str(row["gold"]), str(row["answer"])
                 out = {"line": n, "gold": g, "answer": a, "equal": math_equal(g, a, timeout=timeout)}

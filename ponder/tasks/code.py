@@ -27,7 +27,6 @@ completion costs a sandboxed run (~20 ms plus the code's own time).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Iterator
 
 from ponder.config import option
 from ponder.format import parse
+from ponder.jsonl import json_objects
 from ponder.tasks.base import Example, TaskError, Verdict
 from ponder.tasks.synthetic import build_options, check_split
 from ponder.verify.sandbox import Limits, SandboxError, check_tests, run_code
@@ -153,24 +153,15 @@ def _read(path: Path, split: str) -> Iterator[Example]:
     """Examples of one JSONL file, streamed; errors name the file, line and field."""
     seen: dict[str, int] = {}
     index = 0
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise TaskError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            _check_row(row, where)
-            ex_id = str(row["id"]) if row.get("id") is not None else f"{split}/{index}"
-            if ex_id in seen:
-                raise TaskError(f"{where}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
-            seen[ex_id] = n
-            yield _example(row, ex_id, str(path), n)
-            index += 1
+    for n, row in json_objects(path, TaskError):
+        where = f"{path}:{n}"
+        _check_row(row, where)
+        ex_id = str(row["id"]) if row.get("id") is not None else f"{split}/{index}"
+        if ex_id in seen:
+            raise TaskError(f"{where}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
+        seen[ex_id] = n
+        yield _example(row, ex_id, str(path), n)
+        index += 1
 
 
 def _check_row(row: dict[str, Any], where: str) -> None:

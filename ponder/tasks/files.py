@@ -31,7 +31,6 @@ Scoring extracts the final answer with ``ponder.format.extract_answer`` and comp
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Iterator
 
 from ponder.config import option
 from ponder.format import extract_answer, last_boxed
+from ponder.jsonl import json_objects
 from ponder.tasks.base import Example, TaskError, Verdict
 from ponder.tasks.synthetic import build_options, check_split
 
@@ -102,39 +102,30 @@ def read_examples(path: Path, fields: Fields, id_prefix: str, split: str) -> Ite
 
 def _rows(path: Path, fields: Fields, id_prefix: str, split: str) -> Iterator[Example]:
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        index = 0
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise TaskError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            required = [fields.prompt, fields.gold] + ([fields.id] if fields.id else [])
-            for name in required:
-                if name not in row:
-                    raise TaskError(f"{where}: missing field {name!r}")
-            if not isinstance(row[fields.prompt], str) or not row[fields.prompt].strip():
-                raise TaskError(f"{where}: field {fields.prompt!r} must be a non-empty string")
-            try:
-                gold = gold_from(row[fields.gold], fields.gold_extract)
-            except ValueError as e:
-                raise TaskError(f"{where}: field {fields.gold!r}: {e}") from None
-            raw_id = str(row[fields.id]) if fields.id else f"{split}/{index}"
-            ex_id = f"{id_prefix}/{raw_id}" if id_prefix else raw_id
-            if ex_id in seen:
-                raise TaskError(f"{where}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
-            seen[ex_id] = n
-            meta: dict[str, Any] = {k: row[k] for k in fields.meta if k in row}
-            if fields.solution and fields.solution in row:
-                meta["solution"] = row[fields.solution]
-            meta.update(source=str(path), line=n)
-            yield {"id": ex_id, "prompt": row[fields.prompt], "gold": gold, "meta": meta}
-            index += 1
+    index = 0
+    for n, row in json_objects(path, TaskError):
+        where = f"{path}:{n}"
+        required = [fields.prompt, fields.gold] + ([fields.id] if fields.id else [])
+        for name in required:
+            if name not in row:
+                raise TaskError(f"{where}: missing field {name!r}")
+        if not isinstance(row[fields.prompt], str) or not row[fields.prompt].strip():
+            raise TaskError(f"{where}: field {fields.prompt!r} must be a non-empty string")
+        try:
+            gold = gold_from(row[fields.gold], fields.gold_extract)
+        except ValueError as e:
+            raise TaskError(f"{where}: field {fields.gold!r}: {e}") from None
+        raw_id = str(row[fields.id]) if fields.id else f"{split}/{index}"
+        ex_id = f"{id_prefix}/{raw_id}" if id_prefix else raw_id
+        if ex_id in seen:
+            raise TaskError(f"{where}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
+        seen[ex_id] = n
+        meta: dict[str, Any] = {k: row[k] for k in fields.meta if k in row}
+        if fields.solution and fields.solution in row:
+            meta["solution"] = row[fields.solution]
+        meta.update(source=str(path), line=n)
+        yield {"id": ex_id, "prompt": row[fields.prompt], "gold": gold, "meta": meta}
+        index += 1
 
 
 def score_math(completion: str, example: Example) -> Verdict:

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from ponder.config import ConfigError
 from ponder.format import build_prompt
+from ponder.jsonl import json_objects
 from ponder.train.checkpoint import DONE_FILE, atomic_dir, discard_incomplete, is_done, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -132,24 +133,15 @@ def read_jsonl_pairs(path: str | os.PathLike, what: str = "data") -> list[dict[s
     if not p.is_file():
         raise StageError(f"{what}: {p}: no such file")
     rows = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise StageError(f"{p}:{i}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise StageError(f"{p}:{i}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in ("prompt", "completion") if k not in row]
-            if missing:
-                raise StageError(f"{p}:{i}: missing field(s) {', '.join(missing)} (each line needs prompt and completion)")
-            for k in ("prompt", "completion"):
-                v = row[k]
-                if not (isinstance(v, str) and v) and not (isinstance(v, list) and v):
-                    raise StageError(f"{p}:{i}: {k} must be a non-empty string or list of messages, got {v!r:.60}")
-            rows.append({"prompt": row["prompt"], "completion": row["completion"]})
+    for i, row in json_objects(p, StageError):
+        missing = [k for k in ("prompt", "completion") if k not in row]
+        if missing:
+            raise StageError(f"{p}:{i}: missing field(s) {', '.join(missing)} (each line needs prompt and completion)")
+        for k in ("prompt", "completion"):
+            v = row[k]
+            if not (isinstance(v, str) and v) and not (isinstance(v, list) and v):
+                raise StageError(f"{p}:{i}: {k} must be a non-empty string or list of messages, got {v!r:.60}")
+        rows.append({"prompt": row["prompt"], "completion": row["completion"]})
     if not rows:
         raise StageError(f"{p}: no examples (the file is empty)")
     return rows
