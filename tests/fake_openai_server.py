@@ -7,6 +7,7 @@ The model name picks its behaviour, so every test talks HTTP to one server:
 * ``flaky``: fails with 503 while ``FAILS["flaky"] > 0`` (the test sets it), then answers as ``rc``.
 * ``broken``: always 500. ``missing``: 404 (a model the server does not have).
 * ``one``: ignores ``n`` and always returns one choice. ``nolp``: 400 when logprobs are asked for.
+* ``n1usage``: returns ``n`` choices but reports the usage of one (as llama.cpp's server does).
 * ``slow``: sleeps 100 ms per request (to measure requests in flight).
 * ``const``: answers ``\\boxed{42}`` except choice 1, which answers ``\\boxed{7}`` (for votes).
 
@@ -78,7 +79,7 @@ def make_app() -> FastAPI:
         for i in range(n):
             r, a = _parts(model, q, i)
             msg = {"role": "assistant", "content": a}
-            if model in ("rc", "flaky", "slow", "one", "nolp", "const"):
+            if model in ("rc", "flaky", "slow", "one", "nolp", "const", "n1usage"):
                 msg["reasoning_content"] = r
             elif model == "rs":
                 msg["reasoning"] = r
@@ -91,8 +92,9 @@ def make_app() -> FastAPI:
             choices.append(ch)
         resp = {"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": choices}
         if model != "tags":
-            resp["usage"] = {"prompt_tokens": 5, "completion_tokens": 10 * n, "total_tokens": 5 + 10 * n,
-                             "completion_tokens_details": {"reasoning_tokens": 7 * n}}
+            per = 1 if model == "n1usage" else n
+            resp["usage"] = {"prompt_tokens": 5, "completion_tokens": 20 * per, "total_tokens": 5 + 20 * per,
+                             "completion_tokens_details": {"reasoning_tokens": 12 * per}}
         return resp
 
     return app

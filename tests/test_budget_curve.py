@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from ponder.cli.main import app
 from ponder.config import ConfigError
 from ponder.evaluate.budget import CSV_NAME, PNG_NAME, STATE_NAME, BudgetCurveConfig, run_budget_curve
+from fakes import FakeBackend, question_of
 from ponder.generate import Budget, Completion, GenerationError
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
@@ -19,11 +20,12 @@ from ponder.models.tokenizer import train_tokenizer
 runner = CliRunner()
 
 
-class Scripted:
-    """A backend whose sample j of a prompt is correct iff budget >= 8 * (j + 1) and which
+class Scripted(FakeBackend):
+    """A local backend whose sample j of a prompt is correct iff budget >= 8 * (j + 1) and which
     thinks min(budget, 20) tokens; it records every budget it was asked for."""
 
     def __init__(self):
+        super().__init__(remote=False)
         self.calls: list[Budget] = []
 
     def generate(self, prompts, n=1, sampling=None, budget=None):
@@ -31,7 +33,7 @@ class Scripted:
         b = budget.thinking_budget
         out = []
         for p in prompts:
-            a, c = (int(x) for x in p.removeprefix("What is ").rstrip("?").split(" + "))
+            a, c = (int(x) for x in question_of(p).removeprefix("What is ").rstrip("?").split(" + "))
             group = []
             for j in range(n):
                 ans = str(a + c) if b >= 8 * (j + 1) else "nope"
@@ -56,7 +58,8 @@ def test_sweep_computes_accuracy_tokens_and_cutoffs(tmp_path):
     assert [p.mean_reasoning_tokens for p in points] == [0, 8, 16, 20]
     assert [p.cut_off_rate for p in points] == [1.0, 1.0, 1.0, 0.0]
     assert all(p.problems == 5 and p.samples == 10 for p in points)
-    assert points[1].ci_low == points[1].ci_high == 0.5  # every problem scores 1/2: no spread
+    # every problem scores 1/2: no spread, so the interval is Wilson's over the problems, not [0.5, 0.5]
+    assert points[1].ci_low < 0.5 < points[1].ci_high
     assert [c.thinking_budget for c in b.calls] == [0, 8, 16, 32]  # 5 problems fit in one chunk
     rows = list(csv.DictReader(open(tmp_path / "curve" / CSV_NAME)))
     assert [(int(r["budget"]), float(r["accuracy"])) for r in rows] == [(0, 0.0), (8, 0.5), (16, 1.0), (32, 1.0)]
@@ -74,7 +77,7 @@ def test_forcing_needs_a_local_model(tmp_path):
     from ponder.generate.openai_backend import OpenAIBackend
 
     server = OpenAIBackend("m", "http://127.0.0.1:9/v1")  # refuses before any request is sent
-    with pytest.raises(GenerationError, match="local model"):
+    with pytest.raises(ConfigError, match="budget forcing.*local checkpoint"):
         run_budget_curve(cfg(tmp_path, budgets=[8], min_thinking_frac=0.5), backend=server)
 
 

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
-from ponder.tasks import get_task, reference_completion
+from ponder.tasks import get_task
+from ponder.tasks.synthetic import reference_completion
 
 runner = CliRunner()
 

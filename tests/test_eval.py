@@ -1,7 +1,7 @@
 """ponder eval: known-answer metrics from a scripted backend, records, resume, breakdowns, CLI.
 
-The scripted backend has no tokenizer, so the harness treats it like an endpoint (bare question
-as prompt, concurrent requests); it answers each question with a fixed list of completions,
+The scripted backend declares itself an endpoint (the question as one user message, concurrent
+requests); it answers each question with a fixed list of completions,
 handing out the next ones on every call, so a resumed run continues the same sequence.
 """
 
@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.evaluate.compare import compare_runs, paired_bootstrap, sign_test
+from fakes import FakeBackend, question_of
 from ponder.evaluate.harness import EndpointError, EvalConfig, EvalError, read_records, run_eval
 from ponder.generate.types import Completion
 
@@ -34,13 +35,14 @@ def completion(answer: str | None, reasoning_tokens: int = 6, answer_tokens: int
     ans = f"The answer is \\boxed{{{answer}}}."
     text = f"<think>working</think>{ans}"
     return Completion(text=text, token_ids=[], reasoning="working", answer=ans, reasoning_tokens=reasoning_tokens,
-                      answer_tokens=answer_tokens, finish_reason=finish)
+                      answer_tokens=answer_tokens, finish_reason=finish, think_closed=True)
 
 
-class Scripted:
+class Scripted(FakeBackend):
     """Returns the next scripted completions of each question; can fail on chosen questions."""
 
     def __init__(self, fail_on: set[str] = frozenset(), fail_times: int = 10**9):
+        super().__init__()
         self.next = {q: 0 for q in SCRIPT}
         self.calls: list[tuple[str, int]] = []
         self.fail_on, self.fail_left = set(fail_on), fail_times
@@ -48,7 +50,7 @@ class Scripted:
 
     def generate(self, prompts, n=1, sampling=None, budget=None):
         out = []
-        for p in prompts:
+        for p in map(question_of, prompts):
             with self.lock:
                 self.calls.append((p, n))
                 if p in self.fail_on and self.fail_left > 0:
@@ -114,20 +116,21 @@ def test_records_are_complete_audits(task_file, tmp_path):
     assert len(recs) == 12 and len({(r["id"], r["sample"]) for r in recs}) == 12
     r = next(r for r in recs if r["id"] == "Q1" and r["sample"] == 2)
     assert r["answer"] == "5.0" and r["gold"] == "5" and r["correct"] and r["reason"] == "equal"
-    assert r["prompt"] == "Q1" and "\\boxed{5.0}" in r["completion"] and r["reasoning"] == "working"
+    assert r["prompt"] == [{"role": "user", "content": "Q1"}] and "\\boxed{5.0}" in r["completion"]
+    assert r["reasoning"] == "working" and r["think_closed"] and r["seed"] is not None
     assert (r["reasoning_tokens"], r["answer_tokens"], r["tokens"]) == (6, 2, 8)
     wrong = next(r for r in recs if r["id"] == "Q1" and r["sample"] == 0)
     assert not wrong["correct"] and "not equal" in wrong["reason"]
 
 
 def test_strategy_from_ponder_strategies(task_file, tmp_path):
-    class Ranked:
+    class Ranked(FakeBackend):
         """Every call returns the scripted samples; sample j has log-prob -(j+1), so best_of_n
         with the default log-prob scorer picks sample 0: Q1 "3" ✗, Q2 "10" ✓, Q3 "1/2" ✓."""
 
         def generate(self, prompts, n=1, sampling=None, budget=None):
             out = []
-            for p in prompts:
+            for p in map(question_of, prompts):
                 group = []
                 for j, a in enumerate(SCRIPT[p][1][:n]):
                     c = completion(a)
@@ -173,6 +176,7 @@ def test_isolated_failures_leave_problems_incomplete_not_averaged(task_file, tmp
     res = run_eval(cfg(task_file, tmp_path / "r", retries=0, max_failures=5), Scripted(fail_on={"Q2"}), progress=False)
     m = res.metrics
     assert (m["complete_problems"], m["incomplete_problems"]) == (2, 1)
+    assert m["failed_requests"] == 1 and "scripted failure on Q2" in m["last_error"]  # the CLI exits non-zero
     assert m["pass@1"]["mean"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # Q1 and Q3 only
     assert "**Incomplete:** 1 problems" in (res.out / "report.md").read_text()
 
@@ -208,7 +212,7 @@ def test_budget_sweep_writes_curve(task_file, tmp_path):
             seen.append(budget.thinking_budget)
             if budget.thinking_budget < 100:  # too little thinking: no answer
                 return [[completion(None, reasoning_tokens=budget.thinking_budget, answer_tokens=0, finish="length")] * n for _ in prompts]
-            return [[completion(SCRIPT[p][0], reasoning_tokens=40)] * n for p in prompts]
+            return [[completion(SCRIPT[question_of(p)][0], reasoning_tokens=40)] * n for p in prompts]
 
     res = run_eval(cfg(task_file, tmp_path / "sweep", budgets=[32, 128]), Budgeted(), progress=False)
     rows = {r["budget"]: r for r in res.metrics["sweep"]}
@@ -223,7 +227,7 @@ def test_compare_paired_tests(task_file, tmp_path):
 
     class AllRight(Scripted):
         def generate(self, prompts, n=1, sampling=None, budget=None):
-            return [[completion(SCRIPT[p][0])] * n for p in prompts]
+            return [[completion(SCRIPT[question_of(p)][0])] * n for p in prompts]
 
     b = run_eval(cfg(task_file, tmp_path / "b"), AllRight(), progress=False).out
     res = compare_runs([a, b])
@@ -264,7 +268,8 @@ def test_cli_eval_local_model_and_compare(tmp_path):
         assert r.exit_code == 0, r.output
         assert "pass@1" in r.output and "report:" in r.output
         recs = read_records(out / "samples.jsonl")
-        assert len(recs) == 8 and all(x["reasoning_tokens"] <= 4 for x in recs)
+        # the budget counts the model's own reasoning; the forced "\n</think>" adds its 2 tokens
+        assert len(recs) == 8 and all(x["reasoning_tokens"] <= 4 + 2 for x in recs)
         assert recs[0]["prompt"].rstrip().endswith("<think>") and recs[0]["thinking_budget"] == 4
         outs.append(str(out))
     r = runner.invoke(app, ["eval", "compare", *outs, "--md", str(tmp_path / "cmp.md"), "--json", str(tmp_path / "c.json")])

@@ -28,10 +28,13 @@ def test_endpoint_eval_concurrent_and_exact(tmp_path):
         res = run_eval(EvalConfig(model=srv.spec, task=TASK, n=2, concurrency=4, out=str(tmp_path / "r")), progress=False)
     m = res.metrics
     assert m["complete_problems"] == 12 and m["pass@1"]["mean"] == 1.0 and m["maj@k"]["2"] == 1.0
-    assert srv.requests == 12  # one request per problem carrying n=2
+    assert srv.requests == 24  # seeded: one request per sample, each with its own seed
     assert 2 <= srv.max_in_flight <= 4
     recs = read_records(res.out / "samples.jsonl")
-    assert recs[0]["prompt"].startswith("What is")  # the bare question: the server applies its chat template
+    # the question as one user message: the server applies its chat template
+    assert recs[0]["prompt"] == [{"role": "user", "content": recs[0]["prompt"][0]["content"]}]
+    assert recs[0]["prompt"][0]["content"].startswith("What is")
+    assert len({r["seed"] for r in recs}) == 12  # every problem its own seed
     assert all(r["reasoning_tokens"] > 0 and r["reasoning"].startswith("I compute") for r in recs)
 
 
@@ -99,8 +102,8 @@ def test_eval_against_ponder_serve(tmp_path):
         res = run_eval(cfg, progress=False)
     recs = read_records(res.out / "samples.jsonl")
     assert len(recs) == 6 and res.metrics["complete_problems"] == 3
-    # the server reports usage per response (n=2 choices), which the backend shares out by text
-    # length: the budget bounds the total reasoning, not each estimated share
-    assert 0 < sum(r["reasoning_tokens"] for r in recs) <= 5 * len(recs)
+    # seeded samples are one request each, so the server's usage is exact per sample: the budget
+    # bounds each one's own reasoning, plus the forced "\n</think>" (two tokens)
+    assert all(0 < r["reasoning_tokens"] <= 5 + 2 for r in recs) and not any(r["tokens_estimated"] for r in recs)
     assert all(r["thinking_budget"] == 5 and r["tokens"] > 0 for r in recs)
     assert all(r["reason"] for r in recs) and res.metrics["tokens_per_second"] > 0

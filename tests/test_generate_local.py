@@ -313,15 +313,16 @@ def test_thinking_budget_cuts_off_and_answer_gets_its_own_max_tokens(tok, fast):
     (c,), = engine.generate([prompt], budget=Budget(thinking_budget=10),
                             sampling=SamplingParams(temperature=0, max_tokens=5))
     x, nl, close, a = (tok.encode(s)[0] for s in ("x", "\n", "</think>", "A"))
-    assert c.token_ids == [x] * 8 + [nl, close, nl, a, tok.eos_token_id]
+    assert c.token_ids == [x] * 10 + [nl, close, nl, a, tok.eos_token_id]
     assert c.forced_close and c.think_closed and c.finish_reason == "eos"
-    assert (c.reasoning_tokens, c.answer_tokens) == (10, 3)  # the budget includes the forced close
-    assert c.reasoning == "x" * 8 and c.answer == "A"
-    assert c.text == "x" * 8 + "\n</think>\nA"
+    # the budget counts the model's own reasoning; the forced "\n</think>" (2 tokens) comes on top
+    assert (c.reasoning_tokens, c.answer_tokens) == (10 + 2, 3)
+    assert c.reasoning == "x" * 10 and c.answer == "A"
+    assert c.text == "x" * 10 + "\n</think>\nA"
     # the answer's max_tokens is counted after </think>: 2 answer tokens, then "length"
     (c,), = engine.generate([prompt], budget=Budget(thinking_budget=10),
                             sampling=SamplingParams(temperature=0, max_tokens=2))
-    assert (c.reasoning_tokens, c.answer_tokens, c.finish_reason) == (10, 2, "length")
+    assert (c.reasoning_tokens, c.answer_tokens, c.finish_reason) == (12, 2, "length")
     # without a budget the same model thinks until max_tokens
     (c,), = engine.generate([prompt], sampling=SamplingParams(temperature=0, max_tokens=30))
     assert (c.reasoning_tokens, c.answer_tokens, c.finish_reason) == (30, 0, "length")
@@ -335,10 +336,10 @@ def test_effort_maps_to_a_budget_through_the_table(tok):
     engine = LocalEngine(model, tok, effort_table={"low": 6, "medium": 12, "high": 20})
     got = {e: engine.generate([prompt], budget=Budget(effort=e), sampling=sp)[0][0].reasoning_tokens
            for e in ("low", "medium", "high")}
-    assert got == {"low": 6, "medium": 12, "high": 20}
+    assert got == {"low": 6 + 2, "medium": 12 + 2, "high": 20 + 2}  # + the forced "\n</think>"
     model.config.ponder_effort_budgets = {"low": 4, "medium": 5, "high": 7}  # the model's own table
     assert LocalEngine(model, tok).generate([prompt], budget=Budget(effort="high"),
-                                            sampling=sp)[0][0].reasoning_tokens == 7
+                                            sampling=sp)[0][0].reasoning_tokens == 7 + 2
 
 
 def test_budget_applies_once_the_model_opens_think_itself(tok):
@@ -346,9 +347,10 @@ def test_budget_applies_once_the_model_opens_think_itself(tok):
     model = scripted(tok, {"?": "<think>", "\n": "A", "A": "</s>"}, default="x")
     (c,), = LocalEngine(model, tok).generate(["Question: what is 3 + 4?"], budget=Budget(thinking_budget=7),
                                              sampling=SamplingParams(temperature=0, max_tokens=5))
-    assert c.text == "<think>xxxx\n</think>\nA"
-    assert (c.reasoning_tokens, c.answer_tokens) == (7, 3)
-    assert c.reasoning == "xxxx" and c.answer == "A"
+    # 7 tokens of its own after its <think>, then the forced close
+    assert c.text == "<think>xxxxxxx\n</think>\nA"
+    assert (c.reasoning_tokens, c.answer_tokens) == (1 + 7 + 2, 3)
+    assert c.reasoning == "xxxxxxx" and c.answer == "A"
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-step", "hf-forward"])
@@ -373,12 +375,13 @@ def test_min_thinking_suppresses_early_close_with_wait(tok, fast):
     (c,), = engine.generate([prompt], sampling=sp,
                             budget=Budget(min_thinking=4, max_waits=9, wait_token=" Wait,"))
     assert c.text == " Wait, Wait,</think>A" and c.waits == 2 and c.reasoning_tokens == 2 * w + 1
-    # the thinking budget (4, with the forced "\n</think>" included) cuts the second wait short
+    # the thinking budget (4 tokens of reasoning) cuts the second wait short, then closes
     (c,), = engine.generate([prompt], sampling=sp,
                             budget=Budget(min_thinking=4, thinking_budget=4, max_waits=9,
                                           wait_token=" Wait,"))
-    assert (c.reasoning_tokens, c.waits, c.forced_close) == (4, 1, True)
-    assert c.text.startswith(tok.decode(tok.encode(" Wait,")[:2]) + "\n</think>\n")
+    assert (c.reasoning_tokens, c.waits, c.forced_close) == (4 + 2, 2, True)
+    wait = tok.encode(" Wait,")
+    assert c.text.startswith(tok.decode((wait + wait)[:4]) + "\n</think>\n")
 
 
 def test_min_thinking_with_a_multi_token_close_tag_takes_the_pieces_back():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ponder.evaluate.metrics import canonical_groups, maj_at_k, majority_answer, mean_ci, pass_at_k
+from ponder.evaluate.metrics import wilson, canonical_groups, maj_at_k, majority_answer, mean_ci, pass_at_k
 
 
 @pytest.mark.parametrize(
@@ -60,11 +60,20 @@ def test_canonical_groups_uses_the_equivalence():
 
 
 def test_mean_ci():
-    values = [1, 0] * 50  # sd = sqrt(0.25 * 100 / 99)
+    values = [0.75, 0.25] * 50  # fractional scores (c/n per problem): the normal interval of the mean
     mean, lo, hi = mean_ci(values)
     assert mean == 0.5
-    half = 1.96 * math.sqrt(0.25 * 100 / 99 / 100)
+    half = 1.96 * math.sqrt(0.0625 * 100 / 99 / 100)
     assert math.isclose(hi - mean, half) and math.isclose(mean - lo, half)
-    assert mean_ci([1, 0, 1, 0])[2] == 1.0  # clipped to [0, 1]
-    assert mean_ci([1.0]) == (1.0, 1.0, 1.0)
+    assert mean_ci([1.0, 0.5, 1.0, 0.5])[2] <= 1.0  # clipped to [0, 1]
     assert all(math.isnan(x) for x in mean_ci([]))
+
+
+def test_binary_scores_get_the_wilson_interval():
+    # Wilson score interval, 95%: 0/30 -> [0, 0.1135]; 15/30 -> [0.3315, 0.6685] (hand values)
+    assert mean_ci([0.0] * 30) == pytest.approx((0.0, 0.0, 0.11352), abs=1e-4)
+    assert mean_ci([1.0, 0.0] * 15) == pytest.approx((0.5, 0.33153, 0.66847), abs=1e-4)
+    assert wilson(30, 30)[1] == pytest.approx(0.88648, abs=1e-4) and wilson(30, 30)[2] == 1.0
+    # every problem at the same fraction (no spread): Wilson over the problems, never zero-width
+    mean, lo, hi = mean_ci([0.5] * 10)
+    assert lo < 0.5 < hi

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ponder.config import ConfigError
-from ponder.format import TAGS, build_messages, build_prompt, format_completion
+from ponder.format import TAGS, Thinking, build_messages, format_completion, render
 from ponder.models import (
     EOS_TOKEN,
     NOMINAL_PARAMS,
@@ -157,16 +157,15 @@ def test_tokenizer_save_load_round_trip(tmp_path, tok):
 # --------------------------------------------------------------------------- chat template
 
 
-@pytest.mark.parametrize("template", ["think", "r1-zero"])
-@pytest.mark.parametrize("system", [None, "", "Be brief."])
-def test_chat_template_equals_plain_prompt(tok, template, system):
-    msgs = build_messages("407+95", template, system)
+@pytest.mark.parametrize("system", [None, "", "Be brief.", "r1-zero"])
+@pytest.mark.parametrize("start", ["model", "prefill", "skip"])
+def test_chat_template_equals_plain_layout(tok, system, start):
+    msgs = build_messages("407+95", system)
     rendered = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    assert rendered == build_prompt("407+95", template, system, tokenizer=None, prefill_think=False)
-    # with prefill_think, build_prompt appends <think> after the template, as without a tokenizer
-    assert build_prompt("407+95", template, system, tokenizer=tok) == build_prompt(
-        "407+95", template, system, tokenizer=None
-    )
+    thinking = Thinking("auto", start, "")
+    assert render("407+95", None, Thinking("auto", "model", ""), system=system).text == rendered
+    # the tokenizer's template and ponder's plain layout agree under every start
+    assert render("407+95", tok, thinking, system=system).text == render("407+95", None, thinking, system=system).text
 
 
 def test_assistant_turn_for_sft(tok):
@@ -271,7 +270,7 @@ def test_forward_backward_and_a_step_lowers_loss(tok):
 
 
 def test_generate_a_few_tokens(tok, nano):
-    prompts = [build_prompt("12+34", tokenizer=tok), build_prompt("7+8", system="")]
+    prompts = [render("12+34", tok).text, render("7+8", None, Thinking("auto", "prefill", "")).text]
     batch = tok(prompts, padding=True, return_tensors="pt")
     out = nano.generate(**batch, max_new_tokens=4, do_sample=False)
     assert out.shape[0] == 2 and 1 <= out.shape[1] - batch["input_ids"].shape[1] <= 4

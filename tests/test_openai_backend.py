@@ -12,14 +12,9 @@ import time
 
 import pytest
 
-from ponder.generate import Budget, GenerationError, SamplingParams
-from ponder.generate.backends import (
-    ModelSpecError,
-    load_backend,
-    parse_model_spec,
-    prompt_for,
-    stream,
-)
+from ponder.generate import Budget, GenerationError, SamplingParams, estimate_tokens
+from ponder.generate import prompt
+from ponder.generate.backends import ModelSpecError, load_backend, parse_model_spec
 from fake_openai_server import FAILS, INFLIGHT, REQUESTS, free_port, serve
 from ponder.generate.openai_backend import OpenAIBackend
 
@@ -44,14 +39,22 @@ def test_reasoning_is_read_from_each_server_shape(url, model):
     # the text is rebuilt in the local shape, so ponder.format.parse agrees with the fields
     from ponder.format import parse
 
-    p = parse(c.text)
+    p = parse(c.text, c.prefilled)
     assert (p.reasoning, p.answer) == (c.reasoning, c.answer)
     assert c.token_ids == [] and c.finish_reason == "eos"
-    if model == "tags":  # no usage: estimated from characters
-        assert c.reasoning_tokens == round(len(c.reasoning) / 4) and c.answer_tokens == round(len(c.answer) / 4)
-    else:  # usage shared between the two choices of the response (20 tokens, 14 reasoning)
-        assert sum(x.reasoning_tokens for x in groups[1]) == 14
-        assert sum(x.reasoning_tokens + x.answer_tokens for x in groups[1]) == 20
+    if model == "tags":  # no usage: estimated from the text, and marked as such
+        assert (c.reasoning_tokens, c.answer_tokens) == (estimate_tokens(c.reasoning), estimate_tokens(c.answer))
+        assert c.estimated and c.prefilled is None  # thinking auto: the server's template is unknown
+    else:  # usage shared between the two choices of the response (40 tokens, 24 reasoning)
+        assert sum(x.reasoning_tokens for x in groups[1]) == 24 and not c.estimated
+        assert sum(x.reasoning_tokens + x.answer_tokens for x in groups[1]) == 40
+
+
+def test_usage_of_one_choice_for_n_choices_is_replaced_by_estimates(url):
+    """llama.cpp's server reports one choice's usage for n=2: shared out, each would read half."""
+    g = backend(url, "n1usage").generate(["2+2?"], n=2)[0]
+    assert all(c.estimated for c in g)
+    assert [c.reasoning_tokens for c in g] == [estimate_tokens(c.reasoning) for c in g]
 
 
 def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url):
@@ -59,12 +62,14 @@ def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url):
     b.generate(["q"], n=3)
     assert b.requests == 1
     one = backend(url, "one")
-    g = one.generate(["q"], n=3, sampling=SamplingParams(seed=5))[0]
-    assert len(g) == 3 and one.requests == 3 and one.use_n is False
-    seeds = [r.get("seed") for r in REQUESTS[-2:]]
-    assert seeds == [6, 7]  # the extra requests get distinct seeds
+    g = one.generate(["q"], n=3)[0]
+    assert len(g) == 3 and one.requests == 3 and one.use_n is False  # 1 choice came back: 2 more requests
     one.generate(["q"], n=2)  # now n requests straight away
     assert one.requests == 5
+    # a seed: one request per sample, each with its own seed (a request's choices share one)
+    seeded = backend(url, "rc")
+    assert len(seeded.generate(["q"], n=3, sampling=SamplingParams(seed=5))[0]) == 3 and seeded.requests == 3
+    assert sorted(r.get("seed") for r in REQUESTS[-3:]) == [5, 6, 7] and all(r["n"] == 1 for r in REQUESTS[-3:])
 
 
 def test_retries_with_backoff_then_succeeds(url):
@@ -138,7 +143,7 @@ def test_budgets_map_to_request_fields(url):
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 30} and body["max_tokens"] == 80
     assert "reasoning_effort" not in body
     n = len(REQUESTS)
-    with pytest.raises(GenerationError, match="min_thinking.*local model"):
+    with pytest.raises(GenerationError, match="min-thinking.*local checkpoint"):
         b.generate(["q"], budget=Budget(min_thinking=5))
     assert len(REQUESTS) == n  # rejected before any request
 
@@ -156,12 +161,12 @@ def test_message_prompts_and_api_key(url, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "env-key")
     b = load_backend(f"openai:rc@{url}")
     assert isinstance(b, OpenAIBackend) and b.model == "rc"
-    msgs = prompt_for(b, "what?", system="be brief")
+    msgs = prompt(b, "what?", system="be brief").payload
     b.generate([msgs])
     body = REQUESTS[-1]
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what?"}]
     assert body["_auth"] == "Bearer env-key"
-    assert prompt_for(b, "what?") == "what?"
+    assert prompt(b, "what?").payload == [{"role": "user", "content": "what?"}]
 
 
 def test_generate_works_inside_a_running_event_loop(url):
@@ -182,8 +187,6 @@ def test_streaming_yields_reasoning_then_answer(url, model):
     done = events[-1][1]
     assert (r, a) == ("thinking about s? step 0", "ans:s?:0") == (done.reasoning, done.answer)
     assert done.think_closed and (done.reasoning_tokens, done.answer_tokens) == (9, 3)
-    # the generic stream() dispatches to the backend's own streaming
-    assert list(stream(backend(url, model), "s?"))[-1][1].answer == "ans:s?:0"
 
 
 def test_bad_inputs_raise_clear_errors(url):
@@ -238,7 +241,7 @@ def test_against_ponder_serve_budgets_are_exact():
     """ponder's own server (ponder.serve) runs a LocalEngine: over HTTP the backend must get what
     the engine gives directly -- split, token counts and log-probs -- with the budget exact."""
     from ponder.serve import Running, ServeConfig, create_app
-    from ponder.serve.protocol import Message, render_prompt
+    from ponder.serve.protocol import Message, render_messages
     from ponder.serve.testing import tiny_engine
 
     engine = tiny_engine()
@@ -250,16 +253,16 @@ def test_against_ponder_serve_budgets_are_exact():
             forced = b.generate(["What is 3 + 4?"], n=2, sampling=sp, budget=Budget(thinking_budget=12, min_thinking=6))
             assert b.requests == 3  # n in one request; forcing goes through the extension, one request each
             streamed = list(b.stream("What is 3 + 4?", sp, budget))[-1][1]
-        with pytest.raises(GenerationError, match="ponder_server=True"):  # told it is generic
+        with pytest.raises(GenerationError, match="ponder serve"):  # told it is generic
             OpenAIBackend("tiny", server.url + "/v1", ponder_server=False).generate(["q"], budget=Budget(min_thinking=4))
-    prompt = render_prompt([Message(role="user", content="What is 3 + 4?")], engine.tokenizer, True)
+    prompt = render_messages([Message(role="user", content="What is 3 + 4?")], engine, True).text
     ref = engine.generate([prompt], 1, sp, budget)[0][0]
     for c in got:
         assert (c.reasoning, c.answer) == (ref.reasoning, ref.answer)
-        assert (c.reasoning_tokens, c.answer_tokens) == (ref.reasoning_tokens, ref.answer_tokens) == (12, 8)
+        assert (c.reasoning_tokens, c.answer_tokens) == (ref.reasoning_tokens, ref.answer_tokens) == (12 + 2, 8)
         assert c.logprobs == pytest.approx(ref.logprobs, abs=1e-4)
-    assert len(forced[0]) == 2 and all(c.reasoning_tokens == 12 for c in forced[0])
-    assert (streamed.reasoning, streamed.answer, streamed.reasoning_tokens) == (ref.reasoning, ref.answer, 12)
+    assert len(forced[0]) == 2 and all(c.reasoning_tokens == 12 + 2 for c in forced[0])
+    assert (streamed.reasoning, streamed.answer, streamed.reasoning_tokens) == (ref.reasoning, ref.answer, 12 + 2)
 
 
 def test_a_generic_server_is_detected_as_such(url):

@@ -167,7 +167,7 @@ def tiny_checkpoint(tmp_path_factory):
     from itertools import islice
 
     from ponder.models import build_model, save, train_tokenizer
-    from ponder.tasks import reference_completion
+    from ponder.tasks.synthetic import reference_completion
 
     exs = list(islice(get_task("addition:digits=2").examples("train"), 200))
     tok = train_tokenizer([e["prompt"] + " " + reference_completion(e) for e in exs], vocab_size=300)

@@ -101,8 +101,9 @@ def test_playground_streams_thinking_and_answer_into_their_places(browser, serve
                                                                                         "budget_tokens": 20}})
     assert got["reasoning"] == r.choices[0].message.model_extra["reasoning_content"] != ""
     assert got["answer"] == r.choices[0].message.content != ""
-    assert "20 reasoning" in got["stats"] and "8 answer" in got["stats"] and "time:" in got["stats"]
-    assert got["thinking-tokens"] == "(20 tokens)"
+    # the budget's 20 tokens and the forced "\n</think>" (2 tokens)
+    assert "22 reasoning" in got["stats"] and "8 answer" in got["stats"] and "time:" in got["stats"]
+    assert got["thinking-tokens"] == "(22 tokens)"
 
     from selenium.webdriver.common.by import By
 

@@ -16,24 +16,22 @@ import pytest
 
 from ponder.rewards import (
     REWARDS,
+    Cosine,
+    Format,
+    LanguageConsistency,
+    Overlong,
     RewardInputError,
     RewardSpecError,
+    TagCount,
     UnknownRewardError,
     accuracy,
     combine,
-    cosine,
-    format_reward,
     get_reward,
-    language_consistency,
     length,
-    make_cosine,
-    make_format,
-    make_language_consistency,
-    make_overlong,
-    make_tag_count,
     parse_reward_spec,
-    tag_count,
 )
+
+format_reward, tag_count, language_consistency, cosine = Format(), TagCount(), LanguageConsistency(), Cosine()
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -59,7 +57,8 @@ FORMAT = [
     (ZERO_GOOD + "\n", None, "r1-zero", 1.0),
     # pre-filled <think>: the completion starts inside the reasoning
     ("Janet sells 9 eggs at $2.\n</think>\n#### 18", True, "auto", 1.0),
-    ("Janet sells 9 eggs at $2.\n</think>\n#### 18", None, "auto", 1.0),  # detected from the shape
+    # nothing is guessed from the completion: a plain prompt + a stray </think> is not the format
+    ("Janet sells 9 eggs at $2.\n</think>\n#### 18", None, "auto", 0.0),
     ("Janet sells 9 eggs at $2.\n</think>\n#### 18", False, "auto", 0.0),  # told: must open it
     ("<think>again</think>18", True, "auto", 0.0),  # a second <think> after the pre-filled one
     # hack: empty reasoning
@@ -92,7 +91,7 @@ def test_format_table(text, prefilled, template, expected):
 
 
 def test_format_factory_template_and_prompt_prefill():
-    r1_zero = make_format("r1-zero")
+    r1_zero = Format("r1-zero")
     assert r1_zero(["<think>2 + 1 = 3</think>3", ZERO_GOOD]) == [0.0, 1.0]
     # a string prompt ending in <think> marks the completion as pre-filled
     prompts = ["User: how many bolts?\nAssistant: <think>"] * 2
@@ -128,7 +127,7 @@ TAGS = [
 
 @pytest.mark.parametrize("text,prefilled,template,expected", TAGS)
 def test_tag_count_table(text, prefilled, template, expected):
-    assert make_tag_count(template)([text], prefilled_think=prefilled) == [expected]
+    assert TagCount(template)([text], prefilled_think=prefilled) == [expected]
 
 
 def test_tag_count_template_column_overrides_default():
@@ -155,19 +154,19 @@ LANG = [
     ("<think>\\[\\sqrt{117} = 3\\sqrt{13}\\]</think>3\\sqrt{13}", "latin", 0.0),  # no words at all
     ("<think></think>42", "latin", 0.0),  # hack: empty reasoning earns nothing
     ("The answer is 42, clearly.", "latin", 0.0),  # no think block: no reasoning
-    ("Janet sells 9 eggs, 9 * 2 = 18.</think>18", "latin", 1.0),  # pre-filled shape
+    ("Janet sells 9 eggs, 9 * 2 = 18.</think>18", "latin", 0.0),  # no pre-fill said: no reasoning
 ]
 
 
 @pytest.mark.parametrize("text,script,expected", LANG)
 def test_language_consistency_table(text, script, expected):
-    assert make_language_consistency(script)([text]) == [pytest.approx(expected)]
+    assert LanguageConsistency(script)([text]) == [pytest.approx(expected)]
 
 
 def test_language_consistency_default_is_latin_and_unknown_script_is_rejected():
     assert language_consistency([ZH_MIXED]) == [pytest.approx(0.6)]
     with pytest.raises(ValueError, match="unknown script 'arabic'"):
-        make_language_consistency("arabic")
+        LanguageConsistency("arabic")
 
 
 # ============================================================================ accuracy
@@ -229,8 +228,10 @@ ACC = [
     ("<think>so the answer is 3</think><answer></answer>", "3", {}, 0.0),
     ("<think>2 + 1 = 3</think>\n#### 3", "3", {"template": "r1-zero"}, 0.0),
     ("<think>2 + 1 = 3</think>\n#### 3", "3", {"template": "auto"}, 1.0),
-    # never closing a pre-filled think block gives no answer
-    ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18, so \\boxed{18}", "18", {"prefilled_think": True}, 0.0),
+    # a pre-fill the model ignored: its text is its answer (the format reward is what it loses)
+    ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18, so \\boxed{18}", "18", {"prefilled_think": True}, 1.0),
+    # ... but a think block the model opened itself and never closed has no answer
+    ("<think>16 - 3 - 4 = 9 eggs, 9 * 2 = 18, so \\boxed{18}", "18", {"prefilled_think": False}, 0.0),
     ("16 - 3 - 4 = 9 eggs, 9 * 2 = 18, so \\boxed{18}", "18", {"prefilled_think": False}, 1.0),
     ("16 - 3 - 4 = 9 eggs</think>\n\\boxed{18}", "18", {"prefilled_think": True}, 1.0),
 ]
@@ -328,7 +329,7 @@ def test_accuracy_logs_reasons_to_trl_table():
 def test_empty_reasoning_gets_no_credit_for_reasoning():
     hack = "<think></think>18"
     assert format_reward([hack]) == [0.0]
-    assert make_tag_count("think")([hack]) == [0.5]  # only <think>, not the empty block's </think>
+    assert TagCount("think")([hack]) == [0.5]  # only <think>, not the empty block's </think>
     assert language_consistency([hack]) == [0.0]
     # accuracy judges the answer only (R1): the format reward is what demands reasoning
     assert accuracy([hack], gold=["18"]) == [1.0]
@@ -357,19 +358,19 @@ def test_kimi_length_needs_prompts_and_skips_missing_gold():
 
 
 def test_overlong_dapo_soft_punishment():
-    soft = make_overlong(max_len=100, cache=20)
+    soft = Overlong(max_len=100, cache=20)
     sizes = [0, 80, 90, 100, 101, 500]
     assert soft(["x"] * 6, completion_ids=[[1] * s for s in sizes]) == [0.0, 0.0, -0.5, -1.0, -1.0, -1.0]
     # without token ids the length is in characters
     assert soft(["a" * 90]) == [-0.5]
     with pytest.raises(ValueError, match="cache <= max_len"):
-        make_overlong(max_len=10, cache=20)
+        Overlong(max_len=10, cache=20)
 
 
 def test_cosine_scaled_accuracy():
     right, wrong = "<think>9 * 2</think>#### 18", "<think>9 * 2</think>#### 16"
     sizes = [0, 50, 100, 400, 0, 50, 100, 400]
-    got = make_cosine(max_len=100)([right] * 4 + [wrong] * 4, gold=["18"] * 8,
+    got = Cosine(max_len=100)([right] * 4 + [wrong] * 4, gold=["18"] * 8,
                                    completion_ids=[[1] * s for s in sizes])
     # correct: 1.0 when empty, 0.5 at max_len and beyond; wrong: -1.0 when short, -0.5 when long
     assert got == pytest.approx([1.0, 0.75, 0.5, 0.5, -1.0, -0.75, -0.5, -0.5])
@@ -404,7 +405,8 @@ def test_bad_input_raises_a_clear_error(call, match):
 def test_registry_names_are_what_trl_logs_and_rewards_pickle():
     from trl.trainer.utils import get_callable_name
 
-    for name, func in REWARDS.items():
+    for name in REWARDS:
+        func = get_reward(name)
         assert get_callable_name(func) == name
         clone = pickle.loads(pickle.dumps(func))  # TRL's async worker pickles reward funcs
         assert clone([ZERO_GOOD], prompts=["q"], gold=["3"]) == func([ZERO_GOOD], prompts=["q"], gold=["3"])
@@ -418,11 +420,12 @@ def test_parse_reward_spec_builds_funcs_and_weights():
     assert weights == [1.0, 0.5, 2.0, 1.0]
     assert (funcs[2].max_len, funcs[2].min_value_wrong) == (2048, -2.0)
     assert funcs[3].script == "cjk"
-    assert combine({"accuracy": 1, "tag_count": 0.25}) == ([accuracy, tag_count], [1.0, 0.25])
+    funcs, weights = combine({"accuracy": 1, "tag_count": 0.25})
+    assert funcs[0] is accuracy and isinstance(funcs[1], TagCount) and weights == [1.0, 0.25]
 
 
 @pytest.mark.parametrize("spec,error,match", [
-    ("accuracy=1, acuracy=2", UnknownRewardError, "known rewards: accuracy, format"),
+    ("accuracy=1, acuracy=2", UnknownRewardError, "known: accuracy, format"),
     ("accuracy=high", RewardSpecError, "weight of 'accuracy' must be a number"),
     ("accuracy, accuracy=2", RewardSpecError, "listed twice"),
     ("accuracy(strict=True)", RewardSpecError, "takes no parameters"),
@@ -437,7 +440,7 @@ def test_bad_reward_spec_is_rejected(spec, error, match):
 
 
 def test_get_reward_error_is_a_value_error_listing_names():
-    with pytest.raises(ValueError, match="unknown reward 'acc'; known rewards: .*cosine"):
+    with pytest.raises(ValueError, match="unknown reward 'acc'; known: .*cosine"):
         get_reward("acc")
 
 

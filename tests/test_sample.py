@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import pytest
+
+from fakes import FakeBackend
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.config import ConfigError
+from ponder.generate import Completion
 from ponder.tasks import get_task
 from ponder.train.sample import SampleConfig, SampleError, paths, rejection_sample, run
 
@@ -24,11 +27,14 @@ TASK = "addition:digits=2,n_train=12"
 runner = CliRunner()
 
 
-@dataclass
-class Fake:
-    text: str
-    token_ids: list[int] = field(default_factory=list)
-    reasoning_tokens: int = 0
+def Fake(text: str, token_ids: list[int] | None = None):
+    """A completion with the given text and token ids (split as the engine would)."""
+    from ponder.format import parse
+
+    p = parse(text)
+    ids = list(token_ids or [])
+    return Completion(text=text, token_ids=ids, reasoning=p.reasoning, answer=p.answer, reasoning_tokens=0,
+                      answer_tokens=len(ids), finish_reason="eos", think_closed=p.think_closed)
 
 
 def _gold_of(prompt: str) -> int:
@@ -36,12 +42,11 @@ def _gold_of(prompt: str) -> int:
     return a + b
 
 
-class Scripted:
+class Scripted(FakeBackend):
     """Per prompt: wrong, correct long, correct short, correct long again (a duplicate), …"""
 
-    tokenizer = None
-
     def __init__(self, fail_after: int | None = None, empty_fifth: bool = False):
+        super().__init__(remote=False)
         self.calls, self.prompts_seen, self.fail_after = 0, [], fail_after
         self.empty_fifth = empty_fifth
 
@@ -69,7 +74,7 @@ class Scripted:
 def tiny_checkpoint(tmp_path_factory):
     """A random 2-layer Llama with a tokenizer trained on addition problems (built in ~1 s)."""
     from ponder.models import build_model, save, train_tokenizer
-    from ponder.tasks import reference_completion
+    from ponder.tasks.synthetic import reference_completion
 
     exs = list(islice(get_task("addition:digits=2").examples("train"), 200))
     tok = train_tokenizer([e["prompt"] + " " + reference_completion(e) for e in exs], vocab_size=300)
@@ -156,7 +161,7 @@ def test_bad_config(bad, match):
 
 def test_cli_errors_are_one_line(tmp_path):
     r = runner.invoke(app, ["sample", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "s.jsonl")])
-    assert r.exit_code == 2 and "no such directory" in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split()) and "Traceback" not in r.output
     assert not list(tmp_path.glob("s.jsonl*"))  # nothing written for a run that could not start
     r = runner.invoke(app, ["sample", "--model", "x", "--keep", "longest"])
     assert r.exit_code == 2 and "keep must be" in r.output

@@ -1,9 +1,11 @@
 """ponder serve: the OpenAI-compatible API, driven by the official ``openai`` client on loopback.
 
 The model is ``ponder.serve.testing.tiny_engine``: a random tiny Llama whose EOS logit is 0, so
-completions run exactly to their limits. A thinking budget forces ``</think>``, after which the
-"answer" follows: with ``budget_tokens=B`` and ``max_tokens=M`` a completion has exactly B
-reasoning tokens and M answer tokens, which makes the token accounting checkable to the token.
+completions run exactly to their limits. Its prompts open the think block; a thinking budget
+forces ``</think>``, after which the "answer" follows: with ``budget_tokens=B`` and
+``max_tokens=M`` a completion has exactly B + C reasoning tokens (C: the forced ``\n</think>``,
+two tokens in ponder's tokenizer; the budget counts the model's own) and M answer tokens, which
+makes the token accounting checkable to the token.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typer.testing import CliRunner
 from ponder.cli.main import app as cli
 from ponder.generate import Budget, SamplingParams
 from ponder.serve import Running, ServeConfig, create_app, summarize
-from ponder.serve.protocol import Message, render_prompt
+from ponder.serve.protocol import Message, render_messages
 from ponder.serve.testing import tiny_engine
 
 Q = [{"role": "user", "content": "What is 3 + 4?"}]
+C = 2  # the forced "\n</think>" of a thinking budget: two tokens of ponder's tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +70,11 @@ def test_reasoning_and_answer_apart_with_exact_token_counts(client, engine):
     extra = msg.model_extra
     assert extra["reasoning_content"] == extra["reasoning"] and extra["reasoning_content"].strip()
     assert msg.content.strip() and msg.content not in extra["reasoning_content"]
-    assert u.completion_tokens_details.reasoning_tokens == 10  # the budget, exactly
-    assert u.completion_tokens == 16 and r.choices[0].finish_reason == "length"
+    assert u.completion_tokens_details.reasoning_tokens == 10 + C  # the budget, exactly, and the forced close
+    assert u.completion_tokens == 16 + C and r.choices[0].finish_reason == "length"
     assert u.total_tokens == u.prompt_tokens + u.completion_tokens
     # the server's answer is the engine's answer for the same prompt (nothing lost or reordered)
-    prompt = render_prompt([Message(**Q[0])], engine.tokenizer, think=True)
+    prompt = render_messages([Message(**Q[0])], engine, think=True).text
     c = engine.generate([prompt], 1, SamplingParams(temperature=0, max_tokens=6),
                         Budget(thinking_budget=10))[0][0]
     assert (c.reasoning, c.answer) == (extra["reasoning_content"], msg.content)
@@ -80,8 +83,8 @@ def test_reasoning_and_answer_apart_with_exact_token_counts(client, engine):
 
 def test_reasoning_effort_uses_the_effort_table(client, engine):
     r = ask(client, max_completion_tokens=3, reasoning_effort="low")
-    assert r.usage.completion_tokens_details.reasoning_tokens == engine.effort_table["low"]
-    assert r.usage.completion_tokens == engine.effort_table["low"] + 3
+    assert r.usage.completion_tokens_details.reasoning_tokens == engine.effort_table["low"] + C
+    assert r.usage.completion_tokens == engine.effort_table["low"] + C + 3
 
 
 @pytest.mark.parametrize("off", [{"reasoning_effort": "none"}, {"extra_body": {"thinking": {"type": "disabled"}}}])
@@ -104,7 +107,7 @@ def test_n_seed_and_temperature(client):
     texts = [c.message.model_extra["reasoning_content"] + c.message.content for c in a.choices]
     assert texts == [c.message.model_extra["reasoning_content"] + c.message.content for c in b.choices]
     assert len(set(texts)) > 1  # three samples, not one repeated
-    assert a.usage.completion_tokens == 3 * 12
+    assert a.usage.completion_tokens == 3 * (12 + C)
     other = ask(client, **{**kw, "seed": 8})
     assert [c.message.content for c in other.choices] != [c.message.content for c in a.choices]
 
@@ -147,7 +150,7 @@ def test_stream_reasoning_then_content_then_usage(client):
     assert "r" in kinds and "c" in kinds and kinds.index("c") > max(i for i, k in enumerate(kinds) if k == "r")
     msg = plain.choices[0].message
     assert parts[0] == {"reasoning": msg.model_extra["reasoning_content"], "content": msg.content}
-    assert usage.completion_tokens_details.reasoning_tokens == 12 and usage.completion_tokens == 18
+    assert usage.completion_tokens_details.reasoning_tokens == 12 + C and usage.completion_tokens == 18 + C
     assert finishes == {0: "length"}
 
 
@@ -163,8 +166,8 @@ def test_strategy_extension_reports_tokens_spent(client):
             extra_body={**think(8), "ponder": {"strategy": "majority", "n": 4}})
     p = r.model_extra["ponder"]
     assert p["strategy"] == "majority" and p["samples"] == 4
-    assert p["tokens"] == r.usage.completion_tokens == 4 * 13  # every sample is paid for
-    assert p["reasoning_tokens"] == r.usage.completion_tokens_details.reasoning_tokens == 4 * 8
+    assert p["tokens"] == r.usage.completion_tokens == 4 * (13 + C)  # every sample is paid for
+    assert p["reasoning_tokens"] == r.usage.completion_tokens_details.reasoning_tokens == 4 * (8 + C)
     assert r.choices[0].message.content and r.choices[0].message.model_extra["reasoning_content"]
 
 
@@ -176,7 +179,7 @@ def test_strategy_stream_carries_usage_and_ponder(server):
     assert events[-1] == "[DONE]"
     import json
     last = json.loads(events[-2])
-    assert last["usage"]["completion_tokens"] == last["ponder"]["tokens"] == 2 * 8
+    assert last["usage"]["completion_tokens"] == last["ponder"]["tokens"] == 2 * (8 + C)
 
 
 def test_model_auto_routes_per_request(client):
@@ -208,7 +211,7 @@ def test_concurrent_requests_are_batched_and_routed_back(server, client, engine)
     assert metric(server.url, "ponder_batch_requests_total") - before_reqs == 8
     assert batches < 8  # at least two requests shared a generate call
     # each client got the completion of its own prompt
-    prompts = [render_prompt([Message(role="user", content=q)], engine.tokenizer, True) for q in questions]
+    prompts = [render_messages([Message(role="user", content=q)], engine, True).text for q in questions]
     want = engine.generate(prompts, 1, SamplingParams(temperature=0, max_tokens=5), Budget(thinking_budget=6))
     for i, g in enumerate(want):
         assert out[i].choices[0].message.content == g[0].answer
@@ -231,7 +234,7 @@ def test_different_max_tokens_share_a_batch_and_stop_at_their_own(engine, extra)
         for t in threads:
             t.join()
         assert metric(s.url, "ponder_batches_total") == 1  # one generate call for both
-    reasoning = 6 if "thinking" in extra else 0
+    reasoning = 6 + C if "thinking" in extra else 0
     for m in (3, 9):
         assert out[m].usage.completion_tokens == reasoning + m and out[m].choices[0].finish_reason == "length"
         assert out[m].usage.completion_tokens_details.reasoning_tokens == reasoning
@@ -263,7 +266,7 @@ def test_reasoning_modes(engine, client, mode):
 def test_logprobs_cover_every_generated_token(client):
     r = ask(client, max_tokens=5, logprobs=True, extra_body=think(6))
     lp = r.choices[0].logprobs.content
-    assert len(lp) == r.usage.completion_tokens == 11 and all(t.logprob <= 0 for t in lp)
+    assert len(lp) == r.usage.completion_tokens == 11 + C and all(t.logprob <= 0 for t in lp)
     text = "".join(t.token for t in lp)
     assert "</think>" in text and r.choices[0].message.model_extra["reasoning_content"] in text
     assert ask(client, max_tokens=5, extra_body=think(6)).choices[0].logprobs is None  # only when asked
@@ -283,7 +286,7 @@ def test_remote_backend_through_another_ponder_server(server, client):
     msg = r.choices[0].message
     assert msg.model_extra["reasoning_content"] == direct.model_extra["reasoning_content"]
     # the remote request asks for budget + max_tokens in all (no exact cut-off over HTTP): a longer answer
-    assert msg.content.startswith(direct.content) and r.usage.completion_tokens_details.reasoning_tokens == 10
+    assert msg.content.startswith(direct.content) and r.usage.completion_tokens_details.reasoning_tokens == 10 + C
     assert parts[0] == {"reasoning": msg.model_extra["reasoning_content"], "content": msg.content}
     assert usage.completion_tokens == r.usage.completion_tokens
 
@@ -320,6 +323,6 @@ def test_cli_serve_loads_the_checkpoint_and_applies_options(tmp_path, monkeypatc
     with Running(seen["app"]) as s:
         c = openai.OpenAI(base_url=s.url + "/v1", api_key="k", max_retries=0)
         out = ask(c, model="m", max_tokens=3, extra_body=think(4))
-        assert out.usage.completion_tokens == 7 and "reasoning_content" not in out.choices[0].message.model_extra
+        assert out.usage.completion_tokens == 7 + C and "reasoning_content" not in out.choices[0].message.model_extra
         with pytest.raises(openai.BadRequestError):
             ask(c, model="m", max_tokens=3, n=3)  # max_n=2 from --set

@@ -26,10 +26,11 @@ class Spy:
 
     def __init__(self, engine):
         self.engine, self.completions = engine, []
-        self.tokenizer, self.model = engine.tokenizer, engine.model
-        self.eos_ids, self.effort_table = engine.eos_ids, engine.effort_table
         self.gate, self.delay = threading.Event(), 0.0
         self.gate.set()
+
+    def __getattr__(self, name):  # everything else (the Backend attributes) is the engine's
+        return getattr(self.engine, name)
 
     def generate(self, prompts, n=1, sampling=None, budget=None, on_token=None):
         self.gate.wait(30)
@@ -219,13 +220,14 @@ def test_health_metrics_and_json_logs(server):
     good = mine[ok.headers["x-request-id"]]
     u = ok.json()["usage"]
     assert good["status"] == 200 and good["prompt_tokens"] == u["prompt_tokens"]
-    assert good["completion_tokens"] == u["completion_tokens"] == 7 and good["reasoning_tokens"] == 4
+    # 4 of its own and the forced "\n</think>" (2 tokens) of reasoning, then 3 answer tokens
+    assert good["completion_tokens"] == u["completion_tokens"] == 9 and good["reasoning_tokens"] == 6
     assert good["latency_ms"] > 0 and mine[bad.headers["x-request-id"]]["status"] == 400
     after = metrics(server)
     key = 'ponder_requests_total{endpoint="/v1/chat/completions",code="%d"}'
     assert after[key % 200] == before.get(key % 200, 0) + 1 and after[key % 400] == before.get(key % 400, 0) + 1
-    assert after["ponder_completion_tokens_total"] == before["ponder_completion_tokens_total"] + 7
-    assert after["ponder_reasoning_tokens_total"] == before["ponder_reasoning_tokens_total"] + 4
+    assert after["ponder_completion_tokens_total"] == before["ponder_completion_tokens_total"] + 9
+    assert after["ponder_reasoning_tokens_total"] == before["ponder_reasoning_tokens_total"] + 6
     text = httpx.get(server.url + "/metrics")
     assert text.headers["content-type"].startswith("text/plain") and "# TYPE ponder_requests_total counter" in text.text
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ponder.generate.types import Budget, SamplingParams, make_completion, prefilled_think
+from ponder.format import Thinking, decide_thinking, ends_in_think, render
+from ponder.generate.types import DEFAULT_EFFORT_BUDGETS, Budget, Capabilities, SamplingParams, make_completion
 from ponder.strategies import (STRATEGIES, StrategyError, StrategyResult, run_batch, run_strategy,
                                strategy_options)  # fmt: skip
 from ponder.strategies.router import intent, router_report
@@ -22,14 +23,26 @@ from ponder.strategies.voting import leader_confidence
 from ponder.tasks import get_task
 
 P = "User: question\nAssistant: <think>"
+# the same prompt as a conversation (refine continues it; the router reads its user turn)
+PP = render("question", None, Thinking("on", "prefill", ""))
+assert PP.text == P
 
 
 class Fake:
     """A Backend whose completions come from ``script(prompt, call, j)``."""
 
+    capabilities = Capabilities(local=True, token_level=True, streaming=False, concurrent=False, logprobs=True)
+    thinking = decide_thinking("on")
+    tokenizer = None
+    effort_table = dict(DEFAULT_EFFORT_BUDGETS)
+    name, max_positions, eos_ids, budget_honoured = "fake", None, frozenset({0}), True
+
     def __init__(self, script):
         self.script = script
         self.calls: list[dict] = []
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids if i)
 
     def generate(self, prompts, n=1, sampling=None, budget=None):
         sp = sampling or SamplingParams()
@@ -41,14 +54,15 @@ class Fake:
             for j in range(n):
                 got = self.script(p, call, j)
                 text, lp = got if isinstance(got, tuple) else (got, -0.5)
-                finish = "eos"
+                # a pre-filled block the script never closes ran out of tokens (no answer)
+                finish = "length" if ends_in_think(p) and "</think>" not in text else "eos"
                 cuts = [(text.find(s), s) for s in sp.stop if s in text]
                 if cuts:
                     at, s = min(cuts)
                     text, finish = text[: at + len(s)], "stop"
                 ids = [ord(ch) for ch in text] + ([0] if finish == "eos" else [])
                 group.append(make_completion(ids, lambda t: "".join(chr(i) for i in t if i), finish,
-                                             [lp] * len(ids), prefilled_think(p), sp.stop, frozenset({0})))
+                                             [lp] * len(ids), ends_in_think(p), sp.stop, frozenset({0})))
             out.append(group)
         return out
 
@@ -89,9 +103,9 @@ def test_every_strategy_is_registered_with_documented_options():
     (lambda b: run_strategy("beam", b, P, delimiter=""), "delimiter must be a non-empty string"),
     (lambda b: run_strategy("mcts", b, P, c_uct=-1), "c_uct must be"),
     (lambda b: run_strategy("tools", b, P, sampling=SamplingParams(stop=["x"])), "sets its own stop strings"),
-    (lambda b: run_strategy("refine", b, P, feedback=lambda c: None, revise_template="again"), "{feedback}"),
+    (lambda b: run_strategy("refine", b, PP, feedback=lambda c: None, revise_template="again"), "{feedback}"),
     (lambda b: run_strategy("router", b, P, difficulty="vibes"), "difficulty must be"),
-    (lambda b: run_strategy("refine", b, P), "refine needs feedback"),
+    (lambda b: run_strategy("refine", b, PP), "refine needs feedback"),
     (lambda b: run_strategy("beam", b, P, budget=Budget(effort="low")), "does not take a thinking budget"),
     (lambda b: run_strategy("adaptive_majority", b, P, confidence=0.3), "confidence must be"),
     (lambda b: run_strategy("router", b, P, strategy="router"), "router's strategy"),
@@ -212,10 +226,13 @@ def test_refine_revises_with_verifier_feedback_until_correct():
         return f"r</think>{gold if 'is wrong' in p else int(gold) + 1}"
 
     fake = Fake(script)
-    r = run_strategy("refine", fake, P, task=task, example=ex, rounds=3)
+    r = run_strategy("refine", fake, PP, task=task, example=ex, rounds=3)
     assert r.answer == gold and r.trace["accepted"] and len(r.samples) == 2
-    assert f"Your answer {int(gold) + 1} is wrong." in fake.calls[1]["prompts"][0]
-    assert fake.calls[1]["prompts"][0].endswith("<think>")  # the revision thinks again
+    revision = fake.calls[1]["prompts"][0]
+    assert f"User: Your answer {int(gold) + 1} is wrong." in revision
+    # the conversation, rendered again: the first reply's answer only, and the revision thinks again
+    assert f"Assistant: {int(gold) + 1}\n" in revision and "r</think>" not in revision
+    assert revision.endswith("Assistant: <think>")
     assert r.tokens == sum(len(c.token_ids) for c in r.samples)
 
 
@@ -224,14 +241,14 @@ def test_refine_stops_after_r_rounds_and_quotes_failing_tests():
     ex = next(task.examples())  # is_palindrome
     buggy = "r</think>```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```"
     fake = Fake(lambda p, call, j: buggy)
-    r = run_strategy("refine", fake, P, task=task, example=ex, rounds=1)
+    r = run_strategy("refine", fake, PP, task=task, example=ex, rounds=1)
     assert len(r.samples) == 2 and not r.trace["accepted"]
     fb = r.trace["rounds"][0]["feedback"]
     assert fb.startswith("Your code fails") and "Panama" in fb  # the failing assert is quoted
 
 
 def test_refine_with_custom_feedback():
-    r = run_strategy("refine", Fake(seq("1", "2", "3")), P, feedback=lambda c: None if c.answer == "3" else "no")
+    r = run_strategy("refine", Fake(seq("1", "2", "3")), PP, feedback=lambda c: None if c.answer == "3" else "no")
     assert r.answer == "3" and [h["answer"] for h in r.trace["rounds"]] == ["1", "2", "3"]
 
 
@@ -323,8 +340,10 @@ def test_tools_shows_errors_to_the_model_and_limits_calls():
 def test_router_intent_and_difficulty():
     assert intent("Please think hard about this") == "think" and intent("just the answer: 2+2") == "fast"
     assert intent("You first think about the reasoning process") is None
-    assert intent("Think hard.\nUser: what is 2+2?\nAssistant: <think>") is None  # the system prompt is not the user
-    assert intent("<|im_start|>user\nThink carefully: 2+2?<|im_end|>\n<|im_start|>assistant\n") == "think"
+    # a conversation's system prompt is not the user: only the user turn states intent
+    thinking = Thinking("on", "prefill", "")
+    assert intent(render("what is 2+2?", None, thinking, system="Think hard.")) is None
+    assert intent(render("Think carefully: 2+2?", None, thinking, system="Be brief.")) == "think"
     fake = Fake(seq("4"))
     r = run_strategy("router", fake, "User: 2+2? Think carefully.\nAssistant: <think>")
     assert r.trace["route"]["path"] == "think" and fake.calls[-1]["budget"] is None
@@ -373,14 +392,14 @@ def test_traces_are_json_serialisable_for_eval_and_serve():
     }  # fmt: skip
     for name, kw in runs.items():
         script = steps_script if name in ("beam", "mcts") else seq("1", "2")
-        r = run_strategy(name, Fake(script), P, **kw)
+        r = run_strategy(name, Fake(script), PP, **kw)
         assert r.trace["strategy"] == name
         json.dumps(r.trace, allow_nan=True)
 
 
 def test_refine_with_n_candidates_stops_at_the_first_accepted():
     fake = Fake(seq("1", "3", "5"))
-    r = run_strategy("refine", fake, P, n=3, feedback=lambda c: None if c.answer == "3" else "no")
+    r = run_strategy("refine", fake, PP, n=3, feedback=lambda c: None if c.answer == "3" else "no")
     assert r.answer == "3" and r.trace["chosen"] == 1 and len(fake.calls) == 1
     assert r.trace["rounds"][0]["answers"] == ["1", "3", "5"] and r.trace["accepted"]
 

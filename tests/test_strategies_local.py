@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from ponder.format import build_prompt
+from ponder.generate import prompt
 from ponder.generate import LocalEngine, SamplingParams
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
@@ -42,8 +42,8 @@ def engine(model, tok):
 
 
 @pytest.fixture(scope="module")
-def prompts(tok):
-    return [build_prompt(f"What is {a} + {b}?") for a, b in [(3, 4), (12, 30), (7, 7)]]
+def prompts(engine):
+    return [prompt(engine, f"What is {a} + {b}?") for a, b in [(3, 4), (12, 30), (7, 7)]]
 
 
 def _spent(r):
@@ -82,8 +82,10 @@ def test_beam_and_mcts_steps_on_real_tokens(engine, prompts):
 
 def test_router_fast_path_closes_thinking_at_once(engine, prompts):
     r = run_strategy("router", engine, prompts[0], sampling=SP)
-    assert r.trace["route"]["path"] == "fast" and r.reasoning == "" and r.samples[0].forced_close
-    r = run_strategy("router", engine, build_prompt("What is 3 + 4? Think hard."), sampling=SP)
+    c = r.samples[0]
+    # budget 0: a think block the model opens is closed at once (ponder's models open it themselves)
+    assert r.trace["route"]["path"] == "fast" and r.reasoning == "" and c.forced_close == c.parsed.think_open
+    r = run_strategy("router", engine, prompt(engine, "What is 3 + 4? Think hard."), sampling=SP)
     assert r.trace["route"]["path"] == "think"
 
 
@@ -96,16 +98,16 @@ def test_causal_lm_reward_model_is_the_completion_likelihood(tmp_path, engine, m
     save(model, tok, tmp_path / "lm")
     rm = RewardModel.from_path(tmp_path / "lm")
     assert rm.kind == "lm"
-    (group,) = engine.generate([prompts[2]], n=3, sampling=SP)
+    (group,) = engine.generate([prompts[2].text], n=3, sampling=SP)
     for c in group:  # -score == transformers' own mean cross-entropy over the completion tokens
-        p_ids = tok(prompts[2], add_special_tokens=False)["input_ids"]
+        p_ids = tok(prompts[2].text, add_special_tokens=False)["input_ids"]
         c_ids = tok(c.text, add_special_tokens=False)["input_ids"]
         if not c_ids:
             continue
         labels = torch.tensor([[-100] * len(p_ids) + c_ids])
         with torch.no_grad():
             loss = model(input_ids=torch.tensor([p_ids + c_ids]), labels=labels).loss
-        assert rm(prompts[2], c) == pytest.approx(-float(loss), abs=1e-4)
+        assert rm(prompts[2].text, c) == pytest.approx(-float(loss), abs=1e-4)
     r = run_strategy("best_of_n", engine, prompts[2], n=3, sampling=SP, scorer=str(tmp_path / "lm"))
     assert r.trace["scores"][r.trace["chosen"]] == max(r.trace["scores"])
 
@@ -119,7 +121,7 @@ def test_classifier_reward_model_checkpoint_ranks_best_of_n(tmp_path, engine, to
     tok.save_pretrained(tmp_path / "orm")
     r = run_strategy("best_of_n", engine, prompts[0], n=5, sampling=SP, scorer=str(tmp_path / "orm"))
     with torch.no_grad():  # score each sample directly with the classifier
-        direct = [float(clf(input_ids=torch.tensor([tok(prompts[0] + c.text, add_special_tokens=False)
+        direct = [float(clf(input_ids=torch.tensor([tok(prompts[0].text + c.text, add_special_tokens=False)
                                                     ["input_ids"]])).logits[0, 0]) for c in r.samples]
     assert r.trace["scores"] == pytest.approx(direct, abs=1e-5)
     assert r.trace["chosen"] == max(range(5), key=lambda i: direct[i])

@@ -37,7 +37,10 @@ EXTRACT = [
 
 @pytest.mark.parametrize("completion,code", EXTRACT)
 def test_extract_code(completion, code):
-    assert extract_code(completion) == code
+    from ponder.format import parse
+
+    # the judge hands extract_code the answer part (never the reasoning)
+    assert extract_code(parse(completion).answer_text()) == code
 
 
 # --------------------------------------------------------------------------- the built-in set
@@ -58,7 +61,7 @@ BROKEN = {
 
 
 def test_builtin_set_is_complete_and_serialisable():
-    examples = list(CodeTask.builtin().examples())
+    examples = list(CodeTask().examples())
     assert len(examples) == len(BUILTIN) == 10
     assert {e["id"] for e in examples} == {f"code/{k}" for k in BROKEN}
     for e in examples:
@@ -69,7 +72,7 @@ def test_builtin_set_is_complete_and_serialisable():
 
 
 def _score_all(completions):
-    task = CodeTask.builtin()
+    task = CodeTask()
     examples = list(task.examples())
     with ThreadPoolExecutor(4) as pool:
         return examples, list(pool.map(lambda e: task.score(completions(e), e), examples))
@@ -96,7 +99,7 @@ def test_every_broken_solution_fails():
 
 def test_builtin_has_no_train_split():
     with pytest.raises(TaskError, match="only a test split"):
-        list(CodeTask.builtin().examples("train"))
+        list(CodeTask().examples("train"))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -104,13 +107,13 @@ def test_builtin_has_no_train_split():
 
 @pytest.fixture(scope="module")
 def palindrome():
-    return next(e for e in CodeTask.builtin().examples() if e["id"] == "code/is_palindrome")
+    return next(e for e in CodeTask().examples() if e["id"] == "code/is_palindrome")
 
 
 def test_score_failures_say_why(palindrome):
     task = CodeTask()
     v = task.score("<think>I will not write code", palindrome)
-    assert not v.correct and v.reason == "no code found" and v.answer is None
+    assert not v.correct and v.reason == "no code found (the think block never closed)" and v.answer is None
     v = task.score(answer("def is_palindrome(s)\n    return True\n"), palindrome)
     assert not v.correct and v.reason.startswith("syntax error")
     v = task.score(answer("def is_pal(s):\n    return True\n"), palindrome)  # wrong name

@@ -152,7 +152,7 @@ def test_score_table(name, example, completion, correct, reason):
 def test_unterminated_think_is_no_answer_for_every_file_task():
     for name in ("gsm8k", "math500", "aime24", "amc23", "minerva", "jsonl"):
         v = get_task(name).score("<think>the answer is \\boxed{18}", GSM0)
-        assert (v.correct, v.reason, v.answer) == (False, "no answer found", None)
+        assert (v.correct, v.reason, v.answer) == (False, "no answer found (the think block never closed)", None)
 
 
 # --------------------------------------------------------------------------- errors and the generic loader

@@ -8,7 +8,8 @@ from dataclasses import fields
 
 import pytest
 
-from ponder.tasks import TASKS, TaskError, describe, get_task, parse_spec, reference_completion
+from ponder.tasks import TASKS, TaskError, describe, get_task, parse_spec
+from ponder.tasks.synthetic import reference_completion
 from ponder.tasks.countdown import CountdownTask, random_expression
 from ponder.tasks.safe_eval import ExpressionError, evaluate
 from ponder.tasks.synthetic import (
@@ -150,7 +151,7 @@ def test_multiplication_steps_are_arithmetically_right():
 def test_reference_completion_scores_correct(name, template):
     task = get_task(name, n_test=100)
     for e in task.examples("test"):
-        completion = reference_completion(e, template)
+        completion = task.reference_completion(e, template)
         assert completion.startswith("<think>") and "</think>" in completion
         v = task.score(completion, e)
         assert v.correct, (e, completion, v)
@@ -171,7 +172,7 @@ ARITH_CASES = [
     # (example, completion, correct, reason pattern)
     (ADD, "<think>7+8=15 ...</think>525", True, "equal"),
     (ADD, "<think>carry the one</think><answer>525</answer>", True, "equal"),
-    (ADD, "units: 7+8=15\n</think>\n525", True, "equal"),  # <think> pre-filled by the template
+    (ADD, "units: 7+8=15\n</think>\n525", False, "got 15"),  # no pre-fill said: a stray </think> is answer text
     (ADD, "525", True, "equal"),  # plain text
     (ADD, "The answer is 525.", True, "equal"),
     (ADD, "<think>r</think>\\boxed{525}", True, "equal"),
@@ -185,7 +186,7 @@ ARITH_CASES = [
     (ADD, "<think>r</think>524", False, "got 524, expected 525"),
     (ADD, "<think>\\boxed{525}</think>524", False, "got 524"),  # box in the reasoning is a draft
     (ADD, "<think>r</think>525.0", False, "not an integer"),
-    (ADD, "<think>r</think>457+68=525", False, "not an integer"),
+    (ADD, "<think>r</think>457+68=525", True, "equal"),  # numeric tasks read the value after the last "="
     (ADD, "<think>r</think>five hundred twenty-five", False, "not an integer"),
     (BIG, "<think>r</think>1,23,4566", False, "not an integer"),  # malformed grouping
     (BIG, "<think>r</think>\\boxed{" + "9" * 5000 + "}", False, "answer too long"),
@@ -241,7 +242,7 @@ def test_countdown_at_most_once_rule():
     for e in task.examples("test"):
         assert e["meta"]["use_all"] is False and "at most once" in e["prompt"]
         partial += len(re.findall(r"\d+", e["meta"]["solution"])) < len(e["meta"]["numbers"])
-        assert task.score(reference_completion(e), e).correct
+        assert task.score(task.reference_completion(e), e).correct
     assert partial > 0  # some solutions really leave numbers out
 
 
@@ -257,7 +258,7 @@ def test_random_expression_intermediates_are_positive_integers():
 
 def test_countdown_reasoning_trace():
     e = CountdownTask().example([25, 5, 4], 80, "(25-5)*4", True)
-    assert reference_completion(e) == "<think>target 80\n25-5=20\n20*4=80\nfound (25-5)*4=80</think>(25-5)*4 = 80"
+    assert CountdownTask().reference_completion(e) == "<think>target 80\n25-5=20\n20*4=80\nfound (25-5)*4=80</think>(25-5)*4 = 80"
 
 
 # --------------------------------------------------------------------------- countdown scoring
@@ -413,7 +414,7 @@ def test_get_task_from_spec_and_overrides():
 @pytest.mark.parametrize(
     "spec,match",
     [
-        ("additon", r"unknown task 'additon'; known tasks: addition, multiplication, countdown"),
+        ("additon", r"unknown task 'additon'; known: addition, multiplication, countdown"),
         ("addition:digits", "must look like key=value"),
         ("addition:digits=three", "'three' is not a valid int"),
         ("countdown:size=3", "unknown option.*valid: max_number"),
@@ -425,8 +426,23 @@ def test_get_task_errors(spec, match):
         get_task(spec)
 
 
-def test_code_entry_is_lazy(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ponder.tasks.code", None)  # import now fails
-    with pytest.raises(TaskError, match="ponder.tasks.code.CodeTask is not available"):
-        get_task("code")
-    assert get_task("addition").name == "addition"  # the rest are unaffected
+def test_a_task_of_your_own_by_dotted_path(tmp_path, monkeypatch):
+    """A user's task needs no registration: a dotted path loads it, with its options."""
+    (tmp_path / "mytasks.py").write_text(
+        "from ponder.tasks import BaseTask, Verdict\n"
+        "class Echo(BaseTask):\n"
+        "    name = 'echo'\n"
+        "    answer_fallback = 'number'\n"
+        "    def __init__(self, word='yes'):\n"
+        "        self.word = word\n"
+        "    def examples(self, split='test'):\n"
+        "        yield {'id': 'e/1', 'prompt': 'Say 7', 'gold': '7', 'meta': {}}\n"
+        "    def check(self, answer, example):\n"
+        "        return Verdict(answer == example['gold'], self.word if answer == example['gold'] else 'no', answer)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    task = get_task("mytasks:Echo:word=right")
+    ex = next(task.examples())
+    assert task.score("<think>hmm</think>so 3 + 4 = 7", ex).reason == "right"  # the task's fallback extracted 7
+    assert get_task("mytasks.Echo").word == "yes"
+    with pytest.raises(TaskError, match="cannot import module 'nosuch"):
+        get_task("nosuch.tasks:Quiz")

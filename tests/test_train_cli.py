@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.models import load
-from ponder.tasks import get_task, reference_completion
+from ponder.tasks import get_task
+from ponder.tasks.synthetic import reference_completion
 from ponder.train.common import prompt_for
 from train_helpers import TASK, TINY
 

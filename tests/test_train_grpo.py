@@ -10,7 +10,8 @@ import pytest
 from ponder.config import ConfigError
 from ponder.models import load
 from ponder.rewards import parse_reward_spec
-from ponder.tasks import get_task, reference_completion
+from ponder.tasks import get_task
+from ponder.tasks.synthetic import reference_completion
 from ponder.train import grpo, pretrain
 from train_helpers import TASK, tiny_pretrain
 
@@ -72,7 +73,7 @@ def test_rewards_read_the_task_columns(base):
     example = {"id": row["id"], "prompt": row["question"], "gold": row["gold"], "meta": json.loads(row["meta"])}
     good, bad = reference_completion(example), "<think></think>-1"
     logged = {}
-    stats = grpo.CompletionStats(parse_reward_spec("accuracy")[0][0], tok)
+    stats = grpo.WithCompletionMetrics(parse_reward_spec("accuracy")[0][0], tok)
     cols = {k: [row[k]] * 2 for k in ("gold", "meta", "id", "task", "question", "template")}
     values = stats([good, bad], prompts=[row["prompt"]] * 2, log_metric=lambda k, v: logged.setdefault(k, v), **cols)
     assert values == [1.0, 0.0]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from ponder.models import load
-from ponder.tasks import get_task, reference_completion
+from ponder.tasks import get_task
+from ponder.tasks.synthetic import reference_completion
 from ponder.train import pretrain, sft
 from ponder.train.common import StageError, prompt_for, read_jsonl_pairs
 from train_helpers import TASK, tiny_pretrain

@@ -1,7 +1,8 @@
-"""math_equal: real answer pairs, equal and not, every benchmark gold, timeouts, threads, junk."""
+"""math_equal: real answer pairs, equal and not, lists, commas, symmetry, benchmark golds, junk."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import time
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ponder.format import extract_answer, last_boxed
@@ -167,6 +168,143 @@ def test_equal(gold: str, answer: str) -> None:
 def test_not_equal(gold: str, answer: str) -> None:
     r = math_equal_reason(gold, answer)
     assert not r.equal, (gold, answer, r)
+    assert not math_equal(answer, gold), f"not symmetric: {answer!r} vs {gold!r}"
+
+
+# --------------------------------------------------------------------------- lists
+
+# Lists of solutions (bare, or joined by "and") are compared item by item, in any order, with
+# repeats counted; a single value is never a list. Golds: MATH-500 intermediate_algebra/1388
+# ("1,-2", "Enter all such integers, separated by commas"), /1102 ("-2,1"), /428 ("3, 5, 7"),
+# /662 ("1 \pm \sqrt{19}"), /2015 (a set); AIME/GSM8K integers.
+LIST_EQUAL = [
+    ("3, 5, 7", "3, 5, and 7"),
+    ("3, 5, 7", "3, 5 and 7"),
+    ("3, 5, 7", "7, 5, and 3"),
+    ("3, 5, 7", r"\boxed{3, 5, and 7}"),
+    ("3, 5, 7", r"3, 5, \text{and } 7"),
+    ("1,-2", "1 and -2"),
+    ("1,-2", "-2 and 1"),
+    ("-2,1", r"1 \text{ and } -2"),
+    ("-2,1", r"\boxed{-2 and 1}"),
+    ("-2,1", "$1$ and $-2$"),
+    (r"1 \pm \sqrt{19}", r"1 + \sqrt{19} and 1 - \sqrt{19}"),
+    (r"\{1\pm\sqrt{5},-2\}", r"-2, 1 - \sqrt{5}, and 1 + \sqrt{5}"),
+    ("(6,31,-1)", "6, 31, and -1"),  # a bare triple is the tuple, in order
+    ("x = 1, y = 2", "y = 2, x = 1"),  # assignments are matched by variable
+    ("x = 1, y = 2", "1, 2"),  # ... or, unlabelled, in the order written
+    ("x = 1, y = 2", "x = 1 and y = 2"),
+    ("x = 1, x = 2", "2, 1"),  # one variable throughout: a list of solutions
+    ("x = 1, 2", "2, 1"),
+]
+
+LIST_NOT_EQUAL = [
+    ("19, 46, and 82", "1, 2, and 82"),  # ends alike, but the first items differ
+    (r"\boxed{19, 46, and 82}", r"\boxed{1, 2, and 82}"),
+    ("19, 46, and 82", "82"),  # a single item is not the list
+    ("19, 46, and 82", "19"),
+    ("19, 46, and 82", "19, 46"),
+    ("19, 46,, 82", "1, 2,, 82"),  # malformed lists: math-verify would read only the last item
+    ("19, 46,, 82", "82"),
+    ("3, 5, 7", "7"),
+    ("3, 5, 7", "4, 6, and 7"),
+    ("3, 5, 7", "3, 3, 7"),  # repeats count: 5 is missing
+    ("3, 5, 7", "3, 5, 7, 7"),
+    ("1,-2", "-2"),
+    ("1,-2", "1, 1"),
+    ("-2,1", "1"),
+    ("-2,1", "-3 and 1"),
+    ("-2,1", "2, -1"),
+    (r"1 \pm \sqrt{19}", r"1 - \sqrt{19}"),
+    (r"\{1\pm\sqrt{5},-2\}", "-2"),
+    (r"\{1\pm\sqrt{5},-2\}", r"\{1\pm\sqrt{5}\}"),
+    ("(6,31,-1)", "-1, 31, and 6"),  # a tuple stays ordered
+    ("(-2,1)", "-2 and 1"),  # an interval is not the list of its end points
+    ("18", "1, 2, and 18"),  # a list that ends with the gold is not the gold
+    ("025", "1, 2, and 25"),
+    ("x = 1, y = 2", "x = 2, y = 1"),
+    ("x = 1, y = 2", "2, 1"),
+    ("x = 1, y = 2", "y = 1, x = 2"),
+    ("x = 1, y = 2", "1"),
+]
+
+
+@pytest.mark.parametrize("gold,answer", LIST_EQUAL)
+def test_lists_equal(gold: str, answer: str) -> None:
+    r = math_equal_reason(gold, answer)
+    assert r.equal, (gold, answer, r)
+    assert math_equal(answer, gold), f"not symmetric: {answer!r} vs {gold!r}"
+
+
+@pytest.mark.parametrize("gold,answer", LIST_NOT_EQUAL)
+def test_lists_not_equal(gold: str, answer: str) -> None:
+    r = math_equal_reason(gold, answer)
+    assert not r.equal, (gold, answer, r)
+    assert not math_equal(answer, gold), f"not symmetric: {answer!r} vs {gold!r}"
+
+
+def test_lists_take_the_fast_path() -> None:
+    for g, a in [("19, 46, and 82", "1, 2, and 82"), ("3, 5, 7", "7, 5, and 3"), ("18", "1, 2, and 18"),
+                 ("x = 1, y = 2", "x = 2, y = 1")]:
+        assert math_equal_reason(g, a).method == "fast", (g, a)
+
+
+# --------------------------------------------------------------------------- commas in numbers
+
+# A comma is a thousands separator only between groups of exactly three digits (GSM8K writes
+# "2,125" for 2125); any other comma separates list items. There is no decimal comma: "1,5" is
+# the list 1, 5 (as math-verify reads it), never 1.5, so a list never equals a decimal.
+COMMA_EQUAL = [
+    ("2,125", "2125"),  # GSM8K test golds
+    ("114,200", "114200.0"),
+    ("1,450,000", "1450000"),
+    ("1,875", r"1{,}875"),
+    ("58,500", r"58,\!500"),  # MATH-500 counting_and_probability/737
+    (r"10,\!080", "10,080"),
+    ("2125", r"\$2,125"),
+    ("1,5", "5, 1"),  # a list of two numbers
+    ("1,5", "1 and 5"),
+    (r"1{,}5", "1, 5"),
+]
+
+COMMA_NOT_EQUAL = [
+    ("1.5", "1,5"),  # no decimal comma
+    ("15", "1,5"),
+    ("2,125", "2.125"),
+    ("2,125", "2, 125"),  # with a space it is a list
+    ("2,125", "2,12"),
+    ("1,50", "150"),  # a group of two digits is not a thousands group
+    ("12,34", "1234"),
+    ("0,500", "500"),  # nor a group after a leading 0
+    ("1,234", "1.234"),
+    (r"1{,}5", "1.5"),
+]
+
+
+@pytest.mark.parametrize("gold,answer", COMMA_EQUAL)
+def test_commas_equal(gold: str, answer: str) -> None:
+    r = math_equal_reason(gold, answer)
+    assert r.equal and r.method == "fast", (gold, answer, r)
+    assert math_equal(answer, gold)
+
+
+@pytest.mark.parametrize("gold,answer", COMMA_NOT_EQUAL)
+def test_commas_not_equal(gold: str, answer: str) -> None:
+    r = math_equal_reason(gold, answer)
+    assert not r.equal and r.method == "fast", (gold, answer, r)
+    assert not math_equal(answer, gold)
+
+
+@needs_data
+def test_every_gsm8k_gold_with_a_comma_is_a_thousands_number() -> None:
+    """Every comma in a GSM8K gold sits between thousands groups: none reads as a list."""
+    golds = [extract_answer(r["answer"]) or "" for split in ("test", "train")
+             for r in _jsonl(f"gsm8k/{split}.jsonl")]
+    with_comma = [g for g in golds if "," in g]
+    assert len(with_comma) > 50
+    bad = [g for g in with_comma
+           if not math_equal(g, g.replace(",", "")) or math_equal(g, g.replace(",", ", "))]
+    assert not bad, bad[:10]
 
 
 # Every common form must be decided without math-verify: that is what makes rewards cheap.
@@ -190,6 +328,10 @@ FALLBACK = [
     (r"\ln 8", r"3\ln 2", True),
     (r"\log_2 8", "4", False),
     (r"\sin^2 x + \cos^2 x", "1", True),
+    (r"\ln 2, \ln 3", r"\ln 3, \ln 2", True),  # lists it reads as sets
+    (r"x = \ln 2, \ln 3", r"\ln 3, \ln 2", True),  # read as x = {…}: still the whole list
+    (r"\ln 2, \ln 3", r"\ln 3", False),
+    ("19, 46,, 82", "1, 2,, 82", False),  # it reads each as 82: a list read as one value is refused
 ]
 
 
@@ -198,6 +340,22 @@ def test_fallback_to_math_verify(gold: str, answer: str, expected: bool) -> None
     r = math_equal_reason(gold, answer, timeout=20)
     assert r.method == "math-verify", r
     assert r.equal is expected, r
+
+
+# math-verify accepts these in one direction only; math_equal asks it both ways, and both must agree.
+ONE_WAY = [
+    (r"\ln 2, \ln 3", r"(\ln 3, \ln 2)", False),  # a gold set against a tuple: sets; the reverse: order
+    (r"\sin x, \cos x", r"(\cos x, \sin x)", False),
+    (r"-2 \le x \le 2", "[-2, 2]", True),  # a relation and a set: compared in both directions
+    (r"x > 3", r"(3, \infty)", True),
+]
+
+
+@pytest.mark.parametrize("gold,answer,expected", ONE_WAY)
+def test_fallback_is_symmetric(gold: str, answer: str, expected: bool) -> None:
+    for g, a in ((gold, answer), (answer, gold)):
+        r = math_equal_reason(g, a, timeout=20)
+        assert r.method == "math-verify" and r.equal is expected, (g, a, r)
 
 
 def test_fallback_can_be_disabled() -> None:
@@ -299,11 +457,76 @@ def test_every_math500_and_gsm8k_gold_matches_itself_and_its_solution() -> None:
     assert not bad, bad[:10]
 
 
+@functools.lru_cache(maxsize=1)
 def _bench_module():
     spec = importlib.util.spec_from_file_location("bench_verify", ROOT / "bench" / "verify.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@functools.lru_cache(maxsize=1)
+def _golds_by_set() -> dict[str, list[str]]:
+    by: dict[str, list[str]] = {}
+    for source, gold, _ in _bench_module().load_golds(minerva=True):
+        by.setdefault(source, []).append(gold)
+    return {k: sorted(set(v)) for k, v in by.items()}
+
+
+_SHAPES = ["{}", "{}, {}", "{} and {}", "{}, {}, and {}", "({}, {})", "({}, {}, {})", r"\{{{}, {}\}}",
+           r"\boxed{{{}}}", "x = {}", r"\text{{{}}}", r"{}\%", "({})+1"]
+
+
+@st.composite
+def _gold_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """Two answers built from real golds: each item is a gold, one of its equivalent surface forms
+    or one of its perturbations (the benchmark's generators), and the items are put in a shape
+    (alone, a list with commas or "and", a tuple, a set, boxed, an assignment, \\text{}, a percent,
+    an expression). The second answer has the same items in another order, other forms of the
+    same golds, or other golds, in a shape of its own. Data sets are drawn first, so Minerva is
+    as likely as GSM8K."""
+    bench, by = _bench_module(), _golds_by_set()
+
+    def around(gold: str) -> str:
+        return draw(st.sampled_from([gold, *bench.equivalent_forms(gold), *bench.perturbations(gold)]))
+
+    def any_gold() -> str:
+        return draw(st.sampled_from(by[draw(st.sampled_from(sorted(by)))]))
+
+    def shape(n: int) -> str:
+        return draw(st.sampled_from([t for t in _SHAPES if t.count("{}") == n]))
+
+    golds = [any_gold() for _ in range(draw(st.integers(1, 3)))]
+    items = [around(g) for g in golds]
+    how = draw(st.sampled_from(["same items", "same golds", "other golds"]))
+    if how == "same items":
+        other = list(draw(st.permutations(items)))
+    elif how == "same golds":
+        other = [around(g) for g in draw(st.permutations(golds))]
+    else:
+        other = [around(any_gold()) for _ in golds]
+    return shape(len(items)).format(*items), shape(len(other)).format(*other)
+
+
+@needs_data
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_gold_pairs())
+def test_fast_path_is_symmetric(pair: tuple[str, str]) -> None:
+    """Every fast-path rule treats both sides alike: same verdict, and undecided both ways."""
+    x, y = pair
+    xy, yx = math_equal_reason(x, y, fallback=False), math_equal_reason(y, x, fallback=False)
+    decided = (not xy.reason.startswith("undecided"), not yx.reason.startswith("undecided"))
+    assert (xy.equal, decided[0]) == (yx.equal, decided[1]), (x, y, xy, yx)
+
+
+@needs_data
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_gold_pairs())
+def test_math_equal_is_symmetric(pair: tuple[str, str]) -> None:
+    """With the math-verify fallback too (fewer examples: each fallback costs milliseconds)."""
+    x, y = pair
+    xy, yx = math_equal_reason(x, y, timeout=30), math_equal_reason(y, x, timeout=30)
+    assert (xy.equal, xy.method) == (yx.equal, yx.method), (x, y, xy, yx)
 
 
 @needs_data

@@ -16,11 +16,14 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from ponder.cli.common import fail, user_errors
+from ponder.cli.common import err_console, fail, user_errors
 
 console = Console(highlight=False)
 
 MODEL_HELP = "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server."
+THINKING_HELP = "Thinking mode: auto (decided from the model), on (pre-fill <think>), off (no thinking)."
+EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}')."
+TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."
 
 
 def make_params(effort: str | None, thinking_budget: int | None, min_thinking: int, max_waits: int,
@@ -33,7 +36,7 @@ def make_params(effort: str | None, thinking_budget: int | None, min_thinking: i
     return sampling, budget
 
 
-def load(model: str):
+def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None):
     """The backend for MODEL, with a spinner while a local model loads."""
     from ponder.generate.backends import load_backend
 
@@ -42,11 +45,11 @@ def load(model: str):
 
         hf_logging.disable_progress_bar()
     with console.status(f"loading {model}", spinner="dots"):
-        return load_backend(model)
+        return load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout)
 
 
 def print_stream(events, show_thinking: bool = True):
-    """Print ``ponder.generate.backends.stream`` events; returns the final Completion.
+    """Print ``Backend.stream`` events; returns the final Completion.
 
     Thinking is dimmed and set off from the answer by a blank line; hidden thinking shows one
     "thinking…" line instead, so the user knows the model is working.
@@ -122,40 +125,75 @@ def ask(
     top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
     max_tokens: int = typer.Option(512, min=1, help="Most generated tokens (with a thinking budget: most answer tokens)."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed (reproducible answers)."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: none, the layout ponder's models are trained with)."),
-    template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: none; r1, r1-zero: R1's prompts)."),
+    thinking: str = typer.Option("auto", help=THINKING_HELP),
     show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Print the thinking (dimmed) or hide it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, text, reasoning, token counts, trace)."),
+    extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
+    timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
 ) -> None:
     """Ask a model one question: stream its thinking and answer, then the token counts."""
-    from ponder.format import extract_answer
-    from ponder.generate.backends import prompt_for, stream
+    from ponder.generate import prompt as prompt_of
 
     sampling, budget = make_params(effort, thinking_budget, min_thinking, max_waits, temperature, top_p,
                                    max_tokens, seed)
-    backend = load(model)
-    prompt = prompt_for(backend, question, template, system)
+    backend = load(model, thinking, extra_body, timeout)
+    check_forcing(backend, budget)
+    prompt = prompt_of(backend, question, system)
+    if not as_json:
+        _note_template_system(prompt, system)
     if strategy == "single" and n in (None, 1):
         if as_json:
-            c = backend.generate([prompt], 1, sampling, budget)[0][0]
-            _print_json({"strategy": "single", "answer": extract_answer(c.text) or c.answer or None, "text": c.text,
-                         "reasoning": c.reasoning, "reasoning_tokens": c.reasoning_tokens,
-                         "answer_tokens": c.answer_tokens, "finish_reason": c.finish_reason,
-                         "forced_close": c.forced_close, "waits": c.waits})
+            c = backend.generate([prompt.payload], 1, sampling, budget)[0][0]
+            _print_json(completion_json(c))
             return
-        c = print_stream(stream(backend, prompt, sampling, budget), show_thinking)
-        extra = f" · finish {c.finish_reason}" + (" · budget cut off the thinking" if c.forced_close else "") + (
-            f" · {c.waits} wait(s) inserted" if c.waits else "")
-        console.print(token_line(c.reasoning_tokens, c.answer_tokens, extra), style="cyan")
+        c = print_stream(backend.stream(prompt.payload, sampling, budget), show_thinking)
+        console.print(token_line(c.reasoning_tokens, c.answer_tokens, completion_notes(c)), style="cyan")
         return
     _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json)
+
+
+def completion_json(c) -> dict[str, Any]:
+    """What ``ask --json`` prints for one completion: the contract's answer and token split."""
+    from ponder.format import final_answer
+
+    found = final_answer(c.answer_text())
+    return {"strategy": "single", "answer": found.value if found else None,
+            "answer_rule": found.rule if found else None, "text": c.text, "reasoning": c.reasoning,
+            "answer_text": c.answer, "think_closed": c.think_closed, "prefilled_think": c.prefilled,
+            "reasoning_tokens": c.reasoning_tokens, "answer_tokens": c.answer_tokens,
+            "tokens_estimated": c.estimated, "finish_reason": c.finish_reason, "forced_close": c.forced_close,
+            "waits": c.waits}
+
+
+def completion_notes(c) -> str:
+    """The status after the token counts: finish reason, cut-off, waits, an unclosed think block."""
+    extra = f" · finish {c.finish_reason}" + (" · budget cut off the thinking" if c.forced_close else "") + (
+        f" · {c.waits} wait(s) inserted" if c.waits else "")
+    if c.unclosed:
+        extra += " · the think block never closed (the text above is all thinking; try --thinking off)"
+    if c.estimated:
+        extra += " · token counts estimated"
+    return extra
+
+
+def check_forcing(backend, budget) -> None:
+    """Budget forcing needs token-level control: say so at the CLI, not from a Python constructor."""
+    if budget.forcing and not backend.capabilities.forcing:
+        fail("--min-thinking rewrites the reasoning token by token, which an OpenAI-compatible server does not let "
+             "a client do: use a local checkpoint or GGUF file, or a `ponder serve` endpoint (it runs budget "
+             "forcing itself)")
+
+
+def _note_template_system(prompt, system) -> None:
+    if prompt.template_system and not system:
+        err_console.print("note: the model's chat template adds a system prompt of its own (pass --system to "
+                          "replace it)", style="dim", markup=False)
 
 
 def _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json) -> None:
     from ponder.strategies import run_strategy
 
-    if not isinstance(prompt, str):
-        fail("--system with a server model works only with --strategy single")
     task_obj = None
     if task is not None:
         from ponder.tasks import get_task
@@ -172,9 +210,7 @@ def _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, 
     if show_thinking and r.reasoning:
         console.print(r.reasoning, style="dim", markup=False, soft_wrap=True)
         console.print()
-    from ponder.format import parse
-
-    console.print(parse(r.text).answer or "(no answer text)", markup=False, soft_wrap=True)
+    console.print(r.answer_text or "(no answer text)", markup=False, soft_wrap=True)
     console.print(f"answer: {r.answer}", style="bold", markup=False)
     console.print(_strategy_summary(r), style="cyan", markup=False)
     console.print(token_line(r.reasoning_tokens, r.answer_tokens, f" over {len(r.samples)} samples"), style="cyan")

@@ -11,8 +11,10 @@ Each reply streams its thinking (dimmed) and its answer, then the token counts. 
 Ctrl-C during a reply stops that reply (a local model stops generating) and the chat goes on.
 
 Earlier turns go back to the model as user/assistant messages with the assistant's *answer*
-only: reasoning models are trained on single turns whose reasoning is dropped from the history
-(DeepSeek-R1's API documents the same rule), and it keeps the prompt short.
+only (``ponder.format.history_turn``; the whole text when the reply had no separate answer):
+reasoning models are trained on single turns whose reasoning is dropped from the history
+(DeepSeek-R1's API documents the same rule), and it keeps the prompt short. Each turn's prompt is
+``ponder.format.render`` of the conversation, as for every other command.
 """
 
 from __future__ import annotations
@@ -21,30 +23,11 @@ from typing import Optional
 
 import typer
 
-from ponder.cli.ask import MODEL_HELP, console, load, make_params, print_stream, token_line
+from ponder.cli.ask import (EXTRA_BODY_HELP, MODEL_HELP, THINKING_HELP, TIMEOUT_HELP, check_forcing, completion_notes,
+                            console, load, make_params, print_stream, token_line)
 from ponder.cli.common import user_errors
 
 HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off · /reset · /exit"
-
-
-def chat_prompt(backend, messages: list[dict], template: str = "think", system: str | None = None):
-    """The prompt for a conversation: the local model's chat template (``<think>`` pre-filled),
-    or the message list itself for a server."""
-    from ponder.format import THINK_OPEN, build_prompt
-
-    tok = getattr(backend, "tokenizer", None)
-    if tok is None:
-        return ([{"role": "system", "content": system}] if system else []) + messages
-    if len(messages) == 1:
-        return build_prompt(messages[0]["content"], template, system or "", tokenizer=tok)
-    msgs = ([{"role": "system", "content": system}] if system else []) + messages
-    if getattr(tok, "chat_template", None):
-        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    else:  # the plain R1 layout of build_prompt, turn by turn
-        text = "".join(m["content"] + "\n" if m["role"] == "system" else
-                       ("User: " if m["role"] == "user" else "Assistant: ") + m["content"] + "\n" for m in msgs)
-        text += "Assistant: "
-    return text if text.rstrip().endswith(THINK_OPEN) else text + THINK_OPEN
 
 
 class ChatState:
@@ -85,16 +68,19 @@ def chat(
     top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
     max_tokens: int = typer.Option(512, min=1, help="Most generated tokens per reply (with a budget: per answer)."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: none, the layout ponder's models are trained with)."),
-    template: str = typer.Option("think", help="Prompt template for local models: think or r1-zero."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: none; r1, r1-zero: R1's prompts)."),
+    thinking: str = typer.Option("auto", help=THINKING_HELP),
     show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Start with the thinking shown or hidden (toggle with /think on|off)."),
+    extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
+    timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
 ) -> None:
     """Chat with a model; /think on|off shows or hides its thinking."""
-    from ponder.generate import GenerationError
-    from ponder.generate.backends import stream
+    from ponder.format import history_turn
+    from ponder.generate import GenerationError, prompt
 
-    make_params(effort, thinking_budget, min_thinking, 1, temperature, top_p, max_tokens, seed)  # check flags now
-    backend = load(model)
+    _, budget = make_params(effort, thinking_budget, min_thinking, 1, temperature, top_p, max_tokens, seed)
+    backend = load(model, thinking, extra_body, timeout)
+    check_forcing(backend, budget)
     state = ChatState(show_thinking, effort, thinking_budget)
     console.print(f"chatting with {model} · {HELP}", style="cyan", markup=False)
     while True:
@@ -118,13 +104,12 @@ def chat(
             console.print(f"error: {e}", style="red", markup=False)
             continue
         messages = state.history + [{"role": "user", "content": line}]
-        prompt = chat_prompt(backend, messages, template, system)
-        events = stream(backend, prompt, sampling, budget)
+        events = backend.stream(prompt(backend, messages, system).payload, sampling, budget)
         try:
             c = print_stream(events, state.show)
         except KeyboardInterrupt:  # Ctrl-C stops this reply, not the chat
             events.close()  # a local engine stops generating at its next token
             console.print("\n(interrupted)", style="cyan")
             continue
-        console.print(token_line(c.reasoning_tokens, c.answer_tokens), style="cyan")
-        state.history = messages + [{"role": "assistant", "content": c.answer}]
+        console.print(token_line(c.reasoning_tokens, c.answer_tokens, completion_notes(c)), style="cyan")
+        state.history = messages + [history_turn(c.answer_text(), c.text)]

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from ponder.cli.common import user_errors
+from ponder.cli.common import fail, user_errors
 from ponder.cli.configcli import command
 from ponder.evaluate.harness import EvalConfig
 
@@ -55,7 +55,13 @@ def _run(cfg: EvalConfig) -> None:
         if m["incomplete_problems"]:
             console.print(f"[yellow]warning:[/] {m['incomplete_problems']} problems lack samples (failed requests) and "
                           "are left out of the metrics; rerun with --resume to finish them", highlight=False)
+        if m.get("unclosed"):
+            console.print(f"note: {m['unclosed']} samples never closed </think> (see the report; --thinking off "
+                          "if the model does not think)", highlight=False)
     console.print(f"report: {res.out / 'report.md'}", highlight=False)
+    failed = m.get("failed_requests") or sum(r.get("failed_requests", 0) for r in m.get("sweep", []))
+    if failed:
+        fail(f"{failed} request(s) failed for good; last error: {m.get('last_error')}", code=1)
 
 
 run_cmd = command(EvalConfig, _run, "Sample MODEL on a task, score every sample, write records, metrics and a report.")

@@ -22,21 +22,26 @@ app = typer.Typer(
 app.command("verify", help="Check whether an answer equals a gold answer (math equivalence).")(verify.verify)
 app.add_typer(tasks.app, name="tasks", help="List tasks, show their examples, score completions against them.")
 app.command("demo", help="Run the main job and print where its report is.")(demo.demo)
-from ponder.cli import choose as _choose, eval as _eval  # noqa: E402  (E: evaluation and model choice)
+from ponder.cli import choose as _choose, eval as _eval  # noqa: E402
 app.add_typer(_eval.app, name="eval", help="Evaluate a model on a task (pass@k, maj@k, report), or compare runs.")
 app.command("choose", help="Weighted decision matrix of reasoning models: catalog traits + your eval runs.")(_choose.choose)
-from ponder.cli import train as _train  # noqa: E402  (T1: training stages)
+from ponder.cli import train as _train  # noqa: E402
 app.add_typer(_train.app, name="train", help="Train models: pretrain, sft, grpo (one command per stage).")
-from ponder.cli import run as _run, sample as _sample  # noqa: E402  (T2: recipes and rejection sampling)
+from ponder.cli import run as _run, sample as _sample  # noqa: E402
 app.command("sample", help="Rejection sampling: keep verified-correct samples as SFT JSONL with provenance.")(_sample.sample)
 app.command("run", help="Run a recipe of training stages (recipes/*.yaml); resumes after a kill.")(_run.run)
 
-from ponder.cli import ask as _ask, budget as _budget, chat as _chat  # noqa: E402  (I2: ask, chat, budget curve)
+from ponder.cli import ask as _ask, budget as _budget, chat as _chat  # noqa: E402
 app.command("ask", help="Ask a model one question: stream its thinking and answer, then the token counts.")(_ask.ask)
 app.command("chat", help="Chat with a model interactively (/think on|off shows or hides the thinking).")(_chat.chat)
 app.command("budget-curve", help="Accuracy vs thinking budget on a task: writes a CSV and a PNG.")(_budget.budget_curve)
-from ponder.cli import serve as _serve  # noqa: E402  (S: serving)
+from ponder.cli import serve as _serve  # noqa: E402
 app.command("serve", help="Serve a model: OpenAI-compatible API keeping reasoning apart, plus a playground page.")(_serve.serve)
+from ponder.cli import models as _models  # noqa: E402
+app.add_typer(_models.app, name="models", help="Import a GGUF file as a Hugging Face checkpoint; merge adapters.")
+from ponder.cli import parse as _parse, rewards as _rewards  # noqa: E402
+app.command("parse", help="Split completions into reasoning and answer and extract final answers (JSONL in, JSONL out).")(_parse.parse)
+app.add_typer(_rewards.app, name="rewards", help="List the reward functions, or score samples with them.")
 
 
 if __name__ == "__main__":  # pragma: no cover

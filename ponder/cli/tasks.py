@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ponder.cli.common import fail, user_errors
 from ponder.cli.verify import line_progress
-from ponder.jsonl import json_objects
+from ponder.io import json_objects
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ponder.cli.common import fail, user_errors
-from ponder.jsonl import json_objects
+from ponder.io import json_objects
 
 
 @contextmanager

@@ -48,8 +48,11 @@ class BudgetCurveConfig:
     max_tokens: int = option(64, "Most answer tokens after the thinking ends.")
     min_thinking_frac: float = option(0.0, "Budget forcing: force at least this fraction of each budget with 'Wait' (0 = cut-off only; local models only).")
     max_waits: int = option(2, "Most 'Wait's inserted per completion when forcing.")
-    template: str = option("think", "Prompt template: think or r1-zero.")
+    template: str = option("think", "Answer format the judge expects: think or r1-zero.")
     system: str | None = option(None, "System prompt (unset or empty: none, the layout ponder's models are trained with).")
+    thinking: str = option("auto", "Thinking mode: auto, on (pre-fill <think>) or off.")
+    timeout: float = option(600.0, "Endpoints: seconds per request.")
+    extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
     seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
     out: str = option("budget_curve", "Output directory for budget_curve.csv, budget_curve.png and points.json.")
@@ -90,36 +93,39 @@ def _budget(b: int, cfg: BudgetCurveConfig) -> Budget:
     return Budget(thinking_budget=b, min_thinking=int(cfg.min_thinking_frac * b), max_waits=cfg.max_waits)
 
 
-def sweep(backend: Backend, prompts: Sequence, examples: Sequence[dict], score: Callable[[str, dict], bool],
-          budgets: Sequence[int], n: int, sampling: SamplingParams, make_budget: Callable[[int], Budget],
-          chunk: int = 16, done: dict[int, BudgetPoint] | None = None,
-          on_point: Callable[[BudgetPoint], None] | None = None, progress: bool = False) -> list[BudgetPoint]:
-    """The curve for already-built prompts: one ``BudgetPoint`` per budget, in ``budgets`` order.
-
-    ``score(completion_text, example) -> bool``; ``done`` holds points to reuse (resume);
+def sweep(backend: Backend, task, examples: Sequence[dict], budgets: Sequence[int], n: int,
+          sampling: SamplingParams, make_budget: Callable[[int], Budget], chunk: int = 16,
+          done: dict[int, BudgetPoint] | None = None, on_point: Callable[[BudgetPoint], None] | None = None,
+          progress: bool = False, system: str | None = None, template: str = "auto",
+          seed_of: Callable[[int, Sequence[dict]], int | None] | None = None) -> list[BudgetPoint]:
+    """The curve: one ``BudgetPoint`` per budget, in ``budgets`` order (``ponder eval --budgets``
+    and ``ponder budget-curve`` both run it). Samples are drawn and judged by
+    ``ponder.generate.scoring.sample_and_score``; ``done`` holds points to reuse (resume);
     ``on_point`` is called after each new point (to save it).
     """
     from rich.progress import Progress
 
+    from ponder.generate.scoring import sample_and_score
+
     done = dict(done or {})
     todo = [b for b in budgets if b not in done]
     with Progress(disable=not progress, transient=True) as bar:
-        job = bar.add_task("budget sweep", total=len(todo) * len(prompts))
+        job = bar.add_task("budget sweep", total=len(todo) * len(examples))
         for b in todo:
             bar.update(job, description=f"budget {b}")
             per_problem, rt, at, cut, waits = [], 0, 0, 0, 0
-            for s in range(0, len(prompts), chunk):
-                groups = backend.generate(list(prompts[s:s + chunk]), n=n, sampling=sampling, budget=make_budget(b))
-                for ex, group in zip(examples[s:s + chunk], groups):
-                    per_problem.append(sum(bool(score(c.text, ex)) for c in group) / len(group))
-                    rt += sum(c.reasoning_tokens for c in group)
-                    at += sum(c.answer_tokens for c in group)
-                    cut += sum(c.forced_close for c in group)
-                    waits += sum(c.waits for c in group)
-                bar.advance(job, len(groups))
-            total = len(prompts) * n
+            for scored in sample_and_score(backend, task, examples, n=n, sampling=sampling, budget=make_budget(b),
+                                           system=system, batch=chunk, template=template, seed_of=seed_of):
+                group = [s.completion for s in scored]
+                per_problem.append(sum(s.verdict.correct for s in scored) / len(scored))
+                rt += sum(c.reasoning_tokens for c in group)
+                at += sum(c.answer_tokens for c in group)
+                cut += sum(c.forced_close for c in group)
+                waits += sum(c.waits for c in group)
+                bar.advance(job, 1)
+            total = len(examples) * n
             acc, lo, hi = mean_ci(per_problem)
-            p = BudgetPoint(b, acc, lo, hi, rt / total, at / total, cut / total, waits / total, len(prompts), total)
+            p = BudgetPoint(b, acc, lo, hi, rt / total, at / total, cut / total, waits / total, len(examples), total)
             done[b] = p
             if on_point is not None:
                 on_point(p)
@@ -129,7 +135,7 @@ def sweep(backend: Backend, prompts: Sequence, examples: Sequence[dict], score: 
 def _settings(cfg: BudgetCurveConfig) -> dict[str, Any]:
     """The settings a saved point depends on (a resume must not mix different sweeps)."""
     d = asdict(cfg)
-    for k in ("budgets", "out", "chunk"):
+    for k in ("budgets", "out", "chunk", "timeout"):
         d.pop(k)
     return d
 
@@ -191,9 +197,10 @@ def plot(points: Sequence[BudgetPoint], path: Path, title: str) -> None:
 def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, progress: bool = False,
                      log: Callable[[str], None] | None = None) -> list[BudgetPoint]:
     """Run the sweep of ``cfg`` (resuming saved budgets) and write the CSV and PNG into ``cfg.out``."""
-    from ponder.generate.backends import load_backend, prompt_for
+    from ponder.evaluate.harness import request_seed
+    from ponder.generate.backends import load_backend
+    from ponder.io import write_json_atomic
     from ponder.tasks import get_task
-    from ponder.train.checkpoint import write_json_atomic
 
     if not cfg.model and backend is None:
         raise ConfigError("model: give a local checkpoint directory or openai:<model>@<base_url>")
@@ -202,8 +209,10 @@ def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, pro
     if not examples:
         raise ConfigError(f"task {cfg.task!r} has no examples in split {cfg.split!r}")
     if backend is None:
-        backend = load_backend(cfg.model)
-    prompts = [prompt_for(backend, ex["prompt"], cfg.template, cfg.system) for ex in examples]
+        backend = load_backend(cfg.model, thinking=cfg.thinking, timeout=cfg.timeout, extra_body=cfg.extra_body or None)
+    if cfg.min_thinking_frac and not backend.capabilities.forcing:
+        raise ConfigError("--min-thinking-frac (budget forcing) rewrites the reasoning token by token: it needs a local "
+                          "checkpoint, a GGUF file or a `ponder serve` endpoint, not this server")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     done = load_points(out, cfg)
@@ -217,9 +226,15 @@ def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, pro
                                              "points": [asdict(x) for x in saved.values()]})
 
     sampling = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed)
-    points = sweep(backend, prompts, examples, lambda text, ex: task.score(text, ex).correct, cfg.budgets, cfg.n,
-                   sampling, lambda b: _budget(b, cfg), cfg.chunk, done, save, progress)
+    points = sweep(backend, task, examples, cfg.budgets, cfg.n, sampling, lambda b: _budget(b, cfg), cfg.chunk, done,
+                   save, progress, system=cfg.system, template=cfg.template,
+                   seed_of=lambda b, exs: request_seed(cfg.seed, exs[0]["id"], 0))
     write_csv(points, out / CSV_NAME)
     mode = "cut-off" + (f" + forcing {cfg.min_thinking_frac:g}·B" if cfg.min_thinking_frac else "")
+    if backend.budget_honoured is False:
+        # the server ignored the budget fields: only max_tokens = budget + answer bounded the reasoning
+        mode = "the server ignored the thinking budget: this sweeps max_tokens = budget + max_tokens"
+        if log:
+            log(f"warning: {mode}")
     plot(points, out / PNG_NAME, f"{cfg.task}: accuracy vs thinking budget ({mode}, n={cfg.n}, {len(examples)} problems)")
     return points

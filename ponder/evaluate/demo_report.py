@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ponder.evaluate.stages import StageEvalConfig, evaluate_checkpoint
-from ponder.train.checkpoint import write_json_atomic
+from ponder.io import write_json_atomic
 
 SAMPLES = 8  # maj@8 for the final model
 SAMPLE_TEMPERATURE = 0.8

@@ -9,10 +9,17 @@ Layout of a run directory (``--out``)::
     report.md + *.png  the human-readable report (``ponder.evaluate.report``)
     budget-<B>/        one such run per thinking budget of a --budgets sweep
 
-Reproducibility. Problem ``i`` is generated in requests whose sampling seed is derived from
-``--seed``, the problem id and the first sample index of the request (``_request_seed``), so
-the same config gives the same records with a seeded backend; a resumed run asks only for the
-missing samples (new request, new derived seed): the same distribution, not bit-identical text.
+Prompts and verdicts. Every prompt is ``ponder.format.render`` of the question under the
+model's thinking decision (``--thinking auto|on|off``), the same prompt training, ``ask`` and
+``serve`` give the model; every sample is judged by ``ponder.tasks.judge``, the definition of
+correct the ``accuracy`` reward uses.
+
+Reproducibility. Each request's sampling seed is derived from ``--seed``, the problem id and
+the first sample index of the request (``request_seed``); against an endpoint every problem is
+its own request (and, with ``n > 1``, every sample: the backend gives each its own seed), so
+samples are independent across problems. The same config gives the same records with a seeded
+backend; a resumed run asks only for the missing samples (new request, new derived seed): the
+same distribution, not bit-identical text.
 
 Crash safety. Records are appended with one ``write`` + ``flush`` each, so a killed run keeps
 every record whose line was complete; ``--resume`` drops a torn last line, reads the rest and
@@ -20,9 +27,11 @@ skips finished ``(id, sample)`` pairs. Metrics never depend on process state: th
 recomputed from ``samples.jsonl`` (``ponder.evaluate.report.compute_metrics``).
 
 Endpoints. Requests run in a thread pool of ``concurrency`` workers (local models: 1, they
-batch instead). A failed request is retried ``retries`` times with exponential backoff; after
-``max_failures`` requests in a row have failed for good, the run stops with ``EndpointError``
--- every record already written stays, and ``--resume`` continues.
+batch instead). The backend retries a failed request ``retries`` times with exponential
+backoff; a request the server refuses outright (4xx) stops the run at once, and after
+``max_failures`` requests in a row have failed for good the run stops too, with
+``EndpointError`` naming the last error -- every record already written stays, and
+``--resume`` continues. A run that ends with failed requests exits non-zero.
 """
 
 from __future__ import annotations
@@ -40,8 +49,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ponder.config import option
-from ponder.format import THINK_OPEN, build_prompt
+from ponder.io import RecordWriter, check_resume, read_records, write_json_atomic
+from ponder.format import MODES
+from ponder.generate.backends import load_backend, prompt
 from ponder.generate.types import Backend, Budget, Completion, GenerationError, SamplingParams
+from ponder.tasks import judge
 
 SAMPLES = "samples.jsonl"
 STRATEGY = "strategy.jsonl"
@@ -51,7 +63,7 @@ STATE = "state.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
-    "top_p", "max_tokens", "seed", "template", "prefill_think", "system",
+    "top_p", "max_tokens", "seed", "template", "thinking", "system", "extra_body",
 )  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
 
 
@@ -83,13 +95,15 @@ class EvalConfig:
     resume: bool = option(False, "Continue the run in --out, skipping finished (problem, sample) pairs.")
     budgets: list[int] = option([], "Thinking budgets to sweep (e.g. 64,128,256): one sub-run each + accuracy-vs-budget plot.")
     by: list[str] = option([], "Meta fields to break results down by (e.g. subject,level or digits).")
-    template: str = option("think", "Prompt template: think (<think>…</think>answer) or r1-zero.")
-    prefill_think: bool = option(True, "End local prompts with <think> so the model starts reasoning.")
-    system: str = option("", "System prompt for local models (empty: none, the layout ponder's models are trained with).")
+    template: str = option("think", "Answer format the judge expects: think (<think>…</think>answer) or r1-zero (only an <answer> block counts).")
+    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off (no thinking).")
+    system: str = option("", "System prompt, the same for local models and endpoints (empty: none; r1, r1-zero: R1's prompts).")
     concurrency: int = option(8, "Concurrent requests against an endpoint (local models run one batch at a time).")
     batch_size: int = option(16, "Problems per generate call for a local model (each with its n samples).")
     retries: int = option(3, "Retries per failed endpoint request (exponential backoff from 0.5 s).")
     max_failures: int = option(3, "Stop after this many requests in a row failed for good.")
+    timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
+    extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -107,6 +121,10 @@ class EvalConfig:
             raise EvalError(f"budgets must be >= 0, got {self.budgets}")
         if self.budgets and (self.effort or self.thinking_budget is not None):
             raise EvalError("--budgets sweeps the thinking budget: do not also give --effort or --thinking-budget")
+        if self.thinking not in MODES:
+            raise EvalError(f"thinking must be auto, on or off, got {self.thinking!r}")
+        if self.template not in ("think", "r1-zero"):
+            raise EvalError(f"template must be think or r1-zero, got {self.template!r}")
         if self.strategy != "majority" and not self.strategy.strip():
             raise EvalError("strategy must be 'majority' or a ponder.strategies name")
         try:
@@ -127,45 +145,14 @@ class EvalConfig:
 # ---------------------------------------------------------------------------- backends
 
 
-def load_model(spec: str, **remote_kw) -> Backend:
-    """A backend for ``spec``: ``ponder.generate.backends.load_backend`` when it exists
-    (local directory or ``openai:<model>@<base_url>``), else a local checkpoint directory.
-    ``remote_kw`` (e.g. ``concurrency``, ``max_retries``) go to an endpoint backend only."""
-    try:
-        from ponder.generate.backends import load_backend
-    except ImportError:
-        load_backend = None
-    if load_backend is not None:
-        return load_backend(spec, **(remote_kw if spec.startswith("openai:") else {}))
-    if spec.startswith("openai:"):
-        raise EvalError("openai:<model>@<base_url> needs ponder.generate.backends, which is not installed")
-    from ponder.generate import LocalEngine
-
-    return LocalEngine.from_path(spec)
+def load_model(spec: str, thinking: str = "auto", **remote_kw) -> Backend:
+    """A backend for ``spec`` (``ponder.generate.load_backend``); ``remote_kw`` (e.g.
+    ``concurrency``, ``max_retries``) go to an endpoint backend only."""
+    return load_backend(spec, thinking=thinking, **(remote_kw if spec.startswith("openai:") else {}))
 
 
-def is_remote(backend: object) -> bool:
-    """True for backends that serve concurrent requests (not a local engine in this process)."""
-    flag = getattr(backend, "concurrent", None)
-    if flag is not None:
-        return bool(flag)
-    return not hasattr(backend, "tokenizer")  # a local engine carries its tokenizer
-
-
-def prompt_for(backend: object, question: str, cfg: EvalConfig) -> tuple[str, bool]:
-    """The prompt text and whether it pre-fills ``<think>``.
-
-    Remote backends get the bare question (the server applies its chat template); a local
-    model gets ``build_prompt`` with its tokenizer's chat template when it has one.
-    """
-    if is_remote(backend):
-        return question, False
-    tok = getattr(backend, "tokenizer", None)
-    text = build_prompt(question, template=cfg.template, system=cfg.system, tokenizer=tok, prefill_think=cfg.prefill_think)
-    return text, text.rstrip().endswith(THINK_OPEN)
-
-
-def _request_seed(seed: int, example_id: str, first_sample: int) -> int:
+def request_seed(seed: int, example_id: str, first_sample: int) -> int:
+    """The sampling seed of a request: derived from the run's seed, the problem and the sample."""
     h = hashlib.blake2b(f"{seed}|{example_id}|{first_sample}".encode(), digest_size=4).digest()
     return int.from_bytes(h, "big") & 0x7FFFFFFF
 
@@ -173,63 +160,17 @@ def _request_seed(seed: int, example_id: str, first_sample: int) -> int:
 # ---------------------------------------------------------------------------- records
 
 
-def read_records(path: Path, repair: bool = False) -> list[dict]:
-    """Complete JSON lines of ``path``. A torn last line (a kill mid-write) is dropped, and with
-    ``repair`` cut from the file so appends start on a fresh line; a bad line elsewhere is an error."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    records, good_end, pos = [], 0, 0
-    for raw in data.splitlines(keepends=True):
-        pos += len(raw)
-        if not raw.strip():
-            good_end = pos
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError:
-            if pos == len(data):  # the torn tail of a killed write
-                break
-            raise EvalError(f"{path}: line {len(records) + 1} is not valid JSON; the run directory is damaged") from None
-        if not raw.endswith(b"\n"):
-            break  # complete JSON but no newline: also a torn tail (the newline is part of the write)
-        records.append(rec)
-        good_end = pos
-    if repair and good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return records
-
-
-class RecordWriter:
-    """Append-only JSONL: each record is one ``write`` of a full line, flushed at once."""
-
-    def __init__(self, path: Path):
-        self.f = open(path, "a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
-def atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
-
-
-def sample_record(example: dict, j: int, prompt: str, prefilled: bool, c: Completion, verdict, seconds: float,
-                  budget: int | None) -> dict:
+def sample_record(example: dict, j: int, prompt_text, c: Completion, verdict, seconds: float,
+                  budget: int | None, seed: int | None = None) -> dict:
     """The audit record of one sample (the format is documented in docs/evaluation.md)."""
     return {
         "id": example["id"],
         "sample": j,
-        "prompt": prompt,
+        "prompt": prompt_text,
         "completion": c.text,
-        "prefilled_think": prefilled,
+        "prefilled_think": c.prefilled,
+        "think_closed": c.think_closed,
+        "unclosed": c.unclosed,
         "reasoning": c.reasoning,
         "answer_text": c.answer,
         "answer": verdict.answer,
@@ -241,7 +182,9 @@ def sample_record(example: dict, j: int, prompt: str, prefilled: bool, c: Comple
         "tokens": c.reasoning_tokens + c.answer_tokens,
         "finish_reason": c.finish_reason,
         "truncated": c.finish_reason == "length",
+        "tokens_estimated": c.estimated,
         "thinking_budget": budget,
+        "seed": seed,
         "seconds": round(seconds, 6),
         "meta": {k: v for k, v in example["meta"].items() if isinstance(v, (str, int, float, bool)) and k not in ("solution", "source", "line")},
     }
@@ -269,22 +212,13 @@ def prepare_out(cfg: EvalConfig, out: Path) -> None:
     if cfg_path.is_file():
         if not cfg.resume:
             raise EvalError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
-        try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError:
-            raise EvalError(f"{cfg_path}: not valid JSON; the run directory is damaged") from None
-        new = asdict(cfg)
         # a key a run from an older ponder lacks counts as that field's default
-        defaults = {f.name: f.default for f in fields(EvalConfig)}
-        diff = [k for k in GENERATION_KEYS if old.get(k, defaults.get(k)) != new.get(k)]
-        if diff:
-            k = diff[0]
-            raise EvalError(f"--resume: {k} was {old.get(k)!r} in {out}, now {new.get(k)!r}; "
-                            "resume with the same settings or use another --out")
+        check_resume(cfg_path, asdict(cfg), GENERATION_KEYS, defaults={f.name: f.default for f in fields(EvalConfig)},
+                     error=EvalError)
     elif cfg.resume and (out / SAMPLES).is_file():
         raise EvalError(f"{out}: samples.jsonl without config.json; cannot tell what to resume")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_json(cfg_path, asdict(cfg))
+    write_json_atomic(cfg_path, asdict(cfg))
 
 
 def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool = True,
@@ -309,8 +243,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     if cfg.out is None:
         cfg = replace(cfg, out=str(out))
     if backend is None:
-        # two calls in flight at once (split_concurrency), each bounded to half the concurrency
-        backend = load_model(cfg.model, concurrency=max(1, cfg.concurrency // 2), max_retries=cfg.retries)
+        backend = load_model(cfg.model, cfg.thinking, concurrency=cfg.concurrency, max_retries=cfg.retries,
+                             timeout=cfg.timeout, extra_body=cfg.extra_body or None)
     if not cfg.budgets:
         return _run_one(cfg, out, task, examples, backend, progress, console)
     from ponder.evaluate.report import write_budget_report
@@ -344,10 +278,10 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     base_wall = state["wall_seconds"]
 
     def save_state() -> None:
-        atomic_json(state_path, {**state, "wall_seconds": base_wall + time.perf_counter() - t0})
+        write_json_atomic(state_path, {**state, "wall_seconds": base_wall + time.perf_counter() - t0})
 
     current = [r for r in records if r.get("id") in known and 0 <= r.get("sample", -1) < cfg.n]
-    new = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state)
+    new, failed = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state)
     if cfg.strategy != "majority":
         _run_strategy(cfg, out, task, examples, backend, show_progress, console)
     save_state()
@@ -355,32 +289,27 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     records = read_records(out / SAMPLES)
     strategy_records = read_records(out / STRATEGY) if cfg.strategy != "majority" else None
     metrics = compute_metrics(records, examples, cfg, wall_seconds=state["wall_seconds"], strategy_records=strategy_records)
-    atomic_json(out / METRICS, metrics)
+    metrics["failed_requests"] = len(failed)
+    metrics["last_error"] = failed[-1] if failed else None
+    write_json_atomic(out / METRICS, metrics)
     write_report(out, cfg, metrics, records)
     return RunResult(out, metrics, new)
 
 
 def split_concurrency(backend, cfg: EvalConfig) -> tuple[int, int]:
-    """(worker threads, problems per generate call).
-
-    A local engine: one thread, ``batch_size`` problems per call (it batches rows itself).
-    A remote backend that runs a call's prompts concurrently itself (``agenerate``, i.e.
-    ``OpenAIBackend``, which builds one HTTP client per call -- ~10-60 ms of CPU): two threads
-    with ``concurrency // 2`` problems each, so the client cost is shared by many requests, at
-    most ``concurrency`` are in flight, and one slow request does not idle the other thread.
-    Any other remote backend: ``concurrency`` threads, one problem each.
-    """
-    if not is_remote(backend):
+    """(worker threads, problems per generate call): a local engine runs one thread with
+    ``batch_size`` problems per call (it batches rows itself); an endpoint gets one problem per
+    call from ``concurrency`` threads, so every problem has its own seed and request."""
+    if backend.capabilities.local:
         return 1, cfg.batch_size
-    if hasattr(backend, "agenerate") and cfg.concurrency > 1:
-        return 2, cfg.concurrency // 2
     return cfg.concurrency, 1
 
 
 def _call_with_retries(backend, prompts, n, sampling, budget, retries: int, stop: threading.Event):
-    """``backend.generate`` with retries for a remote backend that has none of its own
-    (``OpenAIBackend`` retries itself: ``max_retries``); a local engine is never retried."""
-    if not is_remote(backend) or hasattr(backend, "max_retries"):
+    """``backend.generate``, retried with exponential backoff for a remote backend that does not
+    retry itself (``capabilities.retries``); a local engine is never retried."""
+    caps = backend.capabilities
+    if caps.local or caps.retries:
         retries = 0
     delay = 0.5
     for attempt in range(retries + 1):
@@ -393,11 +322,12 @@ def _call_with_retries(backend, prompts, n, sampling, budget, retries: int, stop
             delay = min(delay * 2, 8.0)
 
 
-def _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state) -> int:
-    """Generate the missing samples of ``todo``; returns how many records were written."""
+def _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state) -> tuple[int, list[str]]:
+    """Generate the missing samples of ``todo``; returns how many records were written and the
+    last error of every request that failed for good (its problem stays incomplete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    remote = is_remote(backend)
+    remote = not backend.capabilities.local
     workers, per_call = split_concurrency(backend, cfg)
     # group problems with the same missing samples into calls (all of them on a fresh run)
     calls: list[list[tuple[dict, list[int]]]] = []
@@ -408,7 +338,7 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
         else:
             calls.append([(ex, miss)])
     budget = cfg.budget()
-    tb = budget.resolve(getattr(backend, "effort_table", None)) if budget else None
+    tb = budget.resolve(backend.effort_table) if budget else None
     correct = sum(1 for r in records if r.get("correct"))
     seen = len(records)
     total = seen + sum(len(m) for _, m in todo)
@@ -416,17 +346,19 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
     stop = threading.Event()
     written = 0
     failures = 0
+    failed: list[str] = []  # the last error of every request that failed for good
     last_save = time.perf_counter()
 
     def work(call):
-        prompts = [prompt_for(backend, ex["prompt"], cfg) for ex, _ in call]
+        prompts = [prompt(backend, ex["prompt"], cfg.system or None) for ex, _ in call]
         ex0, miss = call[0]
-        sp = cfg.sampling(_request_seed(cfg.seed, ex0["id"], miss[0]))
+        seed = request_seed(cfg.seed, ex0["id"], miss[0])
         t = time.perf_counter()
-        groups = _call_with_retries(backend, [p for p, _ in prompts], len(miss), sp, budget, cfg.retries, stop)
+        groups = _call_with_retries(backend, [p.payload for p in prompts], len(miss), cfg.sampling(seed), budget,
+                                    cfg.retries, stop)
         if len(groups) != len(call) or any(len(g) != len(miss) for g in groups):
             raise EvalError(f"backend returned {[len(g) for g in groups]} completions for {len(call)} prompts × {len(miss)}")
-        return prompts, groups, time.perf_counter() - t
+        return prompts, groups, time.perf_counter() - t, seed
 
     bar = Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(),
@@ -451,36 +383,39 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
                 for fut in finished:
                     call = pending.pop(fut)
                     try:
-                        prompts, groups, seconds = fut.result()
+                        prompts, groups, seconds, seed = fut.result()
                     except EvalError:
                         raise
                     except GenerationError as e:
                         if not remote:  # a local engine refuses only bad input: no point going on
                             raise EvalError(f"generation failed: {e}") from None
                         failures += 1
-                        err = e
+                        failed.append(str(e))
+                        if "refused the request" in str(e):  # a 4xx: every other request would fail too
+                            stop.set()
+                            raise EndpointError(f"{cfg.model}: {e}; the {seen} finished samples are kept in "
+                                                f"{out / SAMPLES}") from None
                     except Exception as e:  # an endpoint failure after its retries
                         if not remote:
                             raise
                         failures += 1
-                        err = e
+                        failed.append(f"{type(e).__name__}: {e}")
                     else:
-                        err = None
-                    if err is not None:
+                        failures = 0
+                    if failures:
                         if failures >= cfg.max_failures:
                             stop.set()
                             raise EndpointError(
                                 f"{cfg.model}: {failures} requests in a row failed after retries "
-                                f"(last: {type(err).__name__}: {err}); the {seen} finished samples are kept in "
+                                f"(last: {failed[-1]}); the {seen} finished samples are kept in "
                                 f"{out / SAMPLES} -- fix the endpoint and rerun with --resume") from None
                         continue
-                    failures = 0
                     per_sample = seconds / max(1, sum(len(g) for g in groups))
-                    for (ex, miss), (prompt, prefilled), group in zip(call, prompts, groups):
+                    for (ex, miss), p, group in zip(call, prompts, groups):
                         for j, c in zip(miss, group):
-                            text = (THINK_OPEN + c.text) if prefilled and THINK_OPEN not in c.text else c.text
-                            v = task.score(text, ex)
-                            writer.write(sample_record(ex, j, prompt, prefilled, c, v, per_sample, tb))
+                            v = judge(task, c, ex, template=cfg.template)
+                            shown = p.text if p.text is not None else p.messages
+                            writer.write(sample_record(ex, j, shown, c, v, per_sample, tb, seed))
                             written += 1
                             seen += 1
                             correct += bool(v.correct)
@@ -494,7 +429,7 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
         save_state()
-    return written
+    return written, failed
 
 
 def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True, console=None) -> None:
@@ -509,11 +444,11 @@ def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True,
         raise EvalError(f"unknown strategy {cfg.strategy!r}; choose majority or one of {', '.join(STRATEGIES)}")
     from rich.progress import Progress
 
-    from ponder.format import format_completion
+    from ponder.tasks import Verdict
 
     done = {r.get("id") for r in read_records(out / STRATEGY, repair=True)}
     todo = [ex for ex in examples if ex["id"] not in done]
-    chunk = cfg.concurrency if is_remote(backend) else cfg.batch_size
+    chunk = cfg.batch_size if backend.capabilities.local else cfg.concurrency
     n = 1 if cfg.strategy == "single" else cfg.n  # "single" is one sample by definition
     writer = RecordWriter(out / STRATEGY)
     try:
@@ -521,19 +456,17 @@ def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True,
             job = bar.add_task(f"strategy {cfg.strategy}", total=len(todo))
             for s in range(0, len(todo), chunk):
                 exs = todo[s:s + chunk]
-                prompts = [prompt_for(backend, ex["prompt"], cfg) for ex in exs]
+                prompts = [prompt(backend, ex["prompt"], cfg.system or None) for ex in exs]
                 t = time.perf_counter()
-                results = run_batch(cfg.strategy, backend, [p for p, _ in prompts], n=n,
-                                    sampling=cfg.sampling(_request_seed(cfg.seed, exs[0]["id"], -1)),
+                results = run_batch(cfg.strategy, backend, prompts, n=n,
+                                    sampling=cfg.sampling(request_seed(cfg.seed, exs[0]["id"], -1)),
                                     budget=cfg.budget(), task=task, examples=exs, chunk=chunk)
                 seconds = (time.perf_counter() - t) / len(exs)
-                for ex, (_, prefilled), res in zip(exs, prompts, results):
-                    text = res.text or ""
-                    if prefilled and THINK_OPEN not in text:
-                        text = THINK_OPEN + text
-                    v = task.score(text, ex)
-                    if res.answer is not None and v.answer is None:  # the strategy's answer, not its text
-                        v = task.score(format_completion("", f"\\boxed{{{res.answer}}}"), ex)
+                for ex, res in zip(exs, results):
+                    # the strategy's answer was extracted by the judge (the strategies' answer_of);
+                    # the verdict is the task's check of that answer
+                    v = (task.check(res.answer, ex) if res.answer is not None
+                         else Verdict(False, "the strategy found no answer"))
                     writer.write({
                         "id": ex["id"], "strategy": cfg.strategy, "answer": res.answer if res.answer is not None else v.answer,
                         "gold": ex["gold"], "correct": bool(v.correct), "reason": v.reason, "text": res.text,

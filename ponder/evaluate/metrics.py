@@ -20,6 +20,8 @@ import math
 from collections import Counter
 from typing import Callable, Hashable, Sequence
 
+from ponder.format import canonical_groups  # noqa: F401  (maj@k pools answers as the strategies do)
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k for one problem with n samples, c correct."""
@@ -58,35 +60,32 @@ def maj_at_k(keys: Sequence[Hashable | None], correct: Sequence[bool], k: int) -
     return next(ok for key, ok in zip(keys[:k], correct[:k]) if key == winner)
 
 
-def canonical_groups(answers: Sequence[str | None], equal: Callable[[str, str], bool]) -> list[int | None]:
-    """Group answers by an equivalence (e.g. ``math_equal``): ``1/2`` and ``0.5`` share a key.
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """(k/n, low, high): the Wilson score interval of a proportion (95% by default).
 
-    Returns one integer key per answer (None for no answer). O(n · groups) comparisons.
-    """
-    reps: list[str] = []
-    keys: list[int | None] = []
-    for a in answers:
-        if a is None or not str(a).strip():
-            keys.append(None)
-            continue
-        for i, r in enumerate(reps):
-            if a == r or equal(r, a):
-                keys.append(i)
-                break
-        else:
-            reps.append(a)
-            keys.append(len(reps) - 1)
-    return keys
+    Unlike the normal interval it is never empty at 0/n or n/n: 0/30 gives [0, 0.114]."""
+    if n <= 0:
+        return (float("nan"),) * 3
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, low, high) with a 95% normal-approximation interval, clipped to [0, 1]."""
+    """(mean, low, high) with a 95% interval, clipped to [0, 1].
+
+    0/1 values (one sample per problem, maj@k) get the Wilson interval; fractional values (the
+    per-problem c/n of pass@1 with n > 1 samples) the normal interval of their mean -- or, when
+    every value is the same (a variance of zero, say all 0), Wilson's over the problems, so a
+    run that got nothing right is not reported as [0, 0]."""
     m = len(values)
     if m == 0:
         return (float("nan"),) * 3
     mean = sum(values) / m
-    if m == 1:
-        return mean, mean, mean
+    if all(v in (0.0, 1.0) for v in values) or len(set(values)) == 1:
+        _, lo, hi = wilson(round(mean * m), m)
+        return mean, min(lo, mean), max(hi, mean)
     var = sum((v - mean) ** 2 for v in values) / (m - 1)
     half = 1.96 * math.sqrt(var / m)
     return mean, max(0.0, mean - half), min(1.0, mean + half)

@@ -99,7 +99,10 @@ def compute_metrics(records: list[dict], examples: list[dict], cfg, *, wall_seco
             "per_problem": {"reasoning": n * tok("reasoning_tokens", used), "answer": n * tok("answer_tokens", used),
                             "total": n * tok("tokens", used)},
         },
+        "maj@k_ci": _ci(maj_k[n]),
         "truncated_share": _mean([float(r["truncated"]) for r in used]),
+        "unclosed": sum(1 for r in all_samples if r.get("unclosed")),
+        "unclosed_share": _mean([float(bool(r.get("unclosed"))) for r in used]),
         "no_answer_share": _mean([float(r.get("answer") is None) for r in used]),
         "wall_seconds": wall_seconds,
         "tokens_per_second": total_tokens / wall_seconds if wall_seconds and wall_seconds > 0 else float("nan"),
@@ -219,6 +222,11 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
     if metrics["incomplete_problems"]:
         lines += [f"**Incomplete:** {metrics['incomplete_problems']} problems lack some of their n samples and are "
                   "left out of every accuracy number; rerun with `--resume` to finish them.", ""]
+    if metrics.get("unclosed"):
+        lines += [f"**Unclosed think blocks:** {metrics['unclosed']} samples never closed `</think>` "
+                  f"({100 * metrics['unclosed_share']:.1f}% of the scored ones). Where the prompt pre-filled "
+                  "`<think>` their text was judged as the answer (docs/format.md); a model that does not think "
+                  "is better evaluated with `--thinking off`.", ""]
     lines += metrics_markdown(metrics) + [""]
     ks = [int(k) for k in metrics["pass@k"]]
     if metrics["complete_problems"] and len(ks) > 1:
@@ -267,11 +275,12 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
 def write_budget_report(out: Path, cfg, runs: list[tuple[int, dict]]) -> dict:
     """The accuracy-vs-thinking-budget curve of a ``--budgets`` sweep: ``budget.png``,
     ``report.md`` and ``metrics.json`` (one row per budget) in the sweep directory."""
-    from ponder.evaluate.harness import METRICS, atomic_json
+    from ponder.evaluate.harness import METRICS
+    from ponder.io import write_json_atomic
 
     rows = [{"budget": b, "pass@1": m["pass@1"], f"maj@{cfg.n}": m["maj@k"][str(cfg.n)],
              "reasoning_tokens": m["tokens"]["per_sample"]["reasoning"], "truncated_share": m["truncated_share"],
-             "problems": m["complete_problems"]} for b, m in runs]
+             "problems": m["complete_problems"], "failed_requests": m.get("failed_requests", 0)} for b, m in runs]
 
     def draw(ax):
         bs = [r["budget"] for r in rows]
@@ -299,5 +308,5 @@ def write_budget_report(out: Path, cfg, runs: list[tuple[int, dict]]) -> dict:
     lines += ["", "![accuracy vs thinking budget](budget.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     metrics = {"model": cfg.model, "task": cfg.task, "n": cfg.n, "sweep": rows}
-    atomic_json(out / METRICS, metrics)
+    write_json_atomic(out / METRICS, metrics)
     return metrics

@@ -9,7 +9,10 @@ problems:
   problems of c/k, and maj@k the share of problems whose most-voted answer (``ponder.evaluate.
   metrics.maj_at_k``; answers grouped by the verifier's extracted answer text) is correct.
 
-Each metric is a mean over problems with a 95% normal interval (``metrics.mean_ci``). The result is
+Prompts are the model's own (``ponder.generate.prompt``, as ``ponder eval`` renders them) and
+every completion is judged by ``ponder.tasks.judge``. Each metric is a mean over problems with a
+95% interval (``metrics.mean_ci``: Wilson for the 0/1 metrics, the mean's normal interval for
+sampled pass@1). The result is
 written as JSON (``<out>``) with per-problem rows, so a report can be re-derived from it; an
 existing file with the same settings is reused (a finished stage is not evaluated twice).
 """
@@ -24,8 +27,8 @@ from pathlib import Path
 
 from ponder.config import ConfigError, option
 from ponder.evaluate.metrics import maj_at_k, mean_ci
-from ponder.format import THINK_OPEN
-from ponder.train.checkpoint import write_json_atomic
+from ponder.generate.scoring import sample_and_score
+from ponder.io import write_json_atomic
 
 
 @dataclass
@@ -58,37 +61,32 @@ def evaluate_backend(backend, cfg: StageEvalConfig) -> dict:
     """Evaluate ``backend`` (a ``ponder.generate.Backend``) per ``cfg``; returns the result dict."""
     from ponder.generate import SamplingParams
     from ponder.tasks import get_task
-    from ponder.train.common import prompt_for
 
     cfg.check()
     task = get_task(cfg.task)
     examples = list(islice(task.examples("test"), cfg.limit))
     if not examples:
         raise ConfigError(f"task {cfg.task!r} has no test examples")
-    tokenizer = getattr(backend, "tokenizer", None)
     rows, t0, tokens = [], time.perf_counter(), 0
-    for i in range(0, len(examples), cfg.batch_prompts):
-        batch = examples[i:i + cfg.batch_prompts]
-        prompts = [prompt_for(ex["prompt"], tokenizer) for ex in batch]
-        pre = THINK_OPEN if prompts and prompts[0].rstrip().endswith(THINK_OPEN) else ""
-        greedy = backend.generate(prompts, n=1, sampling=SamplingParams(temperature=0, max_tokens=cfg.max_tokens))
-        sampled = [[] for _ in batch]
-        if cfg.samples:
-            sp = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed + i)
-            sampled = backend.generate(prompts, n=cfg.samples, sampling=sp)
-        for ex, g, group in zip(batch, greedy, sampled):
-            v = task.score(pre + g[0].text, ex)
-            row = {"id": ex["id"], "greedy_correct": v.correct, "greedy_answer": v.answer,
-                   "reasoning_tokens": g[0].reasoning_tokens, "completion_tokens": len(g[0].token_ids)}
-            tokens += len(g[0].token_ids)
-            if group:
-                verdicts = [task.score(pre + c.text, ex) for c in group]
-                correct = [x.correct for x in verdicts]
-                keys = [x.answer.strip() if x.answer else None for x in verdicts]
-                row.update(sampled_correct=sum(correct), sampled_n=len(group),
-                           maj_correct=maj_at_k(keys, correct, len(group)))
-                tokens += sum(len(c.token_ids) for c in group)
-            rows.append(row)
+    greedy = sample_and_score(backend, task, examples, n=1, batch=cfg.batch_prompts,
+                              sampling=SamplingParams(temperature=0, max_tokens=cfg.max_tokens))
+    sampled = (sample_and_score(backend, task, examples, n=cfg.samples, batch=cfg.batch_prompts,
+                                sampling=SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens),
+                                seed_of=lambda b, _: cfg.seed + b * cfg.batch_prompts)
+               if cfg.samples else iter(lambda: [], None))
+    for (g,), group in zip(greedy, sampled):
+        v, c = g.verdict, g.completion
+        row = {"id": g.example["id"], "greedy_correct": v.correct, "greedy_answer": v.answer,
+               "reasoning_tokens": c.reasoning_tokens, "completion_tokens": len(c.token_ids),
+               "think_closed": c.think_closed}
+        tokens += len(c.token_ids)
+        if group:
+            correct = [s.verdict.correct for s in group]
+            keys = [s.verdict.answer.strip() if s.verdict.answer else None for s in group]
+            row.update(sampled_correct=sum(correct), sampled_n=len(group),
+                       maj_correct=maj_at_k(keys, correct, len(group)))
+            tokens += sum(len(s.completion.token_ids) for s in group)
+        rows.append(row)
     result = {
         "config": asdict(cfg),
         "pass1_greedy": _ci([float(r["greedy_correct"]) for r in rows]),

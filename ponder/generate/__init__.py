@@ -1,32 +1,37 @@
 """Token-level generation: the interface every backend implements, and the fast local engine.
 
-    from ponder.generate import LocalEngine, SamplingParams, Budget
-    engine = LocalEngine.from_path("runs/sft/final")
-    groups = engine.generate(prompts, n=4, sampling=SamplingParams(temperature=0.7, seed=0),
-                             budget=Budget(effort="low"))
-    groups[i][j].answer, groups[i][j].reasoning_tokens, groups[i][j].mean_logprob
+    from ponder.generate import load_backend, prompt, SamplingParams, Budget
+    backend = load_backend("runs/sft/final")                 # or openai:<model>@<url>, thinking="on"
+    p = prompt(backend, "What is 2+3?")                       # ponder.format.render for this model
+    groups = backend.generate([p.payload], n=4, sampling=SamplingParams(temperature=0.7, seed=0),
+                              budget=Budget(effort="low"))
+    groups[0][j].answer, groups[0][j].reasoning_tokens, groups[0][j].mean_logprob
 
-``LocalEngine`` is imported lazily so that backends which do not need torch stay light.
-See docs/generation.md.
+``LocalEngine`` and ``OpenAIBackend`` are imported lazily so that backends which do not need
+torch stay light. See docs/generation.md.
 """
 
+from ponder.generate.backends import ModelSpec, ModelSpecError, load_backend, parse_model_spec, prompt
 from ponder.generate.types import (
     DEFAULT_CLOSE_TEXT,
     DEFAULT_EFFORT_BUDGETS,
     Backend,
     Budget,
+    Capabilities,
     Completion,
     GenerationError,
     SamplingParams,
     check_request,
+    effort_table_for,
+    estimate_tokens,
     make_completion,
-    prefilled_think,
 )
 
 __all__ = [
-    "Backend", "Budget", "Completion", "DEFAULT_CLOSE_TEXT", "DEFAULT_EFFORT_BUDGETS",
-    "GenerationError", "LocalEngine", "SamplingParams", "check_request", "make_completion",
-    "prefilled_think",
+    "Backend", "Budget", "Capabilities", "Completion", "DEFAULT_CLOSE_TEXT", "DEFAULT_EFFORT_BUDGETS",
+    "GenerationError", "LocalEngine", "ModelSpec", "ModelSpecError", "OpenAIBackend", "SamplingParams",
+    "check_request", "effort_table_for", "estimate_tokens", "load_backend", "make_completion",
+    "parse_model_spec", "prompt",
 ]
 
 
@@ -35,4 +40,8 @@ def __getattr__(name: str):
         from ponder.generate.local import LocalEngine
 
         return LocalEngine
+    if name == "OpenAIBackend":
+        from ponder.generate.openai_backend import OpenAIBackend
+
+        return OpenAIBackend
     raise AttributeError(f"module 'ponder.generate' has no attribute {name!r}")

@@ -17,11 +17,12 @@ hub (a local spec must be an existing checkpoint directory).
 
 from __future__ import annotations
 
-import os
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ponder.format import Prompt, render
 from ponder.generate.types import Backend, GenerationError
 
 OPENAI_PREFIX = "openai:"
@@ -66,18 +67,49 @@ def parse_model_spec(spec: str) -> ModelSpec:
     return ModelSpec(kind="openai", model=model, base_url=base_url.rstrip("/"))
 
 
-def load_backend(spec: str | ModelSpec, **kw) -> Backend:
-    """A ready backend for ``spec``; ``kw`` goes to ``LocalEngine.from_path`` or ``OpenAIBackend``.
+def parse_extra_body(text: str | dict | None) -> dict:
+    """``--extra-body``: a JSON object merged into every request to an endpoint."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelSpecError(f"--extra-body must be a JSON object, got {text!r:.60} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ModelSpecError(f"--extra-body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+#: options that only an endpoint takes (ignored, with an error when set, for a local model)
+REMOTE_ONLY = ("extra_body", "timeout", "concurrency", "max_retries")
+
+
+def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend:
+    """A ready backend for ``spec``; ``kw`` goes to ``LocalEngine`` or ``OpenAIBackend``.
+
+    ``thinking``: the model's thinking mode, auto|on|off (``ponder.format.decide_thinking``).
+    Endpoint-only options (``extra_body``, ``timeout``, ``concurrency``, ``max_retries``) given as
+    None are left at their defaults; ``extra_body`` for a local model is an error (nothing would
+    read it).
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
     ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
     the problem. A local checkpoint is loaded by ``ponder.models.build.load`` (offline, float32).
     """
     ms = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if "extra_body" in kw:
+        kw["extra_body"] = parse_extra_body(kw["extra_body"])
+    if ms.kind != "openai":
+        if kw.get("extra_body"):
+            raise ModelSpecError("--extra-body is sent to an endpoint; a local model has no server to read it")
+        kw = {k: v for k, v in kw.items() if k not in REMOTE_ONLY}
     if ms.kind == "openai":
         from ponder.generate.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(model=ms.model, base_url=ms.base_url, **kw)
+        return OpenAIBackend(model=ms.model, base_url=ms.base_url, thinking=thinking, **kw)
     if not ms.path.exists():
         raise ModelSpecError(
             f"model {str(ms.path)!r} does not exist (give a local checkpoint directory "
@@ -87,169 +119,13 @@ def load_backend(spec: str | ModelSpec, **kw) -> Backend:
     from ponder.models.build import load
 
     model, tokenizer = load(ms.path)  # checks the directory; ModelLoadError names the problem
-    return LocalEngine(model, tokenizer, **kw)
+    return LocalEngine(model, tokenizer, thinking=thinking, name=str(ms.path), **kw)
 
 
-def api_key_from(kw_key: str | None) -> str:
-    """The API key: the explicit one, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
-    return kw_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
 
 
-# --------------------------------------------------------------------------- prompts & streaming
-
-
-def prompt_for(backend: Backend, question: str, template: str = "think", system: str | None = None,
-               prefill_think: bool = True):
-    """The prompt a backend should get for a bare ``question``.
-
-    A local engine gets ``ponder.format.build_prompt`` with its tokenizer (the chat template the
-    pipeline trains with, ``<think>`` pre-filled), so a tiny ponder model sees its training format.
-    ``system=None`` means no system turn, as ponder's models are trained (``train.common.prompt_for``)
-    and as DeepSeek advises for R1: a system prompt the model never saw derails a tiny model
-    (measured on the demo's final model: 92.5% -> 0% greedy on 2-digit addition).
-    A remote server applies its own chat template: it gets the question as one user message, or
-    ``[system, user]`` messages when ``system`` is given.
-    """
-    from ponder.format import build_prompt
-
-    tokenizer = getattr(backend, "tokenizer", None)
-    if tokenizer is not None:
-        return build_prompt(question, template, system or "", tokenizer=tokenizer, prefill_think=prefill_think)
-    if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    return question
-
-
-class ThinkSplitter:
-    """Splits streamed text into ``("reasoning", s)`` / ``("answer", s)`` pieces at the think tags.
-
-    Tags may arrive split across deltas: the tail that could still become a tag is held back until
-    the next ``feed`` (or ``flush``), so the pieces never depend on how the text was chunked.
-    ``prefilled``: the prompt ended in ``<think>``, so the text starts inside the reasoning.
-    Otherwise a think block is recognised only when the text starts with ``<think>`` (after
-    whitespace), as models write it; other text is the answer. (``parse``, which sees the whole
-    text, also accepts odder shapes; the final Completion is authoritative.)
-    """
-
-    def __init__(self, prefilled: bool = False):
-        from ponder.format import THINK_CLOSE, THINK_OPEN
-
-        self.open, self.close = THINK_OPEN, THINK_CLOSE
-        self.state = "think" if prefilled else "pre"
-        self.buf = ""
-        self.closed = False
-        self.started = False
-
-    def _held(self, tag: str) -> int:
-        """Length of the longest buffer suffix that is a proper prefix of ``tag``."""
-        for k in range(min(len(tag) - 1, len(self.buf)), 0, -1):
-            if self.buf.endswith(tag[:k]):
-                return k
-        return 0
-
-    def feed(self, text: str) -> list[tuple[str, str]]:
-        self.started = self.started or bool(text)
-        self.buf += text
-        out: list[tuple[str, str]] = []
-        while self.buf:
-            if self.state == "answer":
-                out.append(("answer", self.buf))
-                self.buf = ""
-            elif self.state == "pre":  # a think block counts when the text starts with <think>
-                head = self.buf.lstrip()
-                if head.startswith(self.open):
-                    self.state, self.buf = "think", head[len(self.open):]
-                elif head and not self.open.startswith(head):
-                    self.state = "answer"  # plain text, no think block
-                else:
-                    break  # only whitespace, or a beginning of <think>: wait for more
-            else:  # think
-                at = self.buf.find(self.close)
-                if at >= 0:
-                    if at:
-                        out.append(("reasoning", self.buf[:at]))
-                    self.state, self.closed, self.buf = "answer", True, self.buf[at + len(self.close):]
-                    continue
-                keep = self._held(self.close)
-                if len(self.buf) > keep:
-                    out.append(("reasoning", self.buf[: len(self.buf) - keep]))
-                self.buf = self.buf[len(self.buf) - keep:]
-                break
-        return out
-
-    def flush(self) -> list[tuple[str, str]]:
-        """Whatever is still held back, once the stream has ended."""
-        rest, self.buf = self.buf, ""
-        if not rest or self.state == "pre" and not rest.strip():
-            return []
-        return [("reasoning" if self.state == "think" else "answer", rest)]
-
-
-def stream(backend: Backend, prompt, sampling=None, budget=None):
-    """Stream one completion from any backend: yields ``("reasoning", delta)``, ``("answer",
-    delta)`` and finally ``("done", Completion)``.
-
-    The openai backend streams from the server; a local engine generates in a worker thread and
-    its ``on_token`` hook feeds the deltas (true token streaming); any other backend generates the
-    whole completion and then yields it in two pieces.
-    """
-    if hasattr(backend, "stream"):
-        yield from backend.stream(prompt, sampling, budget)
-        return
-    if not hasattr(backend, "tokenizer") or not isinstance(prompt, str):
-        c = backend.generate([prompt], 1, sampling, budget)[0][0]
-        if c.reasoning:
-            yield "reasoning", c.reasoning
-        if c.answer:
-            yield "answer", c.answer
-        yield "done", c
-        return
-    yield from _stream_local(backend, prompt, sampling, budget)
-
-
-def _stream_local(engine, prompt: str, sampling, budget):
-    import queue
-    import threading
-
-    from ponder.generate.types import prefilled_think
-
-    q: queue.Queue = queue.Queue()
-    eos = getattr(engine, "eos_ids", frozenset())
-    state = {"text": ""}
-    gone = threading.Event()  # the consumer stopped reading (Ctrl-C, closed generator)
-
-    def on_token(row: int, ids: list[int]) -> bool | None:
-        if gone.is_set():
-            return True  # stop the row: the engine returns at once, ready for the next call
-        body = ids[:-1] if ids and ids[-1] in eos else ids
-        text = engine._decode(body)
-        if text.endswith("\ufffd") or not text.startswith(state["text"]):
-            return  # an incomplete UTF-8 piece, or a taken-back tag: wait for the next token
-        delta, state["text"] = text[len(state["text"]):], text
-        if delta:
-            q.put(("delta", delta))
-
-    def work() -> None:
-        try:
-            q.put(("result", engine.generate([prompt], 1, sampling, budget, on_token=on_token)[0][0]))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
-            q.put(("error", e))
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    split = ThinkSplitter(prefilled=prefilled_think(prompt))
-    try:
-        while True:
-            kind, item = q.get()
-            if kind == "delta":
-                yield from split.feed(item)
-            elif kind == "error":
-                raise item
-            else:
-                # the stop-string cut happens at the end: the streamed text may run a little past it
-                yield from split.flush()
-                yield "done", item
-                return
-    finally:
-        gone.set()  # on an early exit the worker stops at its next token; the engine is not
-        t.join()    # re-entrant, so wait for it before anyone can call it again
+def prompt(backend: Backend, messages, system: str | None = None) -> Prompt:
+    """The prompt ``backend`` gets for ``messages`` (a question or a conversation): rendered by
+    ``ponder.format.render`` with the backend's tokenizer and thinking decision. Pass
+    ``Prompt.payload`` to ``backend.generate``."""
+    return render(messages, backend.tokenizer, backend.thinking, system=system)

@@ -20,9 +20,10 @@ so greedy output equals ``model.generate(do_sample=False)``; a single row uses a
 layout whose logits differ by float rounding only (a near-exact tie could break differently).
 
 Thinking budgets act per row at token level, on the token ids the tokenizer gives ``<think>``
-and ``</think>`` (one token each in reasoning models and ponder's tokenizers). A tag the model
-spells with other tokens still splits reasoning from answer (done on the text) but does not
-trigger budget logic.
+and ``</think>`` -- one token each in reasoning models and ponder's tokenizers, several in
+others (three in SmolLM2's): the sequences are matched whole, and the budget counts the tokens
+the model writes inside the think block, not the tags. A tag the model spells with other tokens
+still splits reasoning from answer (done on the text) but does not trigger budget logic.
 """
 from __future__ import annotations
 
@@ -30,24 +31,28 @@ import functools
 import inspect
 import logging
 import os
+import queue
+import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from ponder.format import THINK_CLOSE, THINK_OPEN
+from ponder.format import THINK_CLOSE, THINK_OPEN, ReasoningSplitter, decide_thinking, ends_in_think
+from ponder.format.parse import held_prefix
 from ponder.generate.types import (
-    DEFAULT_EFFORT_BUDGETS,
     Budget,
+    Capabilities,
     Completion,
     GenerationError,
     SamplingParams,
     check_request,
+    effort_table_for,
     make_completion,
-    prefilled_think,
 )
 
 log = logging.getLogger(__name__)
@@ -301,7 +306,7 @@ class _FastLlama:
 class _Row:
     """The state of one completion while it is generated."""
 
-    __slots__ = ("plen", "ids", "lps", "cols", "phase", "reason_end", "forced", "waits",
+    __slots__ = ("plen", "ids", "lps", "cols", "phase", "think_from", "reason_end", "forced", "waits",
                  "forced_close", "finish", "text", "off", "read")
 
     def __init__(self, plen: int, phase: int):
@@ -310,12 +315,26 @@ class _Row:
         self.lps: list[float] = []  # their log-probs
         self.cols: list[int] = []  # cache column of each generated token
         self.phase = phase
+        self.think_from = 0  # len(ids) when the think block opened (the budget counts from here)
         self.reason_end = 0  # len(ids) when </think> completed
         self.forced: deque[tuple[int, bool]] = deque()  # tokens to emit next: (id, closes think)
         self.waits = 0
         self.forced_close = False
         self.finish: str | None = None
         self.text, self.off, self.read = "", 0, 0  # incremental detokenisation (stop strings)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one ``generate`` call decodes under: sampling, budget and their token forms."""
+
+    sp: SamplingParams
+    budget: Budget
+    tb: int | None  # thinking budget in tokens (None: none)
+    forcing: bool  # budget forcing is on (and the model has a </think> to take back)
+    close_q: list[tuple[int, bool]]  # the forced close: (token id, completes </think>)
+    wait_ids: list[int]  # budget forcing's "Wait"
+    eos: frozenset[int]  # tokens that end a row (none with ignore_eos)
 
 
 def _sample(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator | None) -> torch.Tensor:
@@ -398,18 +417,26 @@ class LocalEngine:
     decoding drops to one thread whenever that is measured to be faster (``_ThreadTuner``);
     ``threads_used`` is the count the last call settled on.
     ``add_special_tokens``: passed to the tokenizer for prompts (e.g. a BOS token).
-    ``path`` says which decode path is used and ``path_reason`` why.
+    ``thinking``: the thinking mode (auto|on|off, ``ponder.format.decide_thinking``); the decision
+    is ``self.thinking``. ``path`` says which decode path is used and ``path_reason`` why.
     """
+
+    capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True)
+    budget_honoured = True  # budgets act at token level
 
     def __init__(self, model, tokenizer, device: str = "cpu", *, fast: bool | None = None,
                  effort_table: Mapping[str, int] | None = None, num_threads: int | None = None,
-                 add_special_tokens: bool = True):
+                 add_special_tokens: bool = True, thinking: str = "auto", name: str | None = None):
         self.model, self.tokenizer, self.device = model.to(device), tokenizer, torch.device(device)
         self.add_special_tokens = add_special_tokens
         self.num_threads = num_threads
-        self.effort_table = dict(effort_table or getattr(model.config, "ponder_effort_budgets", None)
-                                 or DEFAULT_EFFORT_BUDGETS)
         self.n_params = sum(p.numel() for p in model.parameters())
+        cfg = model.config
+        self.max_positions = getattr(cfg, "max_position_embeddings", None)
+        self.effort_table = dict(effort_table or getattr(cfg, "ponder_effort_budgets", None)
+                                 or effort_table_for(self.max_positions, self.n_params))
+        self.thinking = decide_thinking(thinking, tokenizer, cfg)
+        self.name = name or getattr(cfg, "_name_or_path", "") or cfg.model_type
         why = _FastLlama.unsupported(model) if self.device.type == "cpu" else "the fast step is CPU-only"
         if fast and why:
             raise GenerationError(f"fast=True but {why}")
@@ -438,13 +465,27 @@ class LocalEngine:
             raise GenerationError(f"model path {str(p)!r} is not a directory")
         tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=torch.float32)
+        kw.setdefault("name", str(p))
         return cls(model.eval(), tok, **kw)
 
     def _enc(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text, special tokens kept (they are part of what the model wrote)."""
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    _decode = decode  # the hot paths below call it often
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a rendered prompt, as ``generate`` encodes it."""
+        return len(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+
+    def refresh_weights(self) -> None:
+        """Re-read the weights into the fast step's fused copies (training changes them in place,
+        and an optimizer such as fused AdamW does not bump the tensors' versions)."""
+        if isinstance(self.runner, _FastLlama):
+            self.runner.load()
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
                  budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None
@@ -464,7 +505,7 @@ class LocalEngine:
         for i, e in enumerate(enc):
             if not e:
                 raise GenerationError(f"prompts[{i}] encodes to no tokens; a prompt needs at least one")
-        pre = [prefilled_think(p) for p in prompts]
+        pre = [ends_in_think(p) for p in prompts]
         k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
         with torch.inference_mode(), _ThreadTuner(k, tune=self.num_threads is None) as tuner:
             rows = self._run(enc, pre, n, sampling, budget, tuner, on_token)
@@ -483,15 +524,9 @@ class LocalEngine:
             ids[i, L - len(e):] = torch.tensor(e)
             valid[i, L - len(e):] = True
         rows_of = torch.arange(P).repeat_interleave(n)  # [B] prompt of each row, grouped
-        tb = budget.resolve(self.effort_table)
-        close_seq = self._enc(budget.close_text)
-        c = next((j for j in range(1, len(close_seq)) if THINK_CLOSE in self._decode(close_seq[:j])),
-                 len(close_seq))
-        close_q = [(tok, j == c - 1) for j, tok in enumerate(close_seq)]  # </think> is its c-th token
-        wait_ids = self._enc(budget.wait_token)
-        forcing = budget.forcing and bool(self.close_ids)
+        plan = self._plan(sp, budget)
+        tb, forcing, close_seq, eos = plan.tb, plan.forcing, plan.close_q, plan.eos
         simple = tb is None and not forcing and not sp.stop  # no per-row phase or text tracking
-        eos = frozenset() if sp.ignore_eos else self.eos_ids
         m = len(self.close_ids)
         # the most cache columns a row can use: its tokens (a thinking budget adds the reasoning,
         # the forced close and a second max_tokens of answer) plus columns of taken-back tokens
@@ -500,8 +535,8 @@ class LocalEngine:
             max_gen += tb + len(close_seq) + sp.max_tokens
         rows = [_Row(len(enc[p]), THINK if prefilled[p] else PRE) for p in rows_of.tolist()]
         for r in rows:
-            if tb is not None and r.phase == THINK and c >= tb:  # a budget too small to think at all
-                r.forced.extend(close_q)
+            if tb == 0 and r.phase == THINK:  # no thinking at all: close the pre-filled block now
+                r.forced.extend(plan.close_q)
                 r.forced_close = True
 
         # prefill with the HF forward; position ids count real tokens only, as in HF generate
@@ -531,7 +566,7 @@ class LocalEngine:
                     elif len(r.ids) >= sp.max_tokens:
                         r.finish = "length"
                     continue
-                tok = self._advance(r, j, toks[j], col, tb, budget, forcing, close_q, c, wait_ids, eos, sp)
+                tok = self._advance(r, j, toks[j], col, plan)
                 if tok != toks[j]:
                     toks[j], changed = tok, True
             if emitted:  # log p(token) under the raw model distribution
@@ -556,17 +591,26 @@ class LocalEngine:
             logits = runner.step(torch.tensor(toks), torch.tensor(pos))
             tuner.after(time.perf_counter() - t0, len(active))
 
-    def _advance(self, r: _Row, j: int, tok: int, col: int, tb: int | None, budget: Budget,
-                 forcing: bool, close_q: list, c: int, wait_ids: list[int], eos: frozenset,
-                 sp: SamplingParams) -> int:
+    def _plan(self, sp: SamplingParams, budget: Budget) -> "_Plan":
+        tb = budget.resolve(self.effort_table)
+        close_seq = self._enc(budget.close_text)
+        c = next((j for j in range(1, len(close_seq)) if THINK_CLOSE in self._decode(close_seq[:j])),
+                 len(close_seq))
+        return _Plan(sp=sp, budget=budget, tb=tb, forcing=budget.forcing and bool(self.close_ids),
+                     close_q=[(tok, j == c - 1) for j, tok in enumerate(close_seq)],  # </think> ends at the c-th
+                     wait_ids=self._enc(budget.wait_token), eos=frozenset() if sp.ignore_eos else self.eos_ids)
+
+    def _advance(self, r: _Row, j: int, tok: int, col: int, plan: "_Plan") -> int:
         """Emit one token for row ``r`` (batch position j): apply forced tokens, budget forcing,
         the thinking budget and the stop conditions. Returns the token actually emitted."""
+        sp, budget, tb, eos = plan.sp, plan.budget, plan.tb, plan.eos
         close, m = self.close_ids, len(self.close_ids)
         closes = forced = False
         if r.forced:
             (tok, closes), forced = r.forced.popleft(), True
-        elif (forcing and r.phase == THINK and r.waits < budget.max_waits and tok == close[-1]
-              and r.ids[len(r.ids) - m + 1 :] == close[:-1] and len(r.ids) - (m - 1) < budget.min_thinking):
+        elif (plan.forcing and r.phase == THINK and r.waits < budget.max_waits and tok == close[-1]
+              and r.ids[len(r.ids) - m + 1 :] == close[:-1]
+              and len(r.ids) - (m - 1) - r.think_from < budget.min_thinking):
             # s1 budget forcing: the model closes its reasoning too early. Take back the tag's
             # earlier pieces (their cache columns are masked) and emit "Wait" instead.
             for _ in range(m - 1):
@@ -576,16 +620,16 @@ class LocalEngine:
             if m > 1:
                 r.text, r.off, r.read = self._decode(r.ids), max(0, len(r.ids) - 6), len(r.ids)
             r.waits += 1
-            r.forced.extend((w, False) for w in wait_ids)
+            r.forced.extend((w, False) for w in plan.wait_ids)
             (tok, closes), forced = r.forced.popleft(), True
         r.ids.append(tok)
         r.cols.append(col)
         if r.phase == THINK and (closes or r.ids[-m:] == close):
             r.phase, r.reason_end = ANSWER, len(r.ids)
         elif r.phase == PRE and self.open_ids and r.ids[-len(self.open_ids):] == self.open_ids:
-            r.phase = THINK
-        if tb is not None and r.phase == THINK and not r.forced_close and len(r.ids) + c >= tb:
-            r.forced = deque(close_q)  # the budget is reached, counting the forced close's tokens
+            r.phase, r.think_from = THINK, len(r.ids)
+        if tb is not None and r.phase == THINK and not r.forced_close and len(r.ids) - r.think_from >= tb:
+            r.forced = deque(plan.close_q)  # the model wrote its budget: close (the tags are not counted)
             r.forced_close = True
         if not forced and tok in eos:
             r.finish = "eos"
@@ -604,3 +648,65 @@ class LocalEngine:
                 if any(s in tail for s in sp.stop):
                     r.finish = "stop"
         return tok
+
+    def stream(self, prompt: str, sampling: SamplingParams | None = None,
+               budget: Budget | None = None) -> Iterator[tuple[str, object]]:
+        """Stream one completion: ``("reasoning", delta)``, ``("answer", delta)``, then ``("done",
+        Completion)``. The engine generates in a worker thread whose ``on_token`` hook feeds the
+        text to ``ponder.format.ReasoningSplitter``, so the deltas concatenate exactly to the
+        completion's ``reasoning``/``answer``. Closing the generator early stops the row."""
+        if not isinstance(prompt, str):
+            raise GenerationError(f"a local model's prompt is a rendered string, got {type(prompt).__name__}")
+        q: queue.Queue = queue.Queue()
+        state = {"text": ""}  # the text fed to the splitter so far: always a prefix of the final text
+        gone = threading.Event()  # the consumer stopped reading (Ctrl-C, closed generator)
+        stops = tuple((sampling or SamplingParams()).stop)
+        stop_hold = max(map(len, stops), default=1) - 1
+
+        def on_token(row: int, ids: list[int]) -> bool | None:
+            if gone.is_set():
+                return True  # stop the row: the engine returns at once, ready for the next call
+            body = ids[:-1] if ids and ids[-1] in self.eos_ids else ids
+            text = self.decode(body)
+            if text.endswith("\ufffd"):
+                return None  # an incomplete UTF-8 piece: wait for the next token
+            cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+            if cuts:  # the completion ends before its stop string
+                text = text[: min(cuts)]
+            else:  # text that may still become a stop string, or a </think> budget forcing
+                # takes back, is not final yet
+                text = text[: len(text) - max(stop_hold, held_prefix(text, THINK_CLOSE))]
+            if not text.startswith(state["text"]):
+                return None
+            delta, state["text"] = text[len(state["text"]):], text
+            if delta:
+                q.put(("delta", delta))
+            return None
+
+        def work() -> None:
+            try:
+                q.put(("result", self.generate([prompt], 1, sampling, budget, on_token=on_token)[0][0]))
+            except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+                q.put(("error", e))
+
+        t = threading.Thread(target=work, daemon=True)
+        t.start()
+        split = ReasoningSplitter(ends_in_think(prompt))
+        try:
+            while True:
+                kind, item = q.get()
+                if kind == "delta":
+                    yield from split.feed(item)
+                elif kind == "error":
+                    raise item
+                else:
+                    # the stream ran up to the last token; the completion's text ends before a stop
+                    # string or EOS: split what the completion holds beyond the streamed text
+                    rest = item.text[len(state["text"]):] if item.text.startswith(state["text"]) else ""
+                    yield from split.feed(rest)
+                    yield from split.finish()
+                    yield "done", item
+                    return
+        finally:
+            gone.set()  # on an early exit the worker stops at its next token; the engine is not
+            t.join()    # re-entrant, so wait for it before anyone can call it again

@@ -9,31 +9,43 @@ keeps one client and one event-loop thread per backend, so connections are reuse
 retried on connection errors, timeouts, 408/409/429 and 5xx with exponential backoff
 (``backoff * 2**attempt`` seconds, capped at ``max_backoff``, with jitter). A server that keeps
 failing raises ``GenerationError`` naming the server, the model and the last error; a 4xx that
-cannot succeed on retry (bad model name, bad key) raises at once.
+cannot succeed on retry (bad model name, bad key) raises at once -- a 404 says whether the base
+URL lacks ``/v1``, and a model id the server does not list is warned about once.
 
-Prompts are chat messages: a prompt string is one user message (the server applies the model's
-chat template), a list of ``{"role", "content"}`` dicts is sent as is.
+Prompts are chat messages (``ponder.format.render`` gives them for an endpoint: ``Prompt.payload``);
+a bare string is one user message.
 
-Reasoning is read from ``message.reasoning_content`` (vLLM/SGLang/DeepSeek), ``message.reasoning``
-(Ollama/OpenRouter/vLLM ≥0.10) or ``<think>…</think>`` in the content, in that order; the
-``Completion.text`` is always rebuilt as ``<think>R</think>A`` so it parses like a local one.
+**Reasoning.** Read from ``message.reasoning_content`` (vLLM/SGLang/DeepSeek, llama.cpp with
+``--reasoning-format``) or ``message.reasoning`` (Ollama/OpenRouter/vLLM >= 0.10) when the server
+separates it; otherwise the content is split by ``ponder.format.parse`` from the start the
+thinking mode gives (``auto``: the server's template is unknown, a ``</think>`` decides; ``on``:
+the template opened the think block; ``off``: plain). Streaming uses the same splitter, so a
+streamed completion splits exactly as the non-streamed one. A completion whose reasoning came
+separated is stored in the normal form ``R</think>A`` with ``prefilled=True``.
 
-What is approximate on a remote server (the server, not ponder, runs the decode loop):
+**What a remote server decides** (the server, not ponder, runs the decode loop):
 
-* ``Budget.effort`` is sent as ``reasoning_effort``; how many tokens that means is the server's choice.
-* ``Budget.thinking_budget`` is sent as ``thinking: {type: enabled, budget_tokens: N}`` in the
-  extra body (Anthropic-style; vLLM/SGLang builds with a thinking-budget processor honour it,
-  others ignore unknown fields), and ``max_tokens`` becomes ``N + sampling.max_tokens`` so the
-  total is bounded even when the server ignores the budget. There is no exact cut-off.
-* ``Budget.min_thinking`` (s1 budget forcing) needs token-level control: rejected with an error,
-  except on ``ponder serve`` (detected from ``GET /models``, or ``ponder_server=True``): it runs
-  the budgets in its own LocalEngine, exactly, and there ``max_tokens`` is sent as the answer
-  bound, as locally.
-* ``token_ids`` are empty (servers do not return them). Token counts come from ``usage``
-  (``completion_tokens``, ``completion_tokens_details.reasoning_tokens``); with several choices in
-  one response the totals are shared out by character length, and with no usage at all they are
-  estimated as characters / 4.
+* ``Budget.thinking_budget`` is sent in every field the known servers read --
+  ``thinking_token_budget`` (vLLM), ``thinking_budget_tokens`` (llama.cpp's server) and
+  Anthropic-style ``thinking: {type: enabled, budget_tokens}`` -- and ``max_tokens`` becomes
+  ``budget + sampling.max_tokens`` so the total is bounded even when the server ignores it. A
+  field the server rejects is dropped (once, with a warning); a completion whose reasoning runs
+  past the budget shows the server ignored it, and ``budget_honoured`` turns False (warned once).
+* ``Budget.effort`` is sent as ``reasoning_effort``; how many tokens that means is the server's.
+* ``Budget.min_thinking`` (s1 budget forcing) runs only on ``ponder serve`` (detected from
+  ``GET /models``, or ``ponder_server=True``), which runs budgets exactly in its own engine.
+* Thinking ``off`` also sends ``chat_template_kwargs: {enable_thinking: false}`` (Qwen3-style
+  templates on vLLM/SGLang/llama.cpp) and ``reasoning_effort: "none"`` where nothing else is asked.
+* Seeds: with a seed and ``n > 1``, every sample is its own request with its own derived seed
+  (``seed + sample index``), because servers give the choices of one request one seed.
+* ``token_ids`` are empty. Token counts come from ``usage``; with several choices the totals are
+  shared out by text length. Usage that cannot be right (a total below what the choices' texts
+  need: llama.cpp reports one choice for ``n=2``) or no usage at all is replaced by
+  ``estimate_tokens`` and the completion is marked ``estimated``.
 * ``logprobs`` are filled when the server returns them (usually for the content tokens only).
+* ``extra_body`` is merged into every request (``--extra-body``): server-specific sampling such
+  as llama.cpp's ``repeat_penalty``/``min_p``/``top_k`` (its server defaults differ from greedy
+  decoding elsewhere: ``{"repeat_penalty": 1, "top_k": 0, "min_p": 0}`` neutralises them).
 """
 
 from __future__ import annotations
@@ -41,31 +53,41 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import random
 import threading
+import time
 import weakref
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
-from ponder.format import THINK_CLOSE, THINK_OPEN, parse
-from ponder.generate.backends import api_key_from
+from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, parse
 from ponder.generate.types import (
     DEFAULT_EFFORT_BUDGETS,
     Budget,
+    Capabilities,
     Completion,
     GenerationError,
     SamplingParams,
+    estimate_tokens,
 )
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 429})
-CHARS_PER_TOKEN = 4  # the estimate when a server reports no usage
+#: the fields a thinking budget is sent in, for the servers that read each
+BUDGET_FIELDS = ("thinking_token_budget", "thinking_budget_tokens", "thinking")
+#: fields ponder adds that a strict server may reject; each is dropped (once) when it is
+OPTIONAL_FIELDS = (*BUDGET_FIELDS, "chat_template_kwargs")
+#: a total below this share of the choices' estimated tokens is not a total of all of them
+PLAUSIBLE_SHARE = 0.7
+#: reasoning this far past the budget (tokens) means the server ignored it
+BUDGET_SLACK = 16
 
 
-def estimate_tokens(text: str) -> int:
-    """A rough token count for ``text`` (characters / 4, at least 1 for non-empty text)."""
-    return 0 if not text else max(1, round(len(text) / CHARS_PER_TOKEN))
+def api_key_from(kw_key: str | None) -> str:
+    """The API key: the explicit one, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
+    return kw_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
 
 
 def to_messages(prompt: Any, index: int = 0) -> list[dict]:
@@ -91,22 +113,25 @@ def _field(obj: Any, name: str) -> Any:
     return v
 
 
-def split_message(content: str | None, reasoning: str | None) -> tuple[str, str, bool]:
-    """(reasoning, answer, think_closed) from a chat message's fields (see module docstring)."""
-    content = content or ""
-    if reasoning:  # the server separated the reasoning itself
-        return reasoning.strip(), parse(content).answer if THINK_CLOSE in content else content.strip(), True
-    p = parse(content)
-    return p.reasoning, p.answer, p.think_closed
+def _reasoning_field(obj: Any) -> str | None:
+    return _field(obj, "reasoning_content") or _field(obj, "reasoning")
+
+
+def _finish(choice: Any, sampling: SamplingParams) -> str:
+    stop_reason = _field(choice, "stop_reason")
+    if choice.finish_reason == "length":
+        return "length"
+    if isinstance(stop_reason, str) or (choice.finish_reason == "stop" and sampling.stop and stop_reason is None):
+        return "stop"  # vLLM names the matched stop string; else assume stop strings fired
+    return "eos"
 
 
 @dataclass
 class _Choice:
     """One choice of a response, before token counts are shared out."""
 
-    reasoning: str
-    answer: str
-    closed: bool
+    text: str  # normal form (see the module docstring)
+    prefilled: bool | None
     finish: str
     logprobs: list[float]
 
@@ -116,39 +141,52 @@ class OpenAIBackend:
 
     model, base_url: what to call (``base_url`` usually ends in ``/v1``).
     api_key: else ``OPENAI_API_KEY``, else a placeholder (local servers ignore it).
+    thinking: the thinking mode, auto|on|off (how content without a reasoning field is split).
     concurrency: most requests in flight at once. max_retries: retries after the first attempt.
     backoff, max_backoff: seconds before retry k is ``min(max_backoff, backoff * 2**k)`` (+ jitter).
-    timeout: seconds per request. logprobs: ask for token log-probs (dropped, once, if the server
-    rejects them). use_n: send ``n`` in one request; when the server returns fewer choices the
-    rest are fetched with separate requests and later calls send n requests directly.
+    timeout: seconds per request (a reasoning model on a CPU can need many minutes).
+    logprobs: ask for token log-probs (dropped, once, if the server rejects them).
+    use_n: send ``n`` in one request; when the server returns fewer choices the rest are fetched
+    with separate requests and later calls send n requests directly.
     effort_table: effort -> thinking tokens, only for the ``max_tokens`` bound of an effort request.
     extra_body: merged into every request body (server-specific options).
     ponder_server: the server is ``ponder serve``, which runs budgets exactly: ``max_tokens`` is
     sent as the answer bound (not budget + answer) and ``min_thinking`` goes through its
-    ``ponder`` extension (with the server's wait token and max_waits). None (default): detected
-    once, before the first request, from ``GET /models`` (``owned_by: "ponder"``); a server
-    without that route counts as generic.
+    ``ponder`` extension. None (default): detected once, before the first request, from
+    ``GET /models`` (``owned_by: "ponder"``); a server without that route counts as generic.
     """
 
-    def __init__(self, model: str, base_url: str, api_key: str | None = None, *, concurrency: int = 8,
-                 max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 120.0,
-                 logprobs: bool = True, use_n: bool = True, effort_table: Mapping[str, int] | None = None,
-                 extra_body: Mapping[str, Any] | None = None, ponder_server: bool | None = None):
+    tokenizer = None
+    max_positions = None  # the server's context length is not known to the client
+    eos_ids: frozenset = frozenset()
+
+    def __init__(self, model: str, base_url: str, api_key: str | None = None, *, thinking: str = "auto",
+                 concurrency: int = 8, max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0,
+                 timeout: float = 600.0, logprobs: bool = True, use_n: bool = True,
+                 effort_table: Mapping[str, int] | None = None, extra_body: Mapping[str, Any] | None = None,
+                 ponder_server: bool | None = None):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise GenerationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise GenerationError(f"max_retries must be an int >= 0, got {max_retries!r}")
         if backoff < 0 or max_backoff < 0 or timeout <= 0:
             raise GenerationError("backoff and max_backoff must be >= 0 and timeout > 0")
+        if extra_body is not None and not isinstance(extra_body, Mapping):
+            raise GenerationError(f"extra_body must be a JSON object, got {type(extra_body).__name__}")
         self.model, self.base_url = model, base_url.rstrip("/")
+        self.name = f"openai:{model}@{self.base_url}"
         self.api_key = api_key_from(api_key)
+        self.thinking = decide_thinking(thinking, remote=True)
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.timeout = backoff, max_backoff, timeout
         self.logprobs, self.use_n = logprobs, use_n
         self.effort_table = dict(effort_table or DEFAULT_EFFORT_BUDGETS)
         self.extra_body = dict(extra_body or {})
         self.ponder_server = ponder_server  # None: asked of the server's /models on first use
+        self.rejected: set[str] = set()  # optional fields this server refused (never sent again)
+        self.budget_honoured: bool | None = None  # None: not seen yet; False: a completion overran it
         self.requests = 0  # HTTP attempts made (for tests and benchmarks)
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # generate()'s loop thread, started on first use
         self._client = None
@@ -158,24 +196,63 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this endpoint can do; budget forcing only on ``ponder serve``, which is asked of
+        the server's ``GET /models`` the first time (``detect``)."""
+        if self.ponder_server is None:
+            self.detect()
+        return Capabilities(local=False, token_level=False, streaming=True, concurrent=True,
+                            logprobs=self.logprobs, retries=True, budgets="server",
+                            forcing=bool(self.ponder_server))
+
+    def detect(self) -> None:
+        """Ask ``GET /models`` (once) whether the server is ``ponder serve`` and lists the model."""
+        if self.ponder_server is not None:
+            return
+        from openai import OpenAI
+
+        client = OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=min(self.timeout, 10.0))
+        try:
+            self._listed(client.models.list())
+        except Exception as e:  # noqa: BLE001 - no /models route (or no server yet): a generic server
+            log.info("could not list models at %s (%s); treating it as a generic server", self.base_url,
+                     self.describe(e))
+            self.ponder_server = False
+        finally:
+            client.close()
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def decode(self, ids: list[int]) -> str:
+        raise GenerationError("an endpoint returns text, not token ids: there is nothing to decode")
+
+    def refresh_weights(self) -> None:
+        """Nothing to do: the server holds the weights."""
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Log ``message`` at WARNING the first time ``key`` comes up (per backend)."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: %s", self.base_url, message)
+
     # ------------------------------------------------------------------ request building
 
     def request_kwargs(self, sampling: SamplingParams, budget: Budget, n: int = 1) -> dict:
         """The ``chat.completions.create`` arguments for these parameters (without messages)."""
         extra = dict(self.extra_body)
+        kw: dict[str, Any] = {"model": self.model, "n": n, "temperature": sampling.temperature,
+                              "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
         if budget.forcing:
             if not self.ponder_server:  # False, or None before detection (generic until known)
                 raise GenerationError(
-                    "min_thinking (s1 budget forcing) needs token-level control of the decode loop; "
-                    "the openai backend cannot do it on a generic server: use a local model, or "
-                    "`ponder serve` with OpenAIBackend(..., ponder_server=True)"
+                    "--min-thinking (s1 budget forcing) rewrites the reasoning token by token, which a generic "
+                    "server does not allow: use a local checkpoint or GGUF file, or a `ponder serve` endpoint"
                 )
             extra["ponder"] = {"strategy": "single", "n": 1, "min_thinking": budget.min_thinking}
-        kw: dict[str, Any] = {"model": self.model, "n": n, "temperature": sampling.temperature,
-                              "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
         # a generic server's max_tokens bounds reasoning + answer; ponder serve's bounds the answer
         # when a budget is given (as the local engine does), so it gets max_tokens unchanged
-        tb_extra = 0 if self.ponder_server else None
         if sampling.top_k:
             extra["top_k"] = sampling.top_k  # vLLM/SGLang/llama.cpp extension
         if sampling.stop:
@@ -184,13 +261,24 @@ class OpenAIBackend:
             kw["seed"] = sampling.seed
         if sampling.ignore_eos:
             extra["ignore_eos"] = True
+        tb = budget.resolve(self.effort_table)
         if budget.effort is not None:
             kw["reasoning_effort"] = budget.effort
-            kw["max_tokens"] = sampling.max_tokens + (tb_extra if tb_extra is not None
-                                                      else budget.resolve(self.effort_table))
         elif budget.thinking_budget is not None:
-            extra["thinking"] = {"type": "enabled", "budget_tokens": budget.thinking_budget}
-            kw["max_tokens"] = sampling.max_tokens + (tb_extra if tb_extra is not None else budget.thinking_budget)
+            if self.ponder_server:
+                extra["thinking"] = {"type": "enabled", "budget_tokens": tb}
+            else:
+                for name in BUDGET_FIELDS:
+                    extra[name] = {"type": "enabled", "budget_tokens": tb} if name == "thinking" else tb
+        if tb is not None and not self.ponder_server:
+            kw["max_tokens"] = sampling.max_tokens + tb
+        if self.thinking.mode == "off":
+            if not self.ponder_server:
+                extra.setdefault("chat_template_kwargs", {"enable_thinking": False})
+            elif budget.effort is None and budget.thinking_budget is None:
+                kw["reasoning_effort"] = "none"
+        for name in self.rejected:
+            extra.pop(name, None)
         if self.logprobs and "ponder" not in extra:  # ponder serve returns none with its strategies
             kw["logprobs"] = True
         if extra:
@@ -204,32 +292,16 @@ class OpenAIBackend:
         """``n`` completions per prompt, grouped by prompt (the ``Backend`` protocol).
 
         Runs on the backend's own event loop in a daemon thread, with one ``AsyncOpenAI`` client
-        kept for the backend's life: connections are reused across calls (building a client
-        and its connection pool is not free), and ``concurrency`` bounds the requests in flight over all
-        calls, including calls made at once from several threads. Safe to call from any thread,
-        also from inside a running event loop (it blocks that caller until done).
+        kept for the backend's life: connections are reused across calls, and ``concurrency``
+        bounds the requests in flight over all calls, including calls made at once from several
+        threads. Safe to call from any thread, also from inside a running event loop (it blocks
+        that caller until done).
         """
         msgs, n, sampling, budget = self._check(prompts, n, sampling, budget)
         if not msgs:
             return []
         loop = self._background_loop()
         return asyncio.run_coroutine_threadsafe(self._on_own_loop(msgs, n, sampling, budget), loop).result()
-
-    async def agenerate(self, prompts: list, n: int = 1, sampling: SamplingParams | None = None,
-                        budget: Budget | None = None) -> list[list[Completion]]:
-        """The async form of ``generate`` for callers already inside an event loop: runs on the
-        caller's loop with a client of its own for the call (clients are bound to one loop)."""
-        msgs, n, sampling, budget = self._check(prompts, n, sampling, budget)
-        if not msgs:
-            return []
-        from openai import AsyncOpenAI
-
-        sem = asyncio.Semaphore(self.concurrency)
-        async with AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
-                               timeout=self.timeout) as client:
-            await self._detect(client)
-            return list(await asyncio.gather(*(self._one_prompt(client, sem, m, n, sampling, budget)
-                                               for m in msgs)))
 
     def _check(self, prompts, n, sampling, budget):
         if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
@@ -256,26 +328,38 @@ class OpenAIBackend:
                 _LIVE.add(self)  # closed at exit if the caller did not
             return self._loop
 
+    def _new_client(self, sync: bool = False):
+        from openai import AsyncOpenAI, OpenAI
+
+        cls = OpenAI if sync else AsyncOpenAI
+        return cls(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+
     async def _on_own_loop(self, msgs, n, sampling, budget) -> list[list[Completion]]:
         if self._client is None:  # created on the loop it will be used on
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0,
-                                       timeout=self.timeout)
+            self._client = self._new_client()
             self._sem = asyncio.Semaphore(self.concurrency)
         await self._detect(self._client)
         return list(await asyncio.gather(*(self._one_prompt(self._client, self._sem, m, n, sampling, budget)
                                            for m in msgs)))
 
+    def _listed(self, models: Any) -> None:
+        """Learn from ``GET /models``: is it ponder serve, and does it list our model."""
+        data = list(getattr(models, "data", None) or [])
+        self.ponder_server = any(getattr(m, "owned_by", None) == "ponder" for m in data)
+        ids = [getattr(m, "id", None) for m in data]
+        if ids and self.model not in ids and self.model != "auto":
+            self.warn_once("model-id", f"the server does not list model {self.model!r} (it lists "
+                                       f"{', '.join(map(str, ids[:5]))}); requests may fail or use another model")
+
     async def _detect(self, client) -> None:
-        """Set ``ponder_server`` from ``GET /models`` when it was left to detection (once)."""
+        """Set ``ponder_server`` (and check the model id) from ``GET /models``, once."""
         if self.ponder_server is not None:
             return
         try:
-            models = await client.models.list()
-            self.ponder_server = any(getattr(m, "owned_by", None) == "ponder" for m in models.data)
+            self._listed(await client.models.list())
         except Exception as e:  # noqa: BLE001 - no /models route: generic; unreachable: ask again next call
-            log.info("could not list models at %s (%s); treating it as a generic server", self.base_url, _describe(e))
+            log.info("could not list models at %s (%s); treating it as a generic server", self.base_url,
+                     self.describe(e))
             if not _retryable(e):
                 self.ponder_server = False
 
@@ -300,187 +384,233 @@ class OpenAIBackend:
 
     async def _one_prompt(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
         choices: list[Completion] = []
-        # ponder serve's extension (forcing) returns one choice per request: ask n times
-        one_each = budget.forcing and self.ponder_server
+        # ponder serve's extension (forcing) returns one choice per request, and a seeded request's
+        # choices would share one seed: ask n times
+        one_each = (budget.forcing and self.ponder_server) or (sampling.seed is not None and n > 1)
         if (self.use_n and not one_each) or n == 1:
             choices = await self._request(client, sem, messages, n, sampling, budget)
-            if len(choices) < n and n > 1 and not one_each:
+            if len(choices) < n and n > 1:
                 log.info("server %s returned %d of n=%d choices; sending one request per sample",
                          self.base_url, len(choices), n)
                 self.use_n = False
         missing = n - len(choices)
         if missing > 0:
-            # one request per sample; distinct seeds keep seeded samples from being identical
             seeds = [None if sampling.seed is None else sampling.seed + len(choices) + i for i in range(missing)]
             extra = await asyncio.gather(*(
-                self._request(client, sem, messages, 1, _reseed(sampling, s), budget) for s in seeds))
+                self._request(client, sem, messages, 1, replace(sampling, seed=s), budget) for s in seeds))
             choices += [c for group in extra for c in group[:1]]
         return choices[:n]
 
     async def _request(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
         kw = self.request_kwargs(sampling, budget, n)
+
+        async def call():
+            async with sem:
+                return await client.chat.completions.create(messages=messages, **kw)
+
+        resp = await self._with_retries_async(call, kw)
+        return self._completions(resp, sampling, budget)
+
+    # ------------------------------------------------------------------ retries
+
+    def _adapt(self, e: Exception, kw: dict) -> bool:
+        """Drop a field the server rejected (logprobs, a budget field); True when retrying may help."""
+        status, msg = _status(e), str(e).lower()
+        if status not in (400, 422):
+            return False
+        if kw.get("logprobs") and "logprob" in msg:
+            log.info("server %s rejects logprobs; asking without them", self.base_url)
+            self.logprobs = False
+            kw.pop("logprobs")
+            return True
+        extra = kw.get("extra_body") or {}
+        for name in [f for f in OPTIONAL_FIELDS if f in extra and f in msg]:
+            self.rejected.add(name)
+            extra.pop(name)
+            self.warn_once(f"field-{name}", f"the server rejects the field {name!r}; requests go on without it")
+            return True
+        return False
+
+    async def _with_retries_async(self, call: Callable[[], Awaitable], kw: dict):
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            async with sem:
-                with self._lock:
-                    self.requests += 1
-                try:
-                    resp = await client.chat.completions.create(messages=messages, **kw)
-                except Exception as e:  # noqa: BLE001 - classified below
-                    if _logprobs_rejected(e) and kw.get("logprobs"):
-                        log.info("server %s rejects logprobs; asking without them", self.base_url)
-                        self.logprobs = False
-                        kw.pop("logprobs")
-                        last = e
-                        continue
-                    if not _retryable(e):
-                        raise GenerationError(
-                            f"server {self.base_url} refused the request for model {self.model!r}: {_describe(e)}"
-                        ) from e
-                    last = e
-                    log.info("request to %s failed (attempt %d): %s", self.base_url, attempt + 1, _describe(e))
-                    continue
-            return self._completions(resp, sampling)
-        raise GenerationError(
-            f"server {self.base_url} kept failing for model {self.model!r}: "
-            f"{self.max_retries + 1} attempts, last error: {_describe(last)}"
-        )
+            if attempt and not (last is not None and _adapted(last)):
+                await asyncio.sleep(self._delay(attempt))
+            with self._lock:
+                self.requests += 1
+            try:
+                return await call()
+            except Exception as e:  # noqa: BLE001 - classified below
+                last = self._classify(e, kw, attempt)
+        raise self._gave_up(last)
 
-    def _completions(self, resp, sampling: SamplingParams) -> list[Completion]:
+    def _with_retries(self, call: Callable[[], Any], kw: dict):
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            if attempt and not (last is not None and _adapted(last)):
+                time.sleep(self._delay(attempt))
+            with self._lock:
+                self.requests += 1
+            try:
+                return call()
+            except Exception as e:  # noqa: BLE001 - classified below
+                last = self._classify(e, kw, attempt)
+        raise self._gave_up(last)
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+    def _classify(self, e: Exception, kw: dict, attempt: int) -> Exception:
+        """Return ``e`` when a retry may help (marked when a field was dropped), else raise."""
+        if self._adapt(e, kw):
+            e._ponder_adapted = True  # type: ignore[attr-defined]  # retry at once, no backoff
+            return e
+        if not _retryable(e):
+            raise GenerationError(f"server {self.base_url} refused the request for model {self.model!r}: "
+                                  f"{self.describe(e)}") from e
+        log.info("request to %s failed (attempt %d): %s", self.base_url, attempt + 1, self.describe(e))
+        return e
+
+    def _gave_up(self, last: Exception | None) -> GenerationError:
+        return GenerationError(f"server {self.base_url} kept failing for model {self.model!r}: "
+                               f"{self.max_retries + 1} attempts, last error: {self.describe(last)}")
+
+    def describe(self, e: Exception | None) -> str:
+        """One line for an error, with a hint where the fix is known (a 404 without ``/v1``)."""
+        if e is None:
+            return "no error recorded"
+        s = _status(e)
+        msg = (str(e).strip() or type(e).__name__).splitlines()[0]
+        text = f"HTTP {s}: {msg}" if s is not None else f"{type(e).__name__}: {msg}"
+        if s == 404 and not self.base_url.rstrip("/").endswith("/v1"):
+            text += f" -- OpenAI-compatible servers usually serve under /v1: try {self.base_url}/v1"
+        return text
+
+    # ------------------------------------------------------------------ responses
+
+    def _split(self, content: str | None, reasoning: str | None) -> tuple[str, bool | None]:
+        """The normal form of a message: ``(text, prefilled)``."""
+        content = content or ""
+        if reasoning:  # the server separated the reasoning itself
+            return (f"{reasoning}{THINK_CLOSE}{content}" if content.strip() else reasoning), True
+        return content, self.thinking.parse_start == "inside" if self.thinking.parse_start != "unknown" else None
+
+    def _completions(self, resp, sampling: SamplingParams, budget: Budget | None = None) -> list[Completion]:
         raw: list[_Choice] = []
         for ch in sorted(resp.choices or [], key=lambda c: c.index or 0):
             msg = ch.message
-            reasoning = _field(msg, "reasoning_content") or _field(msg, "reasoning")
-            r, a, closed = split_message(msg.content, reasoning)
+            text, pre = self._split(msg.content, _reasoning_field(msg))
             lps = []
             if ch.logprobs is not None and getattr(ch.logprobs, "content", None):
                 lps = [float(t.logprob) for t in ch.logprobs.content]
-            stop_reason = _field(ch, "stop_reason")
-            if ch.finish_reason == "length":
-                finish = "length"
-            elif isinstance(stop_reason, str) or (ch.finish_reason == "stop" and sampling.stop
-                                                  and stop_reason is None):
-                finish = "stop"  # vLLM names the matched stop string; else assume stop strings fired
-            else:
-                finish = "eos"
-            raw.append(_Choice(r, a, closed, finish, lps))
+            raw.append(_Choice(text, pre, _finish(ch, sampling), lps))
         usage = getattr(resp, "usage", None)
+        out = self._counted(raw, usage)
+        prompt_tokens = getattr(usage, "prompt_tokens", None) if usage else None
+        if prompt_tokens is not None:
+            out = [replace(c, prompt_tokens=prompt_tokens) for c in out]
+        if budget is not None:
+            self._check_budget(out, budget)
+        return out
+
+    def _counted(self, raw: list[_Choice], usage: Any) -> list[Completion]:
+        """Completions with token counts from ``usage`` (shared out over the choices), or
+        estimates marked ``estimated`` when the usage is missing or cannot be right."""
+        parts = [parse(c.text, c.prefilled) for c in raw]
+        est = [(estimate_tokens(p.reasoning), estimate_tokens(p.answer)) for p in parts]
         total = getattr(usage, "completion_tokens", None) if usage else None
         details = getattr(usage, "completion_tokens_details", None) if usage else None
         r_total = getattr(details, "reasoning_tokens", None) if details else None
-        r_chars = [len(c.reasoning) for c in raw]
-        a_chars = [len(c.answer) for c in raw]
+        need = sum(r + a for r, a in est)
+        plausible = bool(total) and (len(raw) == 1 or total >= PLAUSIBLE_SHARE * need)
+        if total and not plausible:
+            self.warn_once("usage", f"usage reports {total} completion tokens for {len(raw)} choices that need "
+                                    f"about {need}: token counts are estimated from the text")
         out = []
-        for i, c in enumerate(raw):
-            if total is not None and total > 0:
-                share = (r_chars[i] + a_chars[i]) / max(1, sum(r_chars) + sum(a_chars))
-                tokens = round(total * share) if len(raw) > 1 else total
+        weights = [max(1, r + a) for r, a in est]
+        r_weights = [max(1, r) if p.reasoning else 0 for (r, _), p in zip(est, parts)]
+        for i, (c, p) in enumerate(zip(raw, parts)):
+            if plausible:
+                tokens = total if len(raw) == 1 else round(total * weights[i] / sum(weights))
                 if r_total is not None:
-                    rt = round(r_total * r_chars[i] / max(1, sum(r_chars))) if len(raw) > 1 else r_total
-                else:  # split this choice's tokens by characters
-                    rt = round(tokens * r_chars[i] / max(1, r_chars[i] + a_chars[i]))
+                    rt = r_total if len(raw) == 1 else round(r_total * r_weights[i] / max(1, sum(r_weights)))
+                else:
+                    rt = round(tokens * est[i][0] / max(1, sum(est[i])))
                 rt = min(rt, tokens)
                 at = tokens - rt
             else:
-                rt, at = estimate_tokens(c.reasoning), estimate_tokens(c.answer)
-            text = (f"{THINK_OPEN}{c.reasoning}{THINK_CLOSE}{c.answer}" if c.closed
-                    else (f"{THINK_OPEN}{c.reasoning}" if c.reasoning else c.answer))
-            out.append(Completion(text=text, token_ids=[], reasoning=c.reasoning, answer=c.answer,
-                                  reasoning_tokens=rt, answer_tokens=at, finish_reason=c.finish,
-                                  logprobs=c.logprobs, think_closed=c.closed))
+                rt, at = est[i]
+            out.append(Completion(text=c.text, token_ids=[], reasoning=p.reasoning, answer=p.answer,
+                                  reasoning_tokens=rt, answer_tokens=at, finish_reason=c.finish,  # type: ignore[arg-type]
+                                  logprobs=c.logprobs, think_closed=p.think_closed, prefilled=c.prefilled,
+                                  estimated=not plausible))
         return out
+
+    def _check_budget(self, out: list[Completion], budget: Budget) -> None:
+        tb = budget.thinking_budget
+        if tb is None or self.ponder_server:
+            return
+        over = [c.reasoning_tokens for c in out if c.reasoning_tokens > tb + BUDGET_SLACK]
+        if over:
+            self.budget_honoured = False
+            self.warn_once("budget", f"the server ignored the thinking budget ({tb} tokens; a completion reasoned for "
+                                     f"{max(over)}): only max_tokens bounds the reasoning on this endpoint")
+        elif self.budget_honoured is None:
+            self.budget_honoured = True
 
     # ------------------------------------------------------------------ streaming
 
     def stream(self, prompt: Any, sampling: SamplingParams | None = None,
                budget: Budget | None = None) -> Iterator[tuple[str, Any]]:
         """Stream one completion: yields ``("reasoning", delta)`` and ``("answer", delta)`` as
-        they arrive, then ``("done", Completion)``. Connection failures before the first chunk
-        are retried like ``generate``; a failure mid-stream raises ``GenerationError``."""
-        import time
-
-        from openai import OpenAI
-
-        from ponder.generate.backends import ThinkSplitter
-
+        they arrive, then ``("done", Completion)``; the deltas concatenate exactly to the
+        completion's ``reasoning`` and ``answer`` (one ``ponder.format.ReasoningSplitter``
+        splits both). Failures before the first chunk are retried like ``generate``; a failure
+        mid-stream raises ``GenerationError``."""
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
         messages = to_messages(prompt)
-        client = OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
-        if self.ponder_server is None:
-            try:
-                self.ponder_server = any(getattr(m, "owned_by", None) == "ponder" for m in client.models.list().data)
-            except Exception as e:  # noqa: BLE001 - see _detect
-                if not _retryable(e):
-                    self.ponder_server = False
+        self.detect()
+        client = self._new_client(sync=True)
         kw = self.request_kwargs(sampling, budget, 1)
         kw.pop("logprobs", None)
         kw["stream"] = True
         kw["stream_options"] = {"include_usage": True}
-        stream, last = None, None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
-            with self._lock:
-                self.requests += 1
-            try:
-                stream = client.chat.completions.create(messages=messages, **kw)
-                break
-            except Exception as e:  # noqa: BLE001
-                if not _retryable(e):
-                    raise GenerationError(f"server {self.base_url} refused the request for model "
-                                          f"{self.model!r}: {_describe(e)}") from e
-                last = e
-        if stream is None:
-            raise GenerationError(f"server {self.base_url} kept failing for model {self.model!r}: "
-                                  f"{self.max_retries + 1} attempts, last error: {_describe(last)}")
-        split = ThinkSplitter(prefilled=False)
-        reasoning, answer, finish, usage = [], [], "eos", None
-        separated = False  # the server sends reasoning in its own field, content is the answer
+        stream = self._with_retries(lambda: client.chat.completions.create(messages=messages, **kw), kw)
+        content_split = ReasoningSplitter(self.thinking.parse_start)
+        separated = ReasoningSplitter("inside")  # the server's reasoning field, then "</think>" + content
+        reasoning_text, content_text, finish, usage = [], [], "eos", None
         try:
             for chunk in stream:
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 for ch in chunk.choices or []:
                     d = ch.delta
-                    r = _field(d, "reasoning_content") or _field(d, "reasoning")
-                    events = [("reasoning", r)] if r else []
-                    separated = separated or bool(r)
+                    r = _reasoning_field(d)
+                    if r:
+                        reasoning_text.append(r)
+                        yield from separated.feed(r)
                     if d.content:
-                        events += [("answer", d.content)] if separated else split.feed(d.content)
-                    for kind, text in events:
-                        (reasoning if kind == "reasoning" else answer).append(text)
-                        yield kind, text
+                        if reasoning_text:  # the reasoning came separated: content is the answer
+                            if not content_text:
+                                yield from separated.feed(THINK_CLOSE)
+                            yield from separated.feed(d.content)
+                        else:
+                            yield from content_split.feed(d.content)
+                        content_text.append(d.content)
                     if ch.finish_reason:
-                        finish = "length" if ch.finish_reason == "length" else (
-                            "stop" if isinstance(_field(ch, "stop_reason"), str) else "eos")
-            for kind, text in split.flush():
-                (reasoning if kind == "reasoning" else answer).append(text)
-                yield kind, text
+                        finish = _finish(ch, sampling)
         except Exception as e:  # noqa: BLE001
-            raise GenerationError(f"stream from {self.base_url} broke off: {_describe(e)}") from e
+            raise GenerationError(f"stream from {self.base_url} broke off: {self.describe(e)}") from e
         finally:
             client.close()
-        closed = split.closed or (separated and bool(answer))
-        r_text, a_text = "".join(reasoning).strip(), "".join(answer).strip()
-        total = getattr(usage, "completion_tokens", None) if usage else None
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        rt = getattr(details, "reasoning_tokens", None) if details else None
-        if total:
-            if rt is None:
-                rt = round(total * len(r_text) / max(1, len(r_text) + len(a_text)))
-            rt = min(rt, total)
-            at = total - rt
-        else:
-            rt, at = estimate_tokens(r_text), estimate_tokens(a_text)
-        text = f"{THINK_OPEN}{r_text}{THINK_CLOSE}{a_text}" if closed else (
-            f"{THINK_OPEN}{r_text}" if r_text else a_text)
-        yield "done", Completion(text=text, token_ids=[], reasoning=r_text, answer=a_text,
-                                 reasoning_tokens=rt, answer_tokens=at, finish_reason=finish,
-                                 think_closed=closed)
+        yield from (separated if reasoning_text else content_split).finish()
+        text, pre = self._split("".join(content_text), "".join(reasoning_text))
+        yield "done", self._counted([_Choice(text, pre, finish, [])], usage)[0]
+
+
+def _adapted(e: Exception) -> bool:
+    return bool(getattr(e, "_ponder_adapted", False))
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -503,12 +633,6 @@ def _close_live() -> None:
             pass
 
 
-def _reseed(sp: SamplingParams, seed: int | None) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(sp, seed=seed)
-
-
 def _status(e: Exception) -> int | None:
     return getattr(e, "status_code", None)
 
@@ -522,16 +646,4 @@ def _retryable(e: Exception) -> bool:
     return s is not None and (s in RETRY_STATUS or s >= 500)
 
 
-def _logprobs_rejected(e: Exception) -> bool:
-    return _status(e) in (400, 422) and "logprob" in str(e).lower()
-
-
-def _describe(e: Exception | None) -> str:
-    if e is None:
-        return "no error recorded"
-    s = _status(e)
-    msg = str(e).strip() or type(e).__name__
-    return f"HTTP {s}: {msg}" if s is not None else f"{type(e).__name__}: {msg}"
-
-
-__all__: Sequence[str] = ("OpenAIBackend", "estimate_tokens", "split_message", "to_messages")
+__all__: Sequence[str] = ("OpenAIBackend", "api_key_from", "to_messages")

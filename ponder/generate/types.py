@@ -1,13 +1,16 @@
-"""What every generation backend takes and returns: sampling parameters, thinking budgets, completions.
+"""What every generation backend takes and returns: sampling parameters, thinking budgets,
+completions, and the ``Backend`` protocol with its declared capabilities.
 
 A backend turns prompts into completions::
 
-    generate(prompts: list[str], n=1, sampling=None, budget=None) -> list[list[Completion]]
+    generate(prompts, n=1, sampling=None, budget=None) -> list[list[Completion]]
 
 The result is grouped: ``result[i]`` holds the ``n`` samples of ``prompts[i]``, in sample order.
-``LocalEngine`` (``ponder.generate.local``) is the fast CPU backend for transformers causal LMs;
-any other backend (e.g. an OpenAI-compatible server) implements the same ``Backend`` protocol and
-can reuse ``make_completion`` to fill in the reasoning/answer split and token counts.
+A prompt is what ``ponder.format.render`` made for the backend (``Prompt.payload``): a string for
+a local model, chat messages for an endpoint. ``LocalEngine`` (``ponder.generate.local``) is the
+fast CPU backend for transformers causal LMs; ``OpenAIBackend`` talks to any OpenAI-compatible
+server. Both implement ``Backend`` and say what they can do in ``Capabilities`` -- callers read
+those, never probe attributes.
 
 Token accounting (the same in every backend):
 
@@ -17,24 +20,37 @@ Token accounting (the same in every backend):
 * ``text`` is the decoded ``token_ids`` minus the EOS token and cut just before a stop string.
 * ``reasoning_tokens`` counts the tokens up to and including the one that completes ``</think>``
   (everything, if the think block never closes and the model was thinking); ``answer_tokens`` the
-  rest, so ``reasoning_tokens + answer_tokens == len(token_ids)``.
+  rest, so ``reasoning_tokens + answer_tokens == len(token_ids)``. A backend that cannot count
+  (a server that reports no usage) estimates and says so (``Completion.estimated``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
-from ponder.format import THINK_CLOSE, parse
+from ponder.format import THINK_CLOSE, THINK_OPEN, Parsed, Thinking, parse, start_of
 
 FinishReason = Literal["stop", "length", "eos"]
 Effort = Literal["low", "medium", "high"]
 
 #: Thinking budgets (in tokens) for each effort level, sized for the project's tiny models.
 #: A model can carry its own table as ``ponder_effort_budgets`` in its ``config.json``;
-#: ``LocalEngine(effort_table=...)`` overrides both.
+#: ``LocalEngine(effort_table=...)`` overrides both; other models get ``effort_table_for``.
 DEFAULT_EFFORT_BUDGETS: dict[str, int] = {"low": 64, "medium": 256, "high": 1024}
+
+
+def effort_table_for(context_length: int | None, n_params: int | None = None) -> dict[str, int]:
+    """The effort table for a model: ponder's tiny models (< 50M parameters or a context of at
+    most 2,048 tokens) keep ``DEFAULT_EFFORT_BUDGETS``; larger ones think in proportion to their
+    context: low 1/16, medium 1/4, high 1/2 of it (SmolLM2's 8,192: 512 / 2,048 / 4,096),
+    capped at 32,768 tokens, so "high" still leaves room for the prompt and the answer."""
+    if not context_length or context_length <= 2048 or (n_params is not None and n_params < 50_000_000):
+        return dict(DEFAULT_EFFORT_BUDGETS)
+    return {"low": min(context_length // 16, 4096), "medium": min(context_length // 4, 16384),
+            "high": min(context_length // 2, 32768)}
 
 #: What a thinking-budget cut-off appends: the model sees its reasoning end and starts its answer.
 DEFAULT_CLOSE_TEXT = "\n" + THINK_CLOSE + "\n"
@@ -95,10 +111,13 @@ class SamplingParams:
 class Budget:
     """How much the model may think, and how little.
 
-    thinking_budget: the most reasoning tokens. When a completion inside ``<think>`` reaches it,
-        ``close_text`` (default "\\n</think>\\n") is forced so the model answers; the forced
-        tokens up to ``</think>`` count in the budget, so ``reasoning_tokens <= thinking_budget``.
-        The answer then gets its own ``max_tokens``.
+    thinking_budget: the most reasoning tokens the model writes. When a completion inside
+        ``<think>`` has written that many, ``close_text`` (default "\\n</think>\\n") is forced so
+        the model answers. The forced tokens are counted in ``reasoning_tokens`` but not in the
+        budget, whatever their real length in the tokenizer (``</think>`` is one token in
+        ponder's tokenizers and reasoning models, three in SmolLM2's), so
+        ``reasoning_tokens <= thinking_budget + len(close_text tokens)``. The answer then gets
+        its own ``max_tokens``.
     effort: "low" | "medium" | "high", looked up in the model's effort table when
         ``thinking_budget`` is not given (giving both is an error).
     min_thinking: budget forcing (Muennighoff et al. 2025, "s1: Simple test-time scaling",
@@ -158,7 +177,14 @@ class Budget:
 
 @dataclass(frozen=True)
 class Completion:
-    """One generated completion (see the module docstring for the token accounting)."""
+    """One generated completion (see the module docstring for the token accounting).
+
+    ``text`` is exactly what the model wrote after its prompt; ``prefilled`` says whether that
+    prompt opened the think block (True), did not (False), or whether nobody can tell (None: an
+    endpoint's own chat template). ``full_text`` puts a pre-filled ``<think>`` back in front, for
+    records a reader parses on its own; the split (``reasoning``/``answer``) is
+    ``ponder.format.parse(text, prefilled)`` and no consumer re-adds tags.
+    """
 
     text: str
     token_ids: list[int]
@@ -170,46 +196,140 @@ class Completion:
     #: log p(token) under the model's raw distribution (before temperature, top-k and top-p),
     #: one per token id; forced tokens get the model's log-prob of the forced token.
     logprobs: list[float] = field(default_factory=list)
-    think_closed: bool = False  # the completion contains </think>
+    think_closed: bool = False  # a </think> ended the reasoning
     forced_close: bool = False  # the thinking budget cut the reasoning off
     waits: int = 0  # "Wait"s inserted by budget forcing
+    prefilled: bool | None = False  # the prompt ended in <think> (None: unknown, a server's template)
+    estimated: bool = False  # token counts are estimates (the server reported no usable usage)
+    prompt_tokens: int | None = None  # the prompt's tokens as an endpoint counted them
 
     @property
     def mean_logprob(self) -> float:
         """Mean log-prob per token (a confidence score; -inf for an empty completion)."""
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else float("-inf")
 
+    @property
+    def parsed(self) -> Parsed:
+        """``ponder.format.parse`` of the text from where it started."""
+        return parse(self.text, start_of(self.prefilled))
+
+    @property
+    def full_text(self) -> str:
+        """The text with a pre-filled ``<think>`` put back in front (parses with start "plain")."""
+        return THINK_OPEN + self.text if self.prefilled else self.text
+
+    def answer_text(self) -> str:
+        """The text the final answer is read from (``ponder.format.Parsed.answer_text``)."""
+        return self.parsed.answer_text(self.finish_reason)
+
+    @property
+    def unclosed(self) -> bool:
+        """The completion was thinking and never closed ``</think>``."""
+        p = self.parsed
+        return p.thinking and not p.think_closed
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared by the backend (callers never probe attributes).
+
+    local: runs in this process (one batch at a time, no network, no retries).
+    token_level: decodes token by token under ponder's control: exact thinking budgets, budget
+        forcing, exact stop strings, token ids.
+    streaming: ``stream`` yields deltas as they are generated (else it yields the whole
+        completion at the end).
+    concurrent: accepts several ``generate`` calls at once (a server), so callers may run
+        requests in parallel threads.
+    logprobs: completions carry per-token log-probs.
+    retries: the backend retries failed requests itself (callers must not add their own).
+    budgets: how a thinking budget is honoured: "exact" (token level), "server" (sent in the
+        fields known servers read; the server may ignore it) or "none".
+    forcing: budget forcing (``min_thinking``) is available.
+    """
+
+    local: bool
+    token_level: bool
+    streaming: bool
+    concurrent: bool
+    logprobs: bool
+    retries: bool = False
+    budgets: Literal["exact", "server", "none"] = "exact"
+    forcing: bool = True
+
 
 @runtime_checkable
 class Backend(Protocol):
-    """Anything that generates completions for prompts (local engine, OpenAI-compatible server…)."""
+    """Anything that generates completions (``LocalEngine``, ``OpenAIBackend``, …).
 
-    def generate(
-        self,
-        prompts: list[str],
-        n: int = 1,
-        sampling: SamplingParams | None = None,
-        budget: Budget | None = None,
-    ) -> list[list[Completion]]:
+    Attributes every backend has: ``capabilities``; ``thinking`` (the model's thinking decision,
+    ``ponder.format.decide_thinking``); ``tokenizer`` (None for an endpoint); ``effort_table``
+    (effort level -> thinking tokens); ``name`` (for records); ``max_positions`` (the context
+    length, None when unknown); ``eos_ids`` (token ids that end a completion, empty without
+    token ids); ``budget_honoured`` (True where
+    budgets are exact, None until a server's completions showed whether it honours them, False
+    once one overran its budget).
+    """
+
+    capabilities: Capabilities
+    thinking: Thinking
+    tokenizer: object
+    effort_table: Mapping[str, int]
+    name: str
+    max_positions: int | None
+    eos_ids: frozenset
+    budget_honoured: bool | None
+
+    def generate(self, prompts: list, n: int = 1, sampling: SamplingParams | None = None,
+                 budget: Budget | None = None) -> list[list[Completion]]:
         """``n`` completions per prompt, grouped by prompt (``[]`` for no prompts)."""
         ...
 
+    def stream(self, prompt, sampling: SamplingParams | None = None,
+               budget: Budget | None = None) -> Iterator[tuple[str, object]]:
+        """One completion as ``("reasoning", delta)`` / ``("answer", delta)`` events, then
+        ``("done", Completion)``; the deltas concatenate to the completion's split."""
+        ...
 
-def check_request(prompts: object, n: object) -> list[str]:
-    """Validate the common arguments of ``Backend.generate``; returns the prompts as a list."""
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model (an estimate where the backend has no tokenizer)."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text (backends without token ids never return any to decode)."""
+        ...
+
+    def refresh_weights(self) -> None:
+        """Re-read the model's weights after they changed in place (training); a no-op for
+        backends that do not hold weights."""
+        ...
+
+
+def check_request(prompts: object, n: object, *, messages: bool = False) -> list:
+    """Validate the common arguments of ``Backend.generate``; returns the prompts as a list.
+
+    ``messages``: chat-message lists are accepted too (endpoints)."""
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
-        raise GenerationError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+        raise GenerationError(f"prompts must be a list of strings (or chat messages for an endpoint), got {type(prompts).__name__}")
     for i, p in enumerate(prompts):
-        if not isinstance(p, str):
+        if not isinstance(p, str) and not (messages and isinstance(p, (list, tuple))):
             raise GenerationError(f"prompts[{i}] must be a string, got {type(p).__name__}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise GenerationError(f"n must be an int >= 1, got {n!r}")
     return list(prompts)
 
 
-def prefilled_think(prompt: str) -> bool:
-    """True when the prompt ends inside an open think block (the chat template pre-filled ``<think>``)."""
-    return prompt.rstrip().endswith("<think>")
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free token count: one per digit and punctuation mark, one per word of up to
+    six letters and one per four letters beyond (BPE vocabularies split digits and long words;
+    within ~30% of SmolLM2's and Qwen's tokenizers on English and arithmetic)."""
+    n = 0
+    for m in _PIECE.finditer(text or ""):
+        s = m.group(0)
+        n += 1 if not s[0].isalpha() or len(s) <= 6 else 1 + (len(s) - 3) // 4
+    return n
+
+
+_PIECE = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
 
 
 def make_completion(
@@ -227,7 +347,7 @@ def make_completion(
 
     ``decode`` maps token ids to text. The reasoning/answer split is ``ponder.format.parse`` of
     the text; the token split is the shortest prefix of ``token_ids`` whose decoding contains
-    ``</think>`` (found by bisection, so it holds whatever tokens spell the tag).
+    the closing ``</think>`` (found by bisection, so it holds whatever tokens spell the tag).
     """
     body = token_ids[:-1] if finish_reason == "eos" and token_ids and token_ids[-1] in eos_ids else token_ids
     full = decode(body)
@@ -235,17 +355,17 @@ def make_completion(
     if finish_reason == "stop":
         cuts = [i for i in (full.find(s) for s in stop) if i >= 0]
         text = full[: min(cuts)] if cuts else full
-    p = parse(text, prefilled_think=prefilled)
-    if THINK_CLOSE in full:
-        lo, hi = 1, len(body)  # the smallest k with THINK_CLOSE in decode(body[:k])
+    p = parse(text, start_of(prefilled))
+    if p.think_closed:
+        lo, hi = 1, len(body)  # the smallest k with the reasoning closed in decode(body[:k])
         while lo < hi:
             mid = (lo + hi) // 2
-            if THINK_CLOSE in decode(body[:mid]):
+            if parse(decode(body[:mid]), start_of(prefilled)).think_closed:
                 hi = mid
             else:
                 lo = mid + 1
         n_reason = lo
-    elif prefilled or "<think>" in full:
+    elif p.thinking:
         n_reason = len(token_ids)  # still thinking when it stopped
     else:
         n_reason = 0
@@ -261,4 +381,5 @@ def make_completion(
         think_closed=p.think_closed,
         forced_close=forced_close,
         waits=waits,
+        prefilled=prefilled,
     )

@@ -169,6 +169,7 @@ def build_model(
         torch.manual_seed(cfg.seed)
         model = LlamaForCausalLM(config)
     model.to(torch.float32)
+    model.config.ponder_thinking = "model"  # ponder's models open <think> themselves (ponder.format.render)
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tokenizer.bos_token_id, eos, pad
     return model

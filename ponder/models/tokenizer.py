@@ -13,7 +13,7 @@ load unchanged from ``save_pretrained`` output. Choices, and why:
   ``skip_special_tokens=True``, which would erase special tokens before the reward reads them.
   They are removed from the BPE training text so no merges are wasted on their pieces.
 * **Special tokens**: ``<|endoftext|>`` is both BOS and EOS (GPT-2 convention; nothing prepends it
-  automatically, so the chat template and the plain prompt of ``ponder.format.build_prompt`` give
+  automatically, so the chat template and ponder's plain layout (``ponder.format.render``) give
   the same ids). Padding uses a separate ``<|pad|>``: TRL's SFT and GRPO mask padding by
   attention/completion masks and would cope with pad == eos, but transformers'
   ``DataCollatorForLanguageModeling`` sets ``labels[input_ids == pad_id] = -100``, which with
@@ -21,7 +21,7 @@ load unchanged from ``save_pretrained`` output. Choices, and why:
 * **Left padding**, passed to the constructor (an attribute set afterwards is not saved), as
   decoder-only batched generation needs.
 * **Chat template**: the R1 plain layout, ``SYSTEM\\nUser: Q\\nAssistant: `` — identical to
-  ``build_prompt(q, tokenizer=None, prefill_think=False)`` — with assistant turns rendered as
+  ``ponder.format.render(q, None, …)`` — with assistant turns rendered as
   ``content + eos`` inside ``{% generation %}`` so TRL's ``assistant_only_loss`` works.
 
 Size: ``vocab_size`` is the total (256 bytes + merges + 2 special + 4 tags); a corpus too small
@@ -39,6 +39,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from ponder.format import TAGS
+from ponder.format.render import PLAIN_TEMPLATE
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -47,25 +48,9 @@ TAG_TOKENS = TAGS  # ("<think>", "</think>", "<answer>", "</answer>")
 _BYTES = 256
 MIN_VOCAB = _BYTES + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
 
-# The R1 plain layout of ponder.format.build_prompt. Assistant turns end in eos (the model must
-# learn to stop); a newline separates an assistant turn from a following turn but never trails
-# the last one, so rendering prompt+completion starts with the rendered prompt (TRL relies on it).
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{{- message['content'] + '\\n' -}}"
-    "{%- elif message['role'] == 'user' -%}"
-    "{{- 'User: ' + message['content'] + '\\n' -}}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "{{- 'Assistant: ' -}}"
-    "{%- generation -%}{{- message['content'] + eos_token -}}{%- endgeneration -%}"
-    "{%- if not loop.last -%}{{- '\\n' -}}{%- endif -%}"
-    "{%- else -%}"
-    "{{- raise_exception('unknown chat role ' ~ message['role'] ~ '; expected system, user or assistant') -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- 'Assistant: ' -}}{%- endif -%}"
-)
+# The chat template of ponder's tokenizers is ponder's plain layout (its one definition lives in
+# ponder.format.render): a tokenizer and no tokenizer render the same prompt.
+CHAT_TEMPLATE = PLAIN_TEMPLATE
 
 _RESERVED = re.compile("|".join(re.escape(t) for t in (*TAG_TOKENS, *SPECIAL_TOKENS)))
 

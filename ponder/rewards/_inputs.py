@@ -17,9 +17,15 @@ module accepts all of these and never guesses silently: malformed input raises
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Sequence
 
-from ponder.format import THINK_CLOSE, THINK_OPEN
+from ponder.format import THINK_CLOSE, ends_in_think
+
+log = logging.getLogger("ponder.rewards")
+#: the columns a gold answer may come in, in order (TRL and open-r1 datasets name it "solution")
+GOLD_COLUMNS = ("gold", "solution")
+_warned: set[str] = set()
 
 # Keys under which a response parser (TRL's response schemas, vLLM) puts the split-off reasoning.
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
@@ -103,22 +109,21 @@ def templates(kwargs: dict, default: str, n: int) -> list[str]:
     return out
 
 
-def prefilled(text: str, flag: bool | None, prompt: Any, split: bool) -> bool:
-    """Whether the completion starts inside the reasoning (the prompt ended with ``<think>``).
+def prefilled(flag: bool | None, prompt: Any, split: bool) -> bool:
+    """Whether the completion starts inside the reasoning: the prompt really ended in ``<think>``.
 
-    An explicit ``prefilled_think`` flag wins. Otherwise: a string prompt ending in ``<think>``,
-    reasoning split off by a response parser, or a completion that closes a think block it never
-    opened ("R</think>A"). Chat templates that append ``<think>`` themselves (DeepSeek-R1-Distill,
-    Qwen3) are invisible in conversational prompts: pass the flag for those so that an
-    unterminated completion is not mistaken for a plain answer.
+    Reasoning split off by a response parser means the opening tag was consumed (True). Else an
+    explicit ``prefilled_think`` flag wins; else a string prompt that ends in ``<think>``
+    (``ponder.format.ends_in_think``). Nothing is guessed from the completion: a completion that
+    closes a think block nobody opened ("R</think>A" after a plain prompt) is not well formed.
+    Chat templates that append ``<think>`` themselves (DeepSeek-R1-Distill, Qwen3) are invisible
+    in conversational prompts: pass the flag for those.
     """
     if split:
         return True
     if flag is not None:
         return flag
-    if isinstance(prompt, str) and prompt.rstrip().endswith(THINK_OPEN):
-        return True
-    return THINK_CLOSE in text and THINK_OPEN not in text
+    return ends_in_think(prompt)
 
 
 def read(completions: Sequence, kwargs: dict) -> tuple[list[str], list[bool]]:
@@ -132,8 +137,24 @@ def read(completions: Sequence, kwargs: dict) -> tuple[list[str], list[bool]]:
     for c, flag, prompt in zip(completions, flag_col, prompts):
         text, split = completion_text(c)
         texts.append(text)
-        pre.append(prefilled(text, flag, prompt, split))
+        pre.append(prefilled(flag, prompt, split))
     return texts, pre
+
+
+def golds(kwargs: dict, n: int) -> list:
+    """The gold column: ``gold``, else ``solution``; says once which one is used, and warns once
+    when neither is present (the correctness rewards then return None for every sample)."""
+    for name in GOLD_COLUMNS:
+        if kwargs.get(name) is not None:
+            if name != "gold" and name not in _warned:
+                _warned.add(name)
+                log.info("rewards read the gold answers from column %r", name)
+            return column(kwargs, name, n)
+    if "missing" not in _warned:
+        _warned.add("missing")
+        log.warning("no gold column (gold or solution) in the reward inputs: accuracy-based rewards are None "
+                    "for every sample, so they give no learning signal")
+    return [None] * n
 
 
 def lengths(texts: list[str], kwargs: dict) -> list[int]:

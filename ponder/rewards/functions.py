@@ -3,147 +3,76 @@
 Each reward takes ``(completions, **columns)`` and returns one ``float | None`` per completion
 (None = not applicable, e.g. no gold answer; TRL then leaves that reward out for that sample).
 Unknown keyword arguments (``trainer_state``, ``log_metric``, extra dataset columns) are ignored.
-The formulas are in each docstring and in ``docs/rewards.md``.
+The formulas are in each docstring and in ``docs/rewards.md``; ``ponder rewards list`` prints them.
+
+Every reward registers itself in ``REWARDS`` (``ponder.rewards``): a plain function, or a small
+class whose constructor takes the reward's parameters (classes, not closures, so that they
+pickle -- TRL's async rollout worker ships reward functions to a child process -- and carry
+``__name__`` for TRL's logs). Adding a reward is one function and one ``@REWARDS.register``.
 
 Shared columns (all optional unless a reward says otherwise):
 
-* ``prompts`` -- passed by TRL; used to detect a pre-filled ``<think>`` and to group completions.
-* ``prefilled_think`` -- bool per sample: the prompt ended with ``<think>``, so the completion
-  starts inside the reasoning. Without it a string prompt ending in ``<think>`` or a completion of
-  the shape "R</think>A" is recognised; a chat template that appends ``<think>`` is not.
+* ``prompts`` -- passed by TRL; a string prompt ending in ``<think>`` means the completion starts
+  inside the reasoning; also groups completions.
+* ``prefilled_think`` -- bool per sample, for conversational prompts whose chat template appends
+  ``<think>`` itself (invisible in the messages).
 * ``template`` -- "think" (answer after ``</think>``), "r1-zero" (answer must be in
   ``<answer>…</answer>``) or "auto" (the default: R1-Zero rules apply when answer tags appear).
-
-Parametrised rewards are small classes (not closures) so that they pickle -- TRL's async rollout
-worker ships reward functions to a child process -- and carry ``__name__`` for TRL's logs.
+* ``gold`` (or ``solution``, TRL's and open-r1's name), ``task``, ``meta``, ``id``, ``question``:
+  what the judge needs (``ponder.tasks.judge``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import unicodedata
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
-from ponder.format import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from ponder.format import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, parse
+from ponder.registry import Registry
 from ponder.rewards import _inputs as inp
 from ponder.rewards._inputs import RewardInputError
 
+log = logging.getLogger(__name__)
+
 Rewards = list[float | None]
+
+#: name -> reward function or reward class (a class is its own factory)
+REWARDS: Registry = Registry("reward")
 
 
 # ============================================================================ correctness
 
-_ANSWER_BLOCK = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.S)
-_HASH_LINE = re.compile(r"####\s*([^\n]+)")
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*")
-
-
-def _with_open_think(text: str, prefilled: bool) -> str:
-    """Put the pre-filled ``<think>`` back, so every parser sees the completion as the model wrote it."""
-    return THINK_OPEN + text if prefilled and THINK_OPEN not in text else text
-
-
-def _answer_part(text: str) -> str:
-    """Everything after the first ``</think>``; "" for unterminated reasoning (it has no answer)."""
-    close = text.find(THINK_CLOSE)
-    if close >= 0:
-        return text[close + len(THINK_CLOSE):]
-    return "" if THINK_OPEN in text else text
-
-
-def _all_boxed(text: str) -> list[str]:
-    """Contents of every balanced ``\\boxed{…}`` / ``\\fbox{…}`` in ``text``, in order."""
-    out = []
-    for m in _BOX.finditer(text):
-        i = m.end()
-        if i >= len(text) or text[i] != "{":
-            continue
-        depth = 0
-        for j in range(i, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                out.append(text[i + 1 : j])
-                break
-    return out
-
-
-def _canon(value: str) -> str:
-    """Spelling-insensitive form of a final answer, for counting distinct answers."""
-    v = value.strip()
-    boxed = _all_boxed(v)
-    if boxed and v.startswith("\\"):  # "<answer>\boxed{3}</answer>" says 3
-        v = boxed[-1]
-    v = re.sub(r"^#+\s*", "", v)
-    v = re.sub(r"\\(?:left|right|displaystyle)|\\[,;:! ]|\s+|\$", "", v)
-    v = v.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
-    return re.sub(r"^[a-zA-Z]=(?=.)", "", v)  # "x=5" and "5" are one answer
-
-
-def final_answers(text: str) -> list[str]:
-    """Every final answer the answer part states: ``<answer>`` blocks, ``\\boxed{}``, ``#### N`` lines.
-
-    ``text`` must already carry its ``<think>`` (see ``_with_open_think``). Boxes and ``####``
-    lines inside the reasoning are drafts and are not counted.
-    """
-    part = _answer_part(text)
-    blocks = _ANSWER_BLOCK.findall(part)
-    outside = _ANSWER_BLOCK.sub(" ", part)
-    found = [b for b in blocks if b.strip()] + _all_boxed(outside) + _HASH_LINE.findall(outside)
-    return [f.strip() for f in found if f.strip()]
-
-
-def _conflicting(answers: list[str]) -> bool:
-    """True when the answers do not all agree (string form first, then ``math_equal``)."""
-    distinct = list(dict.fromkeys(_canon(a) for a in answers))
-    if len(distinct) < 2:
-        return False
-    from ponder.verify.math import math_equal  # lazy: sympy is slow to import
-
-    return any(not math_equal(distinct[0], other) for other in distinct[1:])
-
-
-_TASKS: dict[str, Any] = {}
-#: Tasks whose verifier runs a subprocess per completion: a batch is judged from a thread pool.
-_PARALLEL_TASKS = frozenset({"code"})
-#: Threads judging such a batch at once (sandboxed runs; see docs/benchmarks.md).
+#: Threads judging a batch at once when the task's check waits on a subprocess (the code
+#: sandbox; see docs/benchmarks.md). The pure-Python math path runs inline.
 JUDGE_THREADS = 4
 
 
-def _task(name: str) -> Any:
-    """The task ``name`` (built once per process: tasks may load data or compile verifiers)."""
-    if name not in _TASKS:
-        from ponder.tasks import get_task  # lazy: tasks import their verifiers
+def _task(name: str | None) -> Any:
+    """The task ``name`` (``math`` when none is named), built once per process."""
+    from ponder.tasks import cached_task  # lazy: tasks import their verifiers
 
-        _TASKS[name] = get_task(name)
-    return _TASKS[name]
+    return cached_task(name or "math")
 
 
 @functools.lru_cache(maxsize=8192)
-def _judge(text: str, gold: str, task: str | None, meta_json: str, ex_id: str, question: str,
-           template: str) -> tuple[bool, str]:
-    """``(correct, reason)`` for one completion (cached: accuracy, length and cosine all ask)."""
-    answers = final_answers(text)
-    if _conflicting(answers):
-        return False, f"conflicting final answers: {' | '.join(a[:30] for a in answers)}"
-    if template == "r1-zero" and not _ANSWER_BLOCK.search(_answer_part(text)):
-        return False, "no <answer> block (r1-zero template)"
-    if task:
-        example = {"id": ex_id, "prompt": question, "gold": gold, "meta": json.loads(meta_json)}
-        verdict = _task(task).score(text, example)
-        return bool(verdict.correct), str(verdict.reason)
-    from ponder.format import extract_answer
-    from ponder.verify.math import math_equal
+def _judge(text: str, start: bool, gold: str, task: str | None, meta_json: str, ex_id: str, question: str,
+           template: str) -> tuple[bool | None, str]:
+    """``(correct, reason)`` of one completion (cached: accuracy, length and cosine all ask)."""
+    from ponder.tasks import judge
 
-    answer = extract_answer(text)
-    if answer is None:
-        return False, "no answer found"
-    ok = bool(math_equal(gold, answer))
-    return ok, "equal" if ok else f"not equal: {answer[:40]!r}"
+    t = _task(task)
+    if not t.gold_verifiable(gold):
+        return None, f"gold {gold[:40]!r} cannot be verified"
+    example = {"id": ex_id, "prompt": question, "gold": gold, "meta": json.loads(meta_json)}
+    v = judge(t, text, example, start="inside" if start else "plain", template=template)
+    return bool(v.correct), str(v.reason)
 
 
 def _question(prompt: Any) -> str:
@@ -158,10 +87,11 @@ def _question(prompt: Any) -> str:
 
 
 def correctness(completions: list, kwargs: dict) -> list[tuple[bool | None, str]]:
-    """``(correct, reason)`` per completion; ``correct`` is None when the sample has no gold."""
+    """``(correct, reason)`` per completion from the one judge (``ponder.tasks.judge``);
+    ``correct`` is None when the sample has no gold, or a gold the verifier cannot read."""
     texts, pre = inp.read(completions, kwargs)
     n = len(texts)
-    golds = inp.column(kwargs, "gold", n)
+    golds = inp.golds(kwargs, n)
     tasks = inp.column(kwargs, "task", n)
     metas = inp.column(kwargs, "meta", n)
     ids = inp.column(kwargs, "id", n)
@@ -175,14 +105,13 @@ def correctness(completions: list, kwargs: dict) -> list[tuple[bool | None, str]
             continue
         if tasks[i] is not None and not isinstance(tasks[i], str):
             raise RewardInputError(f"column 'task' must hold task names, got {tasks[i]!r}")
-        meta = json.dumps(inp.meta_dict(metas[i], i), sort_keys=True, default=str)
         question = questions[i] if isinstance(questions[i], str) else _question(prompts[i])
-        jobs.append((_with_open_think(texts[i], pre[i]), str(golds[i]), tasks[i] or None, meta,
+        meta = json.dumps(inp.meta_dict(metas[i], i), sort_keys=True, default=str)
+        jobs.append((texts[i], pre[i], str(golds[i]), tasks[i] or None, meta,
                      "" if ids[i] is None else str(ids[i]), question, tmpl[i]))
     todo = [j for j in jobs if j is not None]
-    if len(todo) > 1 and any(j[2] and j[2].partition(":")[0] in _PARALLEL_TASKS for j in todo):
-        # verifiers that wait on a subprocess (the code sandbox): several at once use both
-        # cores; the pure-Python math path would only pay the thread overhead
+    if len(todo) > 1 and any(_task(j[3]).needs_subprocess for j in todo):
+        # checks that wait on a subprocess (the code sandbox): several at once use both cores
         with ThreadPoolExecutor(min(JUDGE_THREADS, len(todo))) as pool:
             verdicts = iter(list(pool.map(lambda j: _judge(*j), todo)))
     else:
@@ -190,17 +119,17 @@ def correctness(completions: list, kwargs: dict) -> list[tuple[bool | None, str]
     return [(None, "no gold answer") if j is None else next(verdicts) for j in jobs]
 
 
+@REWARDS.register("accuracy")
 def accuracy(completions: list, **kwargs: Any) -> Rewards:
-    """1.0 if the final answer is correct, 0.0 if not, None when the sample has no ``gold``.
+    """1.0 if the final answer is correct, 0.0 if not, None without a (verifiable) gold.
 
-    r = 1[verifier(answer part, gold)], in {0, 1}. Columns: ``gold`` (required), ``task`` (a
-    ``ponder.tasks`` name: its ``score`` decides, with ``meta``, ``id``, ``question`` rebuilt into an
-    ``Example``; without it ``math_equal(gold, extract_answer(completion))``), ``template``,
-    ``prefilled_think``. Guards, applied before the verifier: several final answers that
-    disagree (``<answer>3</answer><answer>4</answer>``, two different ``\\boxed{}``) -> 0; only the
-    answer part counts (boxes inside the reasoning, unterminated reasoning -> no answer); with the
-    R1-Zero template only the ``<answer>`` block counts. The reasons go to TRL's completions
-    table as column ``accuracy_reason`` when the trainer passes ``log_extra``.
+    r = 1[judge(completion, gold)], in {0, 1}: ``ponder.tasks.judge``, the same verdict
+    evaluation gives -- only the answer part counts (never the reasoning; an unterminated think
+    block the model opened has no answer), several disagreeing final answers of one form are
+    wrong, and with the R1-Zero template only the ``<answer>`` block counts. Columns: ``gold``
+    (or ``solution``), ``task`` (a ``ponder.tasks`` name; default ``math``: ``math_equal``),
+    ``meta``, ``id``, ``question``, ``template``, ``prefilled_think``. The reasons go to TRL's
+    completions table as column ``accuracy_reason`` when the trainer passes ``log_extra``.
     """
     judged = correctness(completions, kwargs)
     log_extra = kwargs.get("log_extra")
@@ -251,6 +180,7 @@ def format_ok(text: str, prefilled: bool, template: str = "auto") -> bool:
     return bool(rest.strip())
 
 
+@REWARDS.register("format")
 class Format(_Reward):
     """1.0 iff the completion is exactly one think block with reasoning, then a non-empty answer.
 
@@ -272,11 +202,7 @@ class Format(_Reward):
         return [float(format_ok(t, p, m)) for t, p, m in zip(texts, pre, tmpl)]
 
 
-def make_format(template: str = "auto", name: str = "format") -> Format:
-    """A format reward; ``template="r1-zero"`` requires the ``<answer>`` block even when absent."""
-    return Format(template, name)
-
-
+@REWARDS.register("tag_count")
 class TagCount(_Reward):
     """Partial format credit: w per tag that appears exactly once, in order (open-r1 ``tag_count_reward``).
 
@@ -320,11 +246,6 @@ class TagCount(_Reward):
                 for t, p, m in zip(texts, pre, tmpl)]
 
 
-def make_tag_count(template: str = "r1-zero", name: str = "tag_count") -> TagCount:
-    """A tag-count reward for ``template`` ("r1-zero": 4 tags, "think": 2 tags)."""
-    return TagCount(template, name)
-
-
 # ============================================================================ language
 
 # Unicode ranges per script. Greek is neither target nor foreign: in reasoning it is maths (π, θ).
@@ -365,6 +286,7 @@ def script_share(text: str, script: str) -> float:
     return hits / counted if counted else 0.0
 
 
+@REWARDS.register("language_consistency")
 class LanguageConsistency(_Reward):
     """DeepSeek-R1's language-consistency reward: the share of reasoning words in the target script.
 
@@ -382,19 +304,13 @@ class LanguageConsistency(_Reward):
         self.__name__ = name
 
     def __call__(self, completions: list, **kwargs: Any) -> Rewards:
-        from ponder.format import parse
-
         texts, pre = inp.read(completions, kwargs)
-        return [script_share(parse(t, prefilled_think=p).reasoning, self.script) for t, p in zip(texts, pre)]
-
-
-def make_language_consistency(script: str = "latin", name: str = "language_consistency") -> LanguageConsistency:
-    """A language-consistency reward for ``script`` ("latin", "cjk", "cyrillic")."""
-    return LanguageConsistency(script, name)
+        return [script_share(parse(t, p).reasoning, self.script) for t, p in zip(texts, pre)]
 
 
 # ============================================================================ length
 
+@REWARDS.register("length")
 def length(completions: list, **kwargs: Any) -> Rewards:
     """Kimi k1.5 length reward, within each group of completions of the same prompt.
 
@@ -421,6 +337,7 @@ def length(completions: list, **kwargs: Any) -> Rewards:
     return out
 
 
+@REWARDS.register("overlong")
 class Overlong(_Reward):
     """DAPO soft overlong punishment (Yu et al. 2025, eq. 13).
 
@@ -446,11 +363,7 @@ class Overlong(_Reward):
         return [self.value(s) for s in inp.lengths(texts, kwargs)]
 
 
-def make_overlong(max_len: int = 4096, cache: int = 1024, name: str = "overlong") -> Overlong:
-    """A soft overlong punishment with budget ``max_len`` and a linear zone of ``cache``."""
-    return Overlong(max_len, cache, name)
-
-
+@REWARDS.register("cosine")
 class Cosine(_Reward):
     """Cosine length-scaled accuracy (Yeo et al. 2025, "Demystifying Long CoT", as in open-r1).
 
@@ -482,30 +395,7 @@ class Cosine(_Reward):
         return [None if ok is None else self.value(ok, s) for (ok, _), s in zip(judged, sizes)]
 
 
-def make_cosine(max_len: int = 1000, min_value_wrong: float = -1.0, max_value_wrong: float = -0.5,
-                min_value_correct: float = 0.5, max_value_correct: float = 1.0, name: str = "cosine") -> Cosine:
-    """A cosine length-scaled accuracy reward (see ``Cosine``)."""
-    return Cosine(max_len, min_value_wrong, max_value_wrong, min_value_correct, max_value_correct, name)
-
-
-# Default instances, registered in ``ponder.rewards.REWARDS``.
-format_reward = make_format()
-tag_count = make_tag_count()
-language_consistency = make_language_consistency()
-overlong = make_overlong()
-cosine = make_cosine()
-
-FACTORIES: dict[str, Callable[..., Callable]] = {
-    "format": make_format,
-    "tag_count": make_tag_count,
-    "language_consistency": make_language_consistency,
-    "overlong": make_overlong,
-    "cosine": make_cosine,
-}
-
 __all__ = [
-    "RewardInputError", "accuracy", "length", "format_reward", "tag_count", "language_consistency",
-    "overlong", "cosine", "make_format", "make_tag_count", "make_language_consistency", "make_overlong",
-    "make_cosine", "Format", "TagCount", "LanguageConsistency", "Overlong", "Cosine", "FACTORIES",
-    "final_answers", "format_ok", "script_share", "correctness",
+    "REWARDS", "RewardInputError", "accuracy", "length", "Format", "TagCount", "LanguageConsistency", "Overlong",
+    "Cosine", "format_ok", "script_share", "correctness",
 ]

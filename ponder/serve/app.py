@@ -28,7 +28,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ponder.format import parse
 from ponder.generate.types import Completion
 from ponder.serve.batcher import Batcher, BatchedBackend
 from ponder.serve.config import ServeConfig
@@ -55,12 +54,8 @@ class ServerState:
 
     def __init__(self, backend, cfg: ServeConfig, model_name: str):
         self.backend, self.cfg, self.model_name = backend, cfg, model_name
-        self.tokenizer = getattr(backend, "tokenizer", None)
-        model_cfg = getattr(getattr(backend, "model", None), "config", None)
-        self.max_positions = getattr(model_cfg, "max_position_embeddings", None)
-        self.effort_table = getattr(backend, "effort_table", None)
-        self.eos_ids = frozenset(getattr(backend, "eos_ids", ()) or ())
-        self.add_special = getattr(backend, "add_special_tokens", False)
+        self.tokenizer = backend.tokenizer
+        self.max_positions = backend.max_positions
         self.stats = Stats()
         self.batcher = Batcher(backend, cfg.batch_window_ms / 1000, cfg.max_batch_rows, self.stats)
         self.batched = BatchedBackend(self.batcher)
@@ -70,14 +65,6 @@ class ServerState:
         """One JSON line for a finished request (when ``log_requests`` is on)."""
         if self.cfg.log_requests:
             self.logger.info("request", extra={"fields": fields})
-
-    def count_tokens(self, text: str) -> int:
-        if self.tokenizer is None:
-            return max(1, len(text) // 4)  # a remote backend counts for itself; this is an estimate
-        return len(self.tokenizer.encode(text, add_special_tokens=self.add_special))
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def close(self) -> None:
         self.batcher.close()
@@ -161,8 +148,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
             if req.model not in (state.model_name, "auto"):
                 raise ApiError(f"model {req.model!r} does not exist; this server has {state.model_name!r} and 'auto'",
                                status=404, param="model", code="model_not_found")
-            plan = plan_request(req, cfg, state.tokenizer, state.count_tokens, state.max_positions,
-                                state.effort_table)
+            plan = plan_request(req, cfg, backend, state.max_positions)
             rec.update(prompt_tokens=plan.prompt_tokens, strategy=plan.strategy)
             if not state.stats.admit(cfg.max_concurrent):
                 raise ApiError(f"the server is busy ({cfg.max_concurrent} requests in flight); retry later",
@@ -179,7 +165,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
             if plan.strategy:
                 body = await run_strategy(rid, req.model, plan)
             else:
-                job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget)
+                job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget)
                 comps = (await asyncio.wrap_future(job.future))[0]
                 body = completion_body(rid, req.model, plan, comps)
             u = body["usage"]
@@ -210,19 +196,25 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
                     "finish_reason": finish(c.finish_reason), "logprobs": logprobs(c) if plan.logprobs else None}
                    for i, c in enumerate(comps)]
         return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
-                "usage": usage(plan.prompt_tokens, sum(len(c.token_ids) for c in comps),
+                "usage": usage(prompt_tokens(plan, comps), sum(c.reasoning_tokens + c.answer_tokens for c in comps),
                                sum(c.reasoning_tokens for c in comps))}
+
+    def prompt_tokens(plan: Plan, comps: list[Completion]) -> int:
+        """The prompt's tokens: counted here for a local model, the upstream server's count for
+        an endpoint when it reported one."""
+        reported = [c.prompt_tokens for c in comps if c.prompt_tokens is not None]
+        return reported[0] if reported and not backend.capabilities.local else plan.prompt_tokens
 
     def logprobs(c: Completion) -> dict:
         """OpenAI's logprobs object over the generated tokens: all of them with ``--reasoning full``,
         the answer's only otherwise. The engine's log-probs are of the raw model distribution
         (before temperature and top-p; docs/generation.md)."""
-        if state.tokenizer is None or len(c.logprobs) != len(c.token_ids):
+        if not backend.capabilities.token_level or len(c.logprobs) != len(c.token_ids):
             return {"content": None}  # a remote backend: its own server's log-probs are not passed on
         start = 0 if cfg.reasoning == "full" else c.reasoning_tokens  # hidden reasoning stays hidden
         ids, lps = c.token_ids[start:], c.logprobs[start:]
         return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
-                            for t, lp in zip((state.decode([i]) for i in ids), lps)]}
+                            for t, lp in zip((backend.decode([i]) for i in ids), lps)]}
 
     async def run_strategy(rid: str, model: str, plan: Plan) -> dict:
         from ponder.strategies import run_strategy as run
@@ -231,7 +223,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
         r = await asyncio.to_thread(run, name, state.batched, plan.prompt, n=plan.strategy_n,
                                     sampling=plan.sampling, budget=plan.budget)
         chosen = r.completion
-        answer_text = chosen.answer if chosen is not None else parse(r.text, prefilled_think=plan.prefilled).answer
+        answer_text = chosen.answer if chosen is not None else r.answer_text
         finish_reason = finish(chosen.finish_reason) if chosen is not None else "stop"
         trace = json.loads(json.dumps(r.trace, default=str))
         return {"id": rid, "object": "chat.completion", "created": now(), "model": model,
@@ -250,16 +242,16 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
         """SSE: a role chunk per choice, reasoning deltas, content deltas, finish chunks, usage, [DONE]."""
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
-        streams = state.batcher.streams and state.tokenizer is not None
+        streams = state.batcher.streams
 
         def on_token(row: int, ids: list[int]) -> None:  # batcher thread -> event loop
             loop.call_soon_threadsafe(q.put_nowait, (row, list(ids)))
 
-        job = end.job = state.batcher.submit([plan.prompt], plan.n, plan.sampling, plan.budget,
+        job = end.job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget,
                                              on_token if streams else None)
         job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, (None, None)))
-        rows = [RowStream(plan.prefilled, state.decode if streams else None, state.eos_ids, plan.sampling.stop,
-                          cfg.reasoning) for _ in range(plan.n)]
+        rows = [RowStream(plan.prompt.start, backend.decode if streams else None, backend.eos_ids,
+                          plan.sampling.stop, cfg.reasoning) for _ in range(plan.n)]
         created, status, ended = now(), 200, False
         try:
             for i in range(plan.n):
@@ -280,10 +272,10 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
                 for kind, text in rows[i].final(c):
                     yield delta(rid, model, created, i, kind, text)
                 yield chunk(rid, model, created, i, {}, finish(c.finish_reason))
-            rec.update(completion_tokens=sum(len(c.token_ids) for c in comps),
+            rec.update(completion_tokens=sum(c.reasoning_tokens + c.answer_tokens for c in comps),
                        reasoning_tokens=sum(c.reasoning_tokens for c in comps))
             if include_usage and comps:
-                yield chunk(rid, model, created, usage_=usage(plan.prompt_tokens, rec["completion_tokens"],
+                yield chunk(rid, model, created, usage_=usage(prompt_tokens(plan, comps), rec["completion_tokens"],
                                                                rec["reasoning_tokens"]))
             yield "data: [DONE]\n\n"
             ended = True

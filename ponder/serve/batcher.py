@@ -14,7 +14,8 @@ Limits and choices:
 
 * A request with a ``seed`` is batched alone: its rows then draw from their own generator, so
   the same seed gives the same completion whatever else the server is doing.
-* Streaming: when the backend's ``generate`` takes ``on_token(row, ids)`` (``LocalEngine``), the
+* Streaming: when the backend decodes token by token in this process (``capabilities.local``
+  and ``token_level``: ``LocalEngine``, whose ``generate`` takes ``on_token(row, ids)``), the
   worker routes each row's tokens to the job that owns it. A cancelled job (client gone) stops
   receiving tokens; if ``on_token`` returning True stops a row in the engine, its rows stop at
   once, otherwise they run to their own limits inside the batch.
@@ -23,7 +24,6 @@ Limits and choices:
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import queue
@@ -33,7 +33,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from ponder.generate.types import Budget, Completion, SamplingParams, prefilled_think
+from ponder.format import ends_in_think
+from ponder.generate.types import Budget, Completion, SamplingParams
 
 log = logging.getLogger("ponder.serve")
 
@@ -60,7 +61,7 @@ class Job:
         """Jobs with equal keys share a ``generate`` call. Seeded jobs get a key of their own;
         ``merge_lengths``: ignore ``max_tokens`` (the batcher stops each row at its own)."""
         budgeted = self.budget.thinking_budget is not None or self.budget.effort is not None
-        if merge_lengths and (not budgeted or all(isinstance(p, str) and prefilled_think(p) for p in self.prompts)):
+        if merge_lengths and (not budgeted or all(ends_in_think(p) for p in self.prompts)):
             sp = replace(self.sampling, max_tokens=1)
         else:
             sp = self.sampling
@@ -75,10 +76,8 @@ class Batcher:
 
     def __init__(self, backend, window: float = 0.005, max_rows: int = 64, stats=None):
         self.backend, self.window, self.max_rows, self.stats = backend, window, max_rows, stats
-        try:
-            self.streams = "on_token" in inspect.signature(backend.generate).parameters
-        except (TypeError, ValueError):
-            self.streams = False
+        caps = backend.capabilities
+        self.streams = caps.local and caps.token_level  # LocalEngine: generate(..., on_token=...)
         self._q: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
         self._pending: list[Job] = []
@@ -149,8 +148,8 @@ class Batcher:
         first = jobs[0]
         limit = max(j.sampling.max_tokens for j in jobs)
         sampling = first.sampling if first.sampling.max_tokens == limit else replace(first.sampling, max_tokens=limit)
-        budgeted = first.budget.resolve(getattr(self.backend, "effort_table", None)) is not None
-        close = list(getattr(self.backend, "close_ids", None) or [])
+        budgeted = first.budget.resolve(self.backend.effort_table) is not None
+        close = list(self.backend.close_ids) if self.streams else []  # LocalEngine's </think> token ids
         answer_from: dict[int, int] = {}  # row -> its token count when </think> completed
         kw = {}
         if self.streams:
@@ -202,11 +201,18 @@ class Batcher:
 
 class BatchedBackend:
     """A ``Backend`` whose ``generate`` goes through the batcher, so that test-time strategies
-    running for concurrent requests share batches too. Other attributes (``tokenizer``…) are
-    the wrapped backend's."""
+    running for concurrent requests share batches too; everything else is the wrapped backend's."""
 
     def __init__(self, batcher: Batcher):
         self._batcher = batcher
+        b = batcher.backend
+        self.capabilities, self.thinking, self.tokenizer = b.capabilities, b.thinking, b.tokenizer
+        self.effort_table, self.name, self.max_positions = b.effort_table, b.name, b.max_positions
+        self.eos_ids, self.budget_honoured = b.eos_ids, b.budget_honoured
+        self.decode, self.count_tokens, self.stream = b.decode, b.count_tokens, b.stream
+
+    def refresh_weights(self) -> None:
+        self._batcher.backend.refresh_weights()
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
                  budget: Budget | None = None) -> list[list[Completion]]:
@@ -214,6 +220,3 @@ class BatchedBackend:
             return []
         job = self._batcher.submit(prompts, n, sampling or SamplingParams(), budget or Budget())
         return job.future.result()
-
-    def __getattr__(self, name: str):
-        return getattr(self._batcher.backend, name)

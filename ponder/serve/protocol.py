@@ -11,7 +11,8 @@ are a 400 saying so. Every error is an ``ApiError`` rendered as OpenAI's
 Reasoning controls (one of them per request):
 
 * ``reasoning_effort``: ``low | medium | high`` -> ``Budget(effort=…)`` (the model's effort
-  table), ``none`` -> no thinking (the prompt pre-fills an empty think block).
+  table), ``none`` -> no thinking (the prompt is rendered with thinking off: an empty think block
+  is pre-filled for a model that knows the tags).
 * ``thinking: {"type": "enabled", "budget_tokens": N}`` (Anthropic style) -> ``Budget(thinking_budget=N)``;
   ``{"type": "disabled"}`` -> no thinking.
 * ``ponder: {"strategy": "majority", "n": 8, "min_thinking": 0}`` (extension): a test-time
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ponder.format import THINK_CLOSE, THINK_OPEN
+from ponder.format import Prompt, RenderError, decide_thinking, render
 from ponder.generate.types import Budget, GenerationError, SamplingParams
 
 
@@ -181,12 +182,11 @@ def parse_request(raw: bytes) -> ChatRequest:
 class Plan:
     """What to generate for one request."""
 
-    prompt: str | list[dict]  # a rendered prompt, or chat messages for a remote backend
+    prompt: Prompt  # rendered for the backend (``prompt.payload`` is what it generates from)
     prompt_tokens: int
     n: int
     sampling: SamplingParams
     budget: Budget
-    prefilled: bool  # the prompt ends inside <think>
     strategy: str | None = None
     strategy_n: int = 1
     logprobs: bool = False
@@ -203,38 +203,27 @@ def message_text(m: Message, i: int) -> str:
     return "".join(p.text for p in m.content)
 
 
-def render_prompt(messages: list[Message], tokenizer, think: bool) -> str:
-    """The model's prompt for a conversation: its chat template (or the R1 plain layout of
-    ``ponder.format.build_prompt``), then ``<think>`` (thinking) or an empty think block (none)."""
-    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m, i)}
-            for i, m in enumerate(messages)]
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        try:
-            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        except Exception as e:  # jinja raise_exception / template errors: the conversation does not fit
-            raise ApiError(f"messages: the model's chat template rejected them: {e}", param="messages",
-                           code="invalid_value") from None
-    else:
-        text = ""
-        for m in msgs:
-            if m["role"] == "system":
-                text += m["content"] + "\n"
-            elif m["role"] == "user":
-                text += f"User: {m['content']}\n"
-            else:
-                text += f"Assistant: {m['content']}\n"
-        text += "Assistant: "
-    if text.rstrip().endswith(THINK_OPEN):
-        text = text.rstrip()[: -len(THINK_OPEN)]
-    return text + (THINK_OPEN if think else f"{THINK_OPEN}\n{THINK_CLOSE}\n")
+def render_messages(messages: list[Message], backend, think: bool) -> Prompt:
+    """The backend's prompt for a conversation (``ponder.format.render``: its chat template and
+    thinking decision; ``think=False`` renders with thinking off). Earlier assistant turns keep
+    their content only: reasoning a client echoes back is never shown to the model."""
+    msgs = [{"role": m.role, "content": message_text(m, i)} for i, m in enumerate(messages)]
+    thinking = backend.thinking
+    if not think:
+        thinking = decide_thinking("off", backend.tokenizer, remote=not backend.capabilities.local)
+    try:
+        return render(msgs, backend.tokenizer, thinking)
+    except RenderError as e:
+        raise ApiError(f"messages: {e}", param="messages", code="invalid_value") from None
 
 
-def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: int | None,
-                 effort_table=None) -> Plan:
+def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> Plan:
     """Check the request against the server's limits and turn it into a generation ``Plan``.
 
-    ``count_tokens(text) -> int``; ``max_positions``: the model's context length (None: unknown).
+    ``backend``: what serves it (its tokenizer, thinking decision, effort table and token count);
+    ``max_positions``: the model's context length (None: unknown).
     """
+    local = backend.capabilities.local
     if not req.messages:
         raise ApiError("messages must contain at least one message", param="messages", code="invalid_value")
     if len(req.messages) > cfg.max_messages:
@@ -258,7 +247,7 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
     think, budget_tokens, effort = True, None, cfg.default_effort
     if req.reasoning_effort == "none" or (req.thinking is not None and req.thinking.type == "disabled"):
         think, effort = False, None
-        if tokenizer is None:  # a remote backend: ask its server for a zero thinking budget
+        if not local:  # a remote backend: ask its server for a zero thinking budget
             budget_tokens = 0
     elif req.reasoning_effort is not None:
         effort = req.reasoning_effort
@@ -287,24 +276,17 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
     except GenerationError as e:
         raise ApiError(str(e), param="ponder.min_thinking" if min_thinking else "thinking", code="invalid_value") from None
 
-    if tokenizer is not None:
-        prompt: str | list[dict] = render_prompt(req.messages, tokenizer, think)
-        n_prompt = count_tokens(prompt)
-    else:  # a remote backend applies its own chat template: it gets the messages
-        prompt = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m, i)}
-                  for i, m in enumerate(req.messages)]
-        n_prompt = count_tokens("\n".join(m["content"] for m in prompt))
-        if strategy is not None:
-            if len(prompt) != 1:
-                raise ApiError("on a remote backend a ponder strategy takes a single user message",
-                               param="messages", code="invalid_value")
-            prompt = prompt[0]["content"]
+    prompt = render_messages(req.messages, backend, think)
+    if prompt.text is not None:
+        n_prompt = backend.count_tokens(prompt.text)
+    else:  # a remote backend applies its own chat template: its count is an estimate until it reports
+        n_prompt = backend.count_tokens("\n".join(m["content"] for m in prompt.messages))
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if requested is not None and not 1 <= requested <= cfg.max_tokens_limit:
         raise ApiError(f"max_tokens must be between 1 and {cfg.max_tokens_limit}, got {requested}",
                        param="max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens",
                        code="invalid_value")
-    tb = budget.resolve(effort_table) if think else None
+    tb = budget.resolve(backend.effort_table) if think else None
     extra = 0 if tb is None else tb + 8  # reasoning, its forced close, then max_tokens of answer
     if max_positions is not None:
         room = max_positions - n_prompt - extra
@@ -324,8 +306,7 @@ def plan_request(req: ChatRequest, cfg, tokenizer, count_tokens, max_positions: 
             max_tokens=requested, stop=tuple(stop), seed=req.seed)
     except GenerationError as e:
         raise ApiError(str(e), param=str(e).split(" ", 1)[0], code="invalid_value") from None
-    return Plan(prompt, n_prompt, req.n, sampling, budget, think and tokenizer is not None, strategy, strategy_n,
-                bool(req.logprobs))
+    return Plan(prompt, n_prompt, req.n, sampling, budget, strategy, strategy_n, bool(req.logprobs))
 
 
 # --------------------------------------------------------------------------- responses

@@ -2,8 +2,10 @@
 
 The engine reports each row's token ids after every step. ``RowStream`` decodes them, holds back
 what could still become a stop string (the engine cuts the text before a stop string only at the
-end), splits reasoning from answer at the think tags (``ThinkSplitter``, which holds back a
-partial ``</think>``) and applies the server's reasoning mode:
+end) or a ``</think>`` that budget forcing may take back, splits reasoning from answer with
+``ponder.format.ReasoningSplitter`` -- the parser the non-streamed message uses, so the deltas
+concatenate exactly to its ``reasoning_content`` and ``content`` -- and applies the server's
+reasoning mode:
 
 * ``full``: reasoning deltas as they come, then answer deltas;
 * ``summary``: nothing while the model thinks; when the answer starts (or the row ends), one
@@ -17,43 +19,24 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ponder.generate.backends import ThinkSplitter
+from ponder.format import THINK_CLOSE, ReasoningSplitter, Start, start_of
+from ponder.format.parse import held_prefix
 from ponder.generate.types import Completion
 from ponder.serve.protocol import summarize
-
-
-class _Strip:
-    """Streams ``text.strip()`` of a text that arrives in pieces: leading whitespace is dropped,
-    trailing whitespace is held until something follows it (``parse`` strips both parts)."""
-
-    def __init__(self) -> None:
-        self.started, self.pending = False, ""
-
-    def feed(self, text: str) -> str:
-        if not self.started:
-            text = text.lstrip()
-            self.started = bool(text)
-        body = text.rstrip()
-        if not body:
-            self.pending += text
-            return ""
-        out, self.pending = self.pending + body, text[len(body):]
-        return out
 
 
 class RowStream:
     """Text deltas of one streamed row; ``decode`` None means the backend does not stream tokens."""
 
-    def __init__(self, prefilled: bool, decode: Callable[[list[int]], str] | None, eos_ids: frozenset[int],
+    def __init__(self, start: Start, decode: Callable[[list[int]], str] | None, eos_ids: frozenset[int],
                  stop: Sequence[str], mode: str):
-        self.split = ThinkSplitter(prefilled=prefilled)
+        self.split = ReasoningSplitter(start)
         self.decode, self.eos_ids, self.stop, self.mode = decode, eos_ids, tuple(stop), mode
         self.hold = max((len(s) for s in self.stop), default=1) - 1
         self.fed = ""  # text already given to the splitter
         self.stopped = False  # a stop string was seen: nothing more is streamed
         self.reasoning = ""
         self.summary_sent = False
-        self.strip = {"reasoning": _Strip(), "answer": _Strip()}
 
     def feed(self, ids: list[int]) -> list[tuple[str, str]]:
         """Deltas ``("reasoning" | "answer", text)`` for the row's ids so far."""
@@ -67,7 +50,7 @@ class RowStream:
         if cuts:
             safe, self.stopped = text[: min(cuts)], True
         else:
-            safe = text[: len(text) - self.hold] if self.hold else text
+            safe = text[: len(text) - max(self.hold, held_prefix(text, THINK_CLOSE))]
         if not safe.startswith(self.fed):
             return []  # budget forcing took back a piece of a split tag: wait for the text to settle
         delta, self.fed = safe[len(self.fed):], safe
@@ -75,8 +58,10 @@ class RowStream:
 
     def final(self, c: Completion) -> list[tuple[str, str]]:
         """The rest of the row once the engine returned its completion ``c``."""
+        if not self.fed:  # nothing streamed (a backend without token streaming): split as c starts
+            self.split = ReasoningSplitter(start_of(c.prefilled))
         rest = c.text[len(self.fed):] if c.text.startswith(self.fed) else ""
-        out = self._emit(self.split.feed(rest)) + self._emit(self.split.flush())
+        out = self._emit(self.split.feed(rest)) + self._emit(self.split.finish())
         if self.mode == "summary" and not self.summary_sent:
             out += self._summary()
         return out
@@ -89,9 +74,6 @@ class RowStream:
     def _emit(self, pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for kind, text in pieces:
-            text = self.strip[kind].feed(text)
-            if not text:
-                continue
             if kind == "reasoning":
                 self.reasoning += text
                 if self.mode == "full":

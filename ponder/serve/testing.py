@@ -4,7 +4,9 @@ It is a randomly initialised Llama from ``ponder.models`` with ponder's own toke
 few arithmetic lines: it writes nonsense, but nonsense in the real token format, fast. Its EOS
 embedding is zeroed (tied weights: the EOS logit is then 0 while the largest of ~500 random
 logits is positive), so completions run to their token limits and every length is predictable.
-A thinking budget is what makes it "answer": the budget forces ``</think>`` and the answer follows.
+A thinking budget is what makes it "answer": its prompts open the think block (the checkpoint
+records the ``prefill`` start, so ``--thinking auto`` keeps it), the budget forces ``</think>``
+and the answer follows.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from pathlib import Path
 
 
 def _corpus() -> list[str]:
-    from ponder.format import format_completion
+    from ponder.format import Thinking, format_completion, render
 
+    plain = Thinking("auto", "model", "the tokenizer's corpus")
     out = []
     for a in range(3, 200, 7):
         for b in range(5, 100, 11):
             reasoning = f"{a} plus {b}: add the ones, then the tens. So {a} + {b} = {a + b}."
-            out.append(f"User: What is {a} + {b}?\nAssistant: " + format_completion(reasoning, f"The answer is {a + b}."))
+            out.append(render(f"What is {a} + {b}?", None, plain).text
+                       + format_completion(reasoning, f"The answer is {a + b}."))
     return out
 
 
@@ -40,6 +44,7 @@ def tiny_engine(seed: int = 0, max_positions: int = 1024, hidden: int = 64, laye
                          "max_position_embeddings": max_positions, "initializer_range": 0.2}, tok, seed=seed)
     with torch.no_grad():
         model.get_output_embeddings().weight[tok.eos_token_id].zero_()
+    model.config.ponder_thinking = "prefill"  # it writes nonsense anyway: start it inside <think>
     model.eval()
     if save_to is not None:
         save(model, tok, save_to)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
+from ponder.format import Prompt
 from ponder.generate.types import Budget, SamplingParams
 from ponder.strategies import voting
 from ponder.strategies.base import Scorer, StrategyError, StrategyResult
@@ -102,21 +103,22 @@ def _check(name: str, n: Any, sampling: Any, budget: Any, options: dict[str, Any
     return kw
 
 
-def run_strategy(name: str, backend, prompt: str, *, n: int | None = None, sampling: SamplingParams | None = None,
+def run_strategy(name: str, backend, prompt: Prompt | str, *, n: int | None = None, sampling: SamplingParams | None = None,
                  budget: Budget | None = None, task=None, example=None, scorer=None, **options: Any) -> StrategyResult:
-    """Run strategy ``name`` on one prompt (already formatted for the model, e.g. ``build_prompt``).
+    """Run strategy ``name`` on one prompt: a ``ponder.format.Prompt`` (``ponder.generate.prompt``),
+    or a rendered string for the strategies that need no conversation.
 
     ``task``/``example`` give answer extraction and the verifier (feedback for refine, the
     "verifier" scorer); ``scorer`` ranks completions (best_of_n, weighted_majority, beam, mcts).
     """
-    if not isinstance(prompt, str):
-        raise StrategyError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not isinstance(prompt, (str, Prompt)):
+        raise StrategyError(f"prompt must be a ponder.format.Prompt or a string, got {type(prompt).__name__}")
     kw = _check(name, n, sampling, budget, options)
     return STRATEGIES[name](backend, prompt, sampling=sampling, budget=budget, task=task, example=example,
                             scorer=scorer, **kw)
 
 
-def run_batch(name: str, backend, prompts: Sequence[str], *, n: int | None = None,
+def run_batch(name: str, backend, prompts: Sequence[Prompt | str], *, n: int | None = None,
               sampling: SamplingParams | None = None, budget: Budget | None = None, task=None,
               examples: Sequence[Any] | None = None, scorer=None, chunk: int = 16, progress: bool = False,
               **options: Any) -> list[StrategyResult]:
@@ -126,7 +128,7 @@ def run_batch(name: str, backend, prompts: Sequence[str], *, n: int | None = Non
     ``generate`` call; ``progress`` shows a rich progress bar over prompts.
     """
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
-        raise StrategyError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+        raise StrategyError(f"prompts must be a list of prompts, got {type(prompts).__name__}")
     if examples is not None and len(examples) != len(prompts):
         raise StrategyError(f"got {len(examples)} examples for {len(prompts)} prompts; give one per prompt")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:

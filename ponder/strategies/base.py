@@ -18,10 +18,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ponder.format import THINK_CLOSE, THINK_OPEN, extract_answer, parse
-from ponder.generate.types import Budget, Completion, SamplingParams, prefilled_think
+from ponder.format import THINK_CLOSE, Prompt, Thinking, ends_in_think, final_answer, parse, render
+from ponder.generate.types import Budget, Completion, SamplingParams
 
 Scorer = Callable[[str, Completion], float]
+_PLAIN = Thinking("auto", "model", "a prompt shown to a scorer")
 
 
 class StrategyError(ValueError):
@@ -34,7 +35,7 @@ class StrategyResult:
 
     answer: the final extracted answer (None when no completion gave one).
     text: the final completion text (the chosen one; for votes, the first sample of the winner).
-    reasoning: the reasoning part of ``text``.
+    reasoning, answer_text: the two parts of ``text``.
     samples: every completion generated, in order (for search strategies: every step).
     tokens, reasoning_tokens, answer_tokens: totals spent over all samples and rounds.
     trace: strategy-specific decisions (documented per strategy in docs/strategies.md); always
@@ -44,6 +45,7 @@ class StrategyResult:
     answer: str | None
     text: str
     reasoning: str
+    answer_text: str = ""  # the answer part of ``text`` (what a chat reply shows)
     samples: list[Completion] = field(default_factory=list)
     tokens: int = 0
     reasoning_tokens: int = 0
@@ -71,6 +73,7 @@ def result(strategy: str, final: Completion | None, samples: list[Completion], a
         answer=answer,
         text=final.text if final is not None else "",
         reasoning=final.reasoning if final is not None else "",
+        answer_text=final.answer if final is not None else "",
         samples=list(samples),
         **totals(samples),
         trace={"strategy": strategy, **trace},
@@ -80,22 +83,45 @@ def result(strategy: str, final: Completion | None, samples: list[Completion], a
 # --------------------------------------------------------------------------- answers
 
 
-def scoring_text(c: Completion) -> str:
-    """The completion as a task's ``score`` should read it.
+def payload(prompt):
+    """What ``backend.generate`` takes for a strategy's prompt: a ``ponder.format.Prompt``'s
+    payload, or the string itself."""
+    return prompt.payload if isinstance(prompt, Prompt) else prompt
 
-    When the prompt pre-filled ``<think>`` the text starts inside the reasoning; without the
-    tag a task would read the unterminated reasoning as a plain answer, so it is put back.
-    """
-    if THINK_OPEN not in c.text and (c.think_closed or c.reasoning):
-        return THINK_OPEN + c.text
-    return c.text
+
+def prompt_text(prompt) -> str:
+    """A prompt as text for a scorer: the rendered string, or an endpoint's messages in ponder's
+    plain layout (a reward model reads text)."""
+    if isinstance(prompt, Prompt):
+        return prompt.text if prompt.text is not None else render(prompt.messages, None, _PLAIN).text
+    return prompt
+
+
+def text_of(prompt) -> str:
+    """The rendered prompt string (step-wise strategies continue it token by token: local only)."""
+    p = payload(prompt)
+    if not isinstance(p, str):
+        raise StrategyError("this strategy continues the prompt text step by step, which needs a local model "
+                            "(an endpoint renders its own prompts)")
+    return p
+
+
+def verdict(c: Completion, task, example):
+    """The one judge's verdict on ``c`` (``ponder.tasks.judge``: the completion knows its start)."""
+    from ponder.tasks import judge
+
+    return judge(task, c, example)
 
 
 def answer_of(c: Completion, task=None, example=None) -> str | None:
-    """The completion's final answer: the task's extraction when it has one, else the format's."""
+    """The completion's final answer: the judge's (with the task's extraction) when there is a
+    task, else ``ponder.format.final_answer`` of its answer text."""
     if task is not None and example is not None:
-        return task.score(scoring_text(c), example).answer
-    return extract_answer(c.answer) if c.answer else None
+        return verdict(c, task, example).answer
+    if task is not None:
+        return task.extract(c.answer_text())
+    found = final_answer(c.answer_text())
+    return found.value if found else None
 
 
 def equality(equal: str | Callable[[str, str], bool]) -> Callable[[str, str], bool]:
@@ -143,20 +169,38 @@ def with_stop(sampling: SamplingParams | None, stop: Sequence[str], max_tokens: 
     return replace(sp, **kw)
 
 
-def relabel(prompt: str, so_far: str, c: Completion) -> Completion:
+def relabel(prompt: str, so_far: str, c: Completion, decode=None) -> Completion:
     """Fix the reasoning/answer split of a piece generated on ``prompt + so_far``.
 
     The backend only knows a think block is open when the prompt *ends* in ``<think>``; a
     continuation written mid-reasoning would count as answer tokens. Inside an open block the
     piece is reasoning up to its own ``</think>`` (the backend located that token already).
     """
-    inside = (prefilled_think(prompt) or THINK_OPEN in so_far) and THINK_CLOSE not in so_far
-    if not inside or prefilled_think(prompt + so_far):
+    head = parse(so_far, ends_in_think(prompt))
+    inside = head.thinking and not head.think_closed
+    if not inside or ends_in_think(prompt + so_far):
         return c
-    pr = parse(c.text, prefilled_think=True)
-    n = c.reasoning_tokens if c.think_closed else len(c.token_ids)
-    return replace(c, reasoning=pr.reasoning, answer=pr.answer, reasoning_tokens=n,
-                   answer_tokens=len(c.token_ids) - n)
+    pr = parse(c.text, True)
+    n = c.reasoning_tokens if pr.think_closed and c.think_closed else (
+        len(c.token_ids) if not pr.think_closed else _close_at(c, decode))
+    return replace(c, reasoning=pr.reasoning, answer=pr.answer, reasoning_tokens=n, think_closed=pr.think_closed,
+                   answer_tokens=len(c.token_ids) - n, prefilled=True)
+
+
+def _close_at(c: Completion, decode=None) -> int:
+    """Tokens of ``c`` up to the one completing the ``</think>`` its text holds: the shortest
+    prefix whose decoding contains it (``decode``: the backend's), else estimated by characters."""
+    ids = c.token_ids
+    if not ids:
+        return 0
+    if decode is None:
+        cut = c.text.find(THINK_CLOSE) + len(THINK_CLOSE)
+        return max(1, round(len(ids) * cut / max(1, len(c.text))))
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if THINK_CLOSE in decode(ids[:mid]) else (mid + 1, hi)
+    return lo
 
 
 def join(prompt: str, parts: Sequence[Completion], suffixes: Sequence[str] = ()) -> Completion:
@@ -167,14 +211,16 @@ def join(prompt: str, parts: Sequence[Completion], suffixes: Sequence[str] = ())
     the pieces' sums (pieces are ``relabel``-ed when generated).
     """
     text = "".join(p.text + (suffixes[i] if i < len(suffixes) else "") for i, p in enumerate(parts))
-    pr = parse(text, prefilled_think=prefilled_think(prompt))
+    pre = ends_in_think(prompt)
+    pr = parse(text, pre)
     r = sum(p.reasoning_tokens for p in parts)
     a = sum(p.answer_tokens for p in parts)
     return Completion(
         text=text, token_ids=[t for p in parts for t in p.token_ids], reasoning=pr.reasoning, answer=pr.answer,
         reasoning_tokens=r, answer_tokens=a, finish_reason=parts[-1].finish_reason if parts else "length",
         logprobs=[x for p in parts for x in p.logprobs], think_closed=pr.think_closed,
-        forced_close=any(p.forced_close for p in parts), waits=sum(p.waits for p in parts),
+        forced_close=any(p.forced_close for p in parts), waits=sum(p.waits for p in parts), prefilled=pre,
+        estimated=any(p.estimated for p in parts),
     )  # fmt: skip
 
 

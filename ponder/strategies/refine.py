@@ -8,26 +8,29 @@ failed: got 1"); for math, "Your answer X is wrong." (this uses the gold answer,
 is an oracle loop, the setting of Reflexion-style retries; with code tests it is gold-free when
 the tests are the visible ones).
 
-Each revision prompt is the previous prompt, the previous completion (its think block closed)
-and ``revise_template`` with the feedback, ending in ``<think>`` when the original prompt did.
+Each revision is the conversation so far -- the question, the previous reply (its answer only,
+as every multi-turn conversation keeps it: ``ponder.format.history_turn``) and a user turn with
+``revise_template`` filled with the feedback -- rendered by ``ponder.format.render`` under the
+backend's thinking decision, so a revision prompt is what the model's chat template makes of
+that conversation. ``prompt`` must be a ``ponder.format.Prompt`` (its messages are continued).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from ponder.format import THINK_CLOSE, THINK_OPEN
-from ponder.generate.types import Completion, prefilled_think
-from ponder.strategies.base import StrategyError, answer_of, check_int, result, scoring_text, seeded
+from ponder.format import Prompt, history_turn, render
+from ponder.generate.types import Completion
+from ponder.strategies.base import StrategyError, answer_of, check_int, result, seeded, verdict
 
-DEFAULT_REVISE = "\nUser: {feedback} Think again and give a corrected answer.\nAssistant: "
+DEFAULT_REVISE = "{feedback} Think again and give a corrected answer."
 
 
 def task_feedback(task: Any, example: Any) -> Callable[[Completion], str | None]:
     """Feedback from the task's verdict: None when correct, else what failed."""
 
     def fb(c: Completion) -> str | None:
-        v = task.score(scoring_text(c), example)
+        v = verdict(c, task, example)
         if v.correct:
             return None
         if v.answer is None:
@@ -43,15 +46,7 @@ def task_feedback(task: Any, example: Any) -> Callable[[Completion], str | None]
     return fb
 
 
-def _closed(c: Completion, prompt: str) -> str:
-    """The completion as context for the next round: its think block closed, if it was open."""
-    text = c.text
-    if (prefilled_think(prompt) or THINK_OPEN in text) and THINK_CLOSE not in text:
-        text += "\n" + THINK_CLOSE
-    return text
-
-
-def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
+def refine(backend, prompt: Prompt, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
            scorer=None, rounds: int = 2, feedback: Callable[[Completion], str | None] | None = None,
            revise_template: str = DEFAULT_REVISE) -> Any:
     """Generate ``n`` (default 1) candidates, check them in order with external feedback, stop at
@@ -68,13 +63,15 @@ def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=
         feedback = task_feedback(task, example)
     elif not callable(feedback):
         raise StrategyError(f"feedback must be a callable (completion) -> str | None, got {feedback!r}")
-    think = THINK_OPEN if prefilled_think(prompt) else ""
+    if not isinstance(prompt, Prompt):
+        raise StrategyError("refine continues a conversation: give a ponder.format.Prompt "
+                            "(ponder.generate.prompt(backend, question)), not a rendered string")
     samples: list[Completion] = []
     history: list[dict] = []
     current = prompt
     chosen = 0
     for r in range(rounds + 1):
-        group = backend.generate([current], n=n, sampling=seeded(sampling, r), budget=budget)[0]
+        group = backend.generate([current.payload], n=n, sampling=seeded(sampling, r), budget=budget)[0]
         first_fb, accepted = None, None
         for j, c in enumerate(group):  # in order; stop checking at the first accepted candidate
             fb = feedback(c)
@@ -94,7 +91,10 @@ def refine(backend, prompt: str, *, n: int | None = None, sampling=None, budget=
                         "tokens": sum(c.reasoning_tokens + c.answer_tokens for c in group)})
         if accepted is not None or r == rounds:
             break
-        current = current + _closed(group[0], current) + revise_template.format(feedback=first_fb) + think
+        turns = [history_turn(group[0].answer, group[0].text),
+                 {"role": "user", "content": revise_template.format(feedback=first_fb)}]
+        current = render(current.messages + turns, backend.tokenizer, current.thinking)
     final = samples[chosen]
     return result("refine", final, samples, answer_of(final, task, example), chosen=chosen,
-                  rounds=history, accepted=history[-1]["feedback"] is None, final_prompt=current)
+                  rounds=history, accepted=history[-1]["feedback"] is None,
+                  final_prompt=current.text if current.text is not None else current.messages)

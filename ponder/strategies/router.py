@@ -24,8 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Sequence
 
+from ponder.format import Prompt
 from ponder.generate.types import Budget, SamplingParams
-from ponder.strategies.base import StrategyError, StrategyResult, check_int, scoring_text
+from ponder.strategies.base import StrategyError, StrategyResult, check_int, payload, verdict
 
 THINK_INTENT = re.compile(r"\b(think (very )?(hard|harder|carefully|deeply|step by step)|take your time|"
                           r"reason carefully|be thorough)\b", re.I)
@@ -34,18 +35,12 @@ FAST_INTENT = re.compile(r"\b(answer quickly|quick answer|just (give )?the answe
 DEFAULT_THRESHOLDS = {"length": 2.0, "entropy": 1.0}
 
 
-_USER_TURNS = (re.compile(r"User:(.*?)(?:\nAssistant:|\Z)", re.S),  # ponder's plain R1 layout
-               re.compile(r"<\|im_start\|>user\n(.*?)(?:<\|im_end\|>|\Z)", re.S),  # ChatML (Qwen)
-               re.compile(r"<｜User｜>(.*?)(?:<｜Assistant｜>|\Z)", re.S))  # DeepSeek-R1
-
-
-def question_of(prompt: str) -> str:
-    """The last user turn of a formatted prompt (the whole prompt when no known layout matches),
-    so that a system prompt neither adds difficulty nor states intent."""
-    for pattern in _USER_TURNS:
-        turns = pattern.findall(prompt)
-        if turns:
-            return turns[-1].strip()
+def question_of(prompt: Prompt | str) -> str:
+    """The last user turn of a prompt (a rendered string is taken whole), so that a system
+    prompt neither adds difficulty nor states intent."""
+    if isinstance(prompt, Prompt):
+        users = [m["content"] for m in prompt.messages if m["role"] == "user"]
+        return users[-1] if users else ""
     return prompt
 
 
@@ -68,7 +63,7 @@ def length_difficulty(prompt: str) -> float:
 def entropy_difficulty(backend, prompt: str, probe: int, seed: int | None) -> tuple[float, int]:
     """(first-token entropy estimate in nats, tokens spent)."""
     sp = SamplingParams(temperature=1.0, max_tokens=1, seed=seed)
-    g = backend.generate([prompt], n=probe, sampling=sp, budget=None)[0]
+    g = backend.generate([payload(prompt)], n=probe, sampling=sp, budget=None)[0]
     lps = [c.logprobs[0] for c in g if c.logprobs]
     if not lps:
         raise StrategyError("difficulty 'entropy' needs token log-probs, and the backend returned none")
@@ -142,7 +137,7 @@ def router_report(backend, task, examples: Sequence[Any], prompts: Sequence[str]
     for name, b in (("never_think", Budget(thinking_budget=fast_budget)), ("always_think", budget)):
         rs = run_batch("single", backend, list(prompts), sampling=sampling, budget=b, task=task,
                        examples=list(examples), progress=progress)
-        runs[name] = [(task.score(scoring_text(r.samples[0]), ex).correct, r.tokens) for r, ex in zip(rs, examples)]
+        runs[name] = [(verdict(r.samples[0], task, ex).correct, r.tokens) for r, ex in zip(rs, examples)]
     routes = [route(backend, p, difficulty, threshold, probe, sampling.seed if sampling else None) for p in prompts]
     runs["router"] = [(runs["always_think" if r["path"] == "think" else "never_think"][i][0],
                        runs["always_think" if r["path"] == "think" else "never_think"][i][1] + r["probe_tokens"])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import Scorer, StrategyError, scoring_text
+from ponder.strategies.base import Scorer, StrategyError, prompt_text, verdict
 
 SCORER_NAMES = ("logprob", "verifier")
 
@@ -34,7 +34,7 @@ def verifier_scorer(task: Any, example: Any) -> Scorer:
         raise StrategyError("scorer 'verifier' needs task= and example= (the task checks the completion)")
 
     def score(prompt: str, completion: Completion) -> float:
-        v = task.score(scoring_text(completion), example)
+        v = verdict(completion, task, example)
         if v.correct:
             return 1.0
         passed, total = v.details.get("passed"), v.details.get("total")
@@ -124,11 +124,13 @@ def _cached_rm(path: str) -> RewardModel:
     return _RM_CACHE[path]
 
 
-def scores(scorer: Callable[[str, Completion], float], prompt: str, completions: list[Completion]) -> list[float]:
-    """Score each completion; a non-number from a user scorer is an error naming it."""
+def scores(scorer: Callable[[str, Completion], float], prompt, completions: list[Completion]) -> list[float]:
+    """Score each completion; a non-number from a user scorer is an error naming it. The scorer
+    gets the prompt as text (an endpoint's messages in ponder's plain layout)."""
+    text = prompt_text(prompt)
     out = []
     for c in completions:
-        s = scorer(prompt, c)
+        s = scorer(text, c)
         if isinstance(s, bool) or not isinstance(s, (int, float)):
             raise StrategyError(f"scorer returned {s!r} ({type(s).__name__}); it must return a float")
         out.append(float(s))

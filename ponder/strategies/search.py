@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import (StrategyError, answer_of, check_float, check_int, join, no_budget, relabel,
+from ponder.strategies.base import (text_of, StrategyError, answer_of, check_float, check_int, join, no_budget, relabel,
                                     result, seeded, with_stop)  # fmt: skip
 from ponder.strategies.scorers import resolve_scorer, scores
 
@@ -49,7 +49,7 @@ def _extend(backend, prompt: str, trajectories: list[tuple[list[Completion], lis
     out = []
     for (parts, suff), g, head in zip(trajectories, groups, so_far):
         seen = set()
-        for c in map(lambda c: relabel(prompt, head, c), g):
+        for c in map(lambda c: relabel(prompt, head, c, backend.decode), g):
             spent.append(c)
             if c.text in seen:  # identical siblings add nothing to the search
                 continue
@@ -69,6 +69,7 @@ def beam(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
     scorer, extend each by ``expand`` sampled steps; the best finished trajectory by
     ``final_scorer`` (default: the process scorer) is the answer."""
     no_budget("beam", budget)
+    prompt = text_of(prompt)
     width = 2 if n is None else n
     _check_steps(delimiter, step_tokens, max_steps, expand)
     score = resolve_scorer(scorer, task, example, default="logprob")
@@ -130,6 +131,7 @@ def mcts(backend, prompt: str, *, n: int | None = None, sampling=None, budget=No
     path, or ``scorer``) → back up. The answer is the best-valued finished trajectory; without
     one, the most visited path is completed in one call."""
     no_budget("mcts", budget)
+    prompt = text_of(prompt)
     iterations = 8 if n is None else n
     _check_steps(delimiter, step_tokens, max_steps, expand)
     check_float("c_uct", c_uct, 0.0, 100.0)

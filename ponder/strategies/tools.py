@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import (StrategyError, answer_of, check_float, check_int, equality, join, no_budget,
+from ponder.strategies.base import (text_of, StrategyError, answer_of, check_float, check_int, equality, join, no_budget,
                                     relabel, result, with_stop)  # fmt: skip
 from ponder.strategies.voting import vote
 
@@ -69,6 +69,7 @@ def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=N
     that want the same stop strings); with n > 1 their answers are put to a majority vote.
     """
     no_budget("tools", budget)
+    prompt = text_of(prompt)
     n = 1 if n is None else check_int("n", n)
     if scorer is not None:
         raise StrategyError("tools does not use a scorer")
@@ -95,7 +96,7 @@ def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=N
                                    budget=None)
             call += 1
             for t, head, (c,) in zip(ts, heads, out):
-                c = relabel(prompt, head, c)
+                c = relabel(prompt, head, c, backend.decode)
                 t.parts.append(c)
                 if c.finish_reason != "stop" or not stop:  # EOS or length: the trajectory ends
                     t.suffixes.append("")

@@ -3,7 +3,7 @@
 Each is written for a batch of prompts (one ``generate`` call serves them all, which is what
 makes evaluation fast) and wrapped for one prompt in ``ponder.strategies``. Voting pools
 equivalent answers (``1/2`` and ``0.5`` with ``equal="math"``) through
-``ponder.evaluate.metrics.canonical_groups``; samples with no answer do not vote; ties go to
+``ponder.format.canonical_groups``; samples with no answer do not vote; ties go to
 the answer that reached the top count first (as ``maj@k`` in evaluation).
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from ponder.evaluate.metrics import canonical_groups
+from ponder.format import canonical_groups
 from ponder.generate.types import Budget, Completion, SamplingParams
-from ponder.strategies.base import (StrategyError, StrategyResult, answer_of, check_float, check_int, equality,
+from ponder.strategies.base import (StrategyError, payload, StrategyResult, answer_of, check_float, check_int, equality,
                                     result, seeded, sigmoid)  # fmt: skip
 from ponder.strategies.scorers import resolve_scorer, scores
 
@@ -30,7 +30,7 @@ def _examples(prompts: Sequence[str], examples: Sequence[Any] | None) -> list[An
 def _generate(backend, prompts, n, sampling, budget) -> list[list[Completion]]:
     if not prompts:
         return []
-    groups = backend.generate(list(prompts), n=n, sampling=sampling, budget=budget)
+    groups = backend.generate([payload(p) for p in prompts], n=n, sampling=sampling, budget=budget)
     if len(groups) != len(prompts) or any(len(g) != n for g in groups):
         raise StrategyError(f"backend returned {[len(g) for g in groups]} completions for {len(prompts)} "
                             f"prompts x n={n}")

@@ -18,52 +18,33 @@ and ``score`` depends only on the example -- so a reward function may call
 ``get_task(name).score(completion, example)`` per completion.
 
 Each task's options are a dataclass (``TASKS[name].Options``) with help text per field.
-The ``code`` task is imported lazily from ``ponder.tasks.code`` so the others work without it.
+A task of your own needs no registration: name it by dotted path, ``mypkg.tasks:Quiz`` or
+``mypkg.tasks:Quiz:level=2`` (a class with the ``Task`` methods, usually a ``BaseTask``).
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import re
-from typing import Any, Callable
+from typing import Any
 
-from ponder.tasks.base import Example, Task, TaskError, Verdict
+from ponder.registry import Registry, RegistryError
+from ponder.tasks.base import BaseTask, Example, Task, TaskError, Verdict, conflicting, judge
+from ponder.tasks.code import CodeTask
 from ponder.tasks.countdown import CountdownTask
-from ponder.tasks.files import AIME24Task, AMC23Task, GSM8KTask, JsonlTask, Math500Task, MinervaTask
-from ponder.tasks.synthetic import AdditionTask, MultiplicationTask, reference_completion
+from ponder.tasks.files import AIME24Task, AMC23Task, GSM8KTask, JsonlTask, Math500Task, MathTask, MinervaTask
+from ponder.tasks.synthetic import AdditionTask, MultiplicationTask
 
 __all__ = [
-    "Example", "Verdict", "Task", "TaskError", "TASKS", "get_task", "describe", "parse_spec",
-    "reference_completion",
+    "BaseTask", "Example", "Verdict", "Task", "TaskError", "TASKS", "cached_task", "conflicting", "describe",
+    "get_task", "judge", "parse_spec",
 ]  # fmt: skip
 
-
-def _lazy(module: str, attr: str, doc: str) -> Callable[..., Task]:
-    """A factory importing ``module.attr`` on first use (its import errors surface then)."""
-
-    def factory(**options: Any) -> Task:
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except ImportError as e:
-            raise TaskError(f"task implementation {module}.{attr} is not available ({e})") from None
-        return cls(**options)
-
-    factory.__doc__ = doc
-    return factory
-
-
-TASKS: dict[str, Callable[..., Task]] = {
-    "addition": AdditionTask,
-    "multiplication": MultiplicationTask,
-    "countdown": CountdownTask,
-    "gsm8k": GSM8KTask,
-    "math500": Math500Task,
-    "aime24": AIME24Task,
-    "amc23": AMC23Task,
-    "minerva": MinervaTask,
-    "jsonl": JsonlTask,
-    "code": _lazy("ponder.tasks.code", "CodeTask", "Python programming problems checked by running tests."),
-}
+#: name -> task class (its own factory; ``TASKS[name].Options`` lists its options)
+TASKS: Registry = Registry("task")
+for _cls in (AdditionTask, MultiplicationTask, CountdownTask, GSM8KTask, Math500Task, AIME24Task, AMC23Task,
+             MinervaTask, JsonlTask, MathTask, CodeTask):
+    TASKS.register(_cls.name, _cls)
 
 # split at commas that start a new "key=" item, so list values may contain commas
 _ITEM_SPLIT = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
@@ -73,6 +54,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``"addition:digits=3,seed=1"`` → ``("addition", {"digits": "3", "seed": "1"})``."""
     name, _, rest = spec.partition(":")
     name = name.strip()
+    head = rest.split(":", 1)[0]
+    if name not in TASKS and head.strip().isidentifier():  # a dotted path module:attr, then its options
+        name, rest = f"{name}:{head.strip()}", rest[len(head) + 1:]
     options: dict[str, str] = {}
     if rest.strip():
         for item in _ITEM_SPLIT.split(rest):
@@ -83,16 +67,23 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
-def _factory(name: str) -> Callable[..., Task]:
-    if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+def _factory(name: str):
+    try:
+        return TASKS.get(name)
+    except RegistryError as e:
+        raise TaskError(str(e)) from None
 
 
 def get_task(spec: str, **options: Any) -> Task:
     """The task named by ``spec`` (a name or ``name:key=value,…``), with ``options`` on top."""
     name, spec_options = parse_spec(spec)
     return _factory(name)(**{**spec_options, **options})
+
+
+@functools.lru_cache(maxsize=64)
+def cached_task(spec: str) -> Task:
+    """``get_task(spec)`` built once per process (rewards judge many completions per task)."""
+    return get_task(spec)
 
 
 def describe(name: str) -> str:

@@ -7,11 +7,11 @@ the tests call: it is also bound to the name ``candidate``, for HumanEval-style 
 ``meta["solution"]`` (a reference solution; it is also the ``gold``) and
 ``meta["time_limit"]`` (seconds of CPU per execution; wall time is twice that).
 
-Scoring (``score``) takes the answer part of the completion (``ponder.format.parse``: the
-text after ``</think>``, or the ``<answer>`` block), extracts the last fenced code block
+Scoring (``ponder.tasks.judge``) takes the answer part of the completion (never the
+reasoning), unwraps an ``<answer>`` block, extracts (``extract``) the last fenced code block
 labelled ``python``/``py``/``python3`` (else the last unlabelled one; a fence cut off by the
 end of the completion counts), falls back to the whole answer when there is no fence at
-all, and runs it with ``ponder.verify.sandbox.run_code``. ``correct`` means every test
+all, and runs it (``check``) with ``ponder.verify.sandbox.run_code``. ``correct`` means every test
 passed; ``details`` holds the per-test results.
 
 Data. By default the task serves ``BUILTIN``, ten small problems with reference solutions
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ponder.config import option
-from ponder.format import parse
-from ponder.jsonl import json_objects
-from ponder.tasks.base import Example, TaskError, Verdict
+from ponder.format import ANSWER_CLOSE, ANSWER_OPEN
+from ponder.io import json_objects
+from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
 from ponder.tasks.synthetic import build_options, check_split
 from ponder.verify.sandbox import Limits, SandboxError, check_tests, run_code
 
@@ -44,13 +44,17 @@ _PYTHON_LABELS = ("python", "py", "python3")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
 
 
-def extract_code(completion: str) -> str | None:
-    """The code in a completion's answer part, or None when the answer is empty.
+def extract_code(answer: str) -> str | None:
+    """The code in an answer part, or None when the answer is empty.
 
-    Last ```python block, else last unlabelled block, else (no fence at all) the whole
-    answer. A block in another language only (```bash) gives None: it is not Python.
+    Inside an ``<answer>`` block when there is one; the last ```python block, else the last
+    unlabelled block, else (no fence at all) the whole answer. A block in another language only
+    (```bash) gives None: it is not Python.
     """
-    answer = parse(completion).answer
+    i = answer.rfind(ANSWER_OPEN)
+    if i >= 0:
+        j = answer.find(ANSWER_CLOSE, i)
+        answer = answer[i + len(ANSWER_OPEN): j if j >= 0 else len(answer)]
     if not answer.strip():
         return None
     blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(answer)]
@@ -75,21 +79,19 @@ class CodeOptions:
             raise TaskError(f"split must be train or test, got {self.split!r}")
 
 
-class CodeTask:
+class CodeTask(BaseTask):
     """Python programming problems checked by running tests in a sandbox."""
 
     name = "code"
     Options = CodeOptions
+    needs_subprocess = True  # each check is a sandboxed run: batches are judged in threads
+    conflict_guard = False  # boxes and answer lines mean nothing to a program
+    nothing_found = "no code found"
 
     def __init__(self, path: str | Path | None = None, **options: Any) -> None:
         if path is not None:
             options["path"] = str(path)
         self.options: CodeOptions = build_options(CodeOptions, options, self.name)
-
-    @classmethod
-    def builtin(cls) -> "CodeTask":
-        """The task over the ten built-in problems (``BUILTIN``)."""
-        return cls()
 
     def examples(self, split: str = "test") -> Iterator[Example]:
         """The problems of ``split`` in file order (the built-in set has only "test")."""
@@ -109,15 +111,15 @@ class CodeTask:
             raise TaskError(f"{file}: no such file ({split} split)")
         return _read(file, split)
 
-    def score(self, completion: str, example: Example) -> Verdict:
-        """Run the completion's code against the example's tests (see the module docstring)."""
+    def extract(self, answer_text: str) -> str | None:
+        return extract_code(answer_text)
+
+    def check(self, code: str, example: Example) -> Verdict:
+        """Run ``code`` against the example's tests (see the module docstring)."""
         meta = example.get("meta") or {}
         tests = meta.get("tests")
         if not tests:
             raise TaskError(f"example {example.get('id')!r}: meta has no tests")
-        code = extract_code(completion)
-        if code is None:
-            return Verdict(False, "no code found")
         entry = meta.get("entry_point")
         if entry and any(isinstance(t, str) for t in tests):
             code_run = f"{code}\n\ncandidate = {entry}\n"  # a NameError here = the function is missing

@@ -12,7 +12,7 @@ tree whose intermediate values are positive integers (``-`` only from the larger
 ``/`` only when exact), and take its value as the target if it lies in 1..``max_target``.
 So a solution always exists: ``meta["solution"]``, written with minimal parentheses.
 
-Scoring. The final answer (``ponder.format.extract_answer``, else the last line of the
+Scoring. The final answer (``ponder.format.final_answer``, else the last line of the
 answer part, since equations are often longer than a "short bare answer") may be an
 expression (``(25-5)*4``) or an equation with one side a number (``(25-5)*4 = 80``,
 ``80 = (25-5)*4``). It goes through ``ponder.tasks.safe_eval`` (a whitelist over integers,
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ponder.config import option
-from ponder.format import extract_answer, parse
+from ponder.format import final_answer, format_completion
 from ponder.tasks import safe_eval
-from ponder.tasks.base import Example, TaskError, Verdict
+from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
 from ponder.tasks.synthetic import build_options, check_split, sample_unique
 
 # Precedence for printing: a child needs parentheses when it binds less tightly than its
@@ -166,11 +166,12 @@ def score_equation(answer: str, numbers: list[int], target: int, use_all: bool =
     return Verdict(True, f"reaches {target}", answer, details)
 
 
-class CountdownTask:
+class CountdownTask(BaseTask):
     """Reach a target from 3–4 numbers with + - * / (TinyZero's Countdown)."""
 
     name = "countdown"
     Options = CountdownOptions
+    nothing_found = "no equation found"
 
     def __init__(self, **options: Any) -> None:
         self.options: CountdownOptions = build_options(CountdownOptions, options, self.name)
@@ -216,7 +217,15 @@ class CountdownTask:
         for numbers, target, solution in sample_unique(self._draw, split, n, rng, self.name):
             yield self.example(numbers, target, solution, self.options.use_all)
 
-    def score(self, completion: str, example: Example) -> Verdict:
+    def extract(self, answer_text: str) -> str | None:
+        """The stated final answer, else the last line (equations are longer than bare answers)."""
+        found = final_answer(answer_text)
+        if found is not None and found.rule != "bare":
+            return found.value
+        lines = [ln for ln in answer_text.splitlines() if ln.strip()]
+        return lines[-1].strip() if lines else None
+
+    def check(self, answer: str, example: Example) -> Verdict:
         """Any equation over the given numbers that reaches the target is correct."""
         meta = example.get("meta") or {}
         numbers = meta.get("numbers")
@@ -227,18 +236,11 @@ class CountdownTask:
             target = int(example["gold"])
         except (TypeError, ValueError):
             raise TaskError(f"{where}: gold {example['gold']!r} is not an integer") from None
-        answer = extract_answer(completion)
-        if answer is None:
-            # An equation is often longer than the 64 characters extract_answer accepts bare.
-            lines = [ln for ln in parse(completion).answer.splitlines() if ln.strip()]
-            answer = lines[-1].strip() if lines else None
-        if answer is None:
-            return Verdict(False, "no equation found")
         return score_equation(answer, numbers, target, bool(meta.get("use_all", True)))
 
     def reference_completion(self, example: Example, template: str = "think") -> str:
         """Construction steps as reasoning, then ``solution = target`` as the answer."""
-        from ponder.tasks.synthetic import reference_completion
-
-        return reference_completion(example, template)
+        meta = example["meta"]
+        reasoning = countdown_reasoning(meta["solution"], int(example["gold"]))
+        return format_completion(reasoning, f"{meta['solution']} = {example['gold']}", template)
 

@@ -25,21 +25,23 @@ Errors. A missing file, a line that is not a JSON object, a missing required fie
 that cannot be extracted or a repeated id raises ``TaskError`` naming the file, the line and
 the field. Blank lines are skipped.
 
-Scoring extracts the final answer with ``ponder.format.extract_answer`` and compares it with
+Scoring (``ponder.tasks.judge``) extracts the final answer with ``ponder.format.final_answer``
+(GSM8K and AIME fall back to the last number when no answer is stated) and compares it with
 ``ponder.verify.math.math_equal`` (numeric, LaTeX and symbolic equivalence).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ponder.config import option
-from ponder.format import extract_answer, last_boxed
-from ponder.jsonl import json_objects
-from ponder.tasks.base import Example, TaskError, Verdict
+from ponder.format import last_boxed
+from ponder.io import json_objects
+from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
 from ponder.tasks.synthetic import build_options, check_split
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -128,11 +130,28 @@ def _rows(path: Path, fields: Fields, id_prefix: str, split: str) -> Iterator[Ex
         index += 1
 
 
-def score_math(completion: str, example: Example) -> Verdict:
-    """Math equivalence of the completion's final answer with the gold answer."""
-    answer = extract_answer(completion)
-    if answer is None:
-        return Verdict(False, "no answer found")
+@functools.lru_cache(maxsize=4096)
+def math_gold_verifiable(gold: str) -> bool:
+    """True when the math verifier can read ``gold`` (its fast path, else math-verify).
+
+    An unreadable gold (prose, a malformed LaTeX string) would make every answer "wrong"; rewards
+    give such samples None instead, as TRL's accuracy reward does."""
+    from ponder.verify.latex_value import Bail, normalise, parse_value
+    from ponder.verify.math import math_equal_reason
+
+    if not gold.strip():
+        return False
+    try:
+        parse_value(normalise(gold).text)
+        return True
+    except (Bail, ArithmeticError, ValueError, TypeError, OverflowError, RecursionError):
+        pass
+    # "0" always parses, so "found nothing to parse" here is about the gold
+    return "nothing to parse" not in math_equal_reason(gold, "0").reason
+
+
+def check_math(answer: str, example: Example) -> Verdict:
+    """Math equivalence of an extracted final answer with the gold answer."""
     from ponder.verify.math import math_equal  # lazy: sympy/math-verify load only when scoring
 
     gold = str(example["gold"])
@@ -152,6 +171,7 @@ class JsonlOptions:
     gold_extract: str | None = option(None, "How to get the gold from its field: none, boxed, gsm8k or integer.")
     meta_fields: list[str] = option([], "Fields copied into meta when present (comma-separated on the CLI).")
     split: str = option("test", "The split a path without {split} holds.")
+    answer_fallback: str | None = option(None, "Extraction fallback when no answer is stated: number, last_number or after_equals.")
 
     def __post_init__(self) -> None:
         if self.gold_extract in ("", "none"):
@@ -171,7 +191,7 @@ def _resolve(path: str, split: str, holds: str, task: str) -> Path:
     return Path(path).expanduser()
 
 
-class JsonlTask:
+class JsonlTask(BaseTask):
     """Any JSONL file of problems with gold answers, scored by math equivalence."""
 
     name = "jsonl"
@@ -181,6 +201,7 @@ class JsonlTask:
         if path is not None:
             options["path"] = str(path)
         self.options: JsonlOptions = build_options(JsonlOptions, options, self.name)
+        self.answer_fallback = self.options.answer_fallback
 
     def fields(self) -> Fields:
         o = self.options
@@ -197,9 +218,38 @@ class JsonlTask:
         """The file's examples in file order (read lazily)."""
         return read_examples(self.path(split), self.fields(), "", split)
 
-    def score(self, completion: str, example: Example) -> Verdict:
+    def check(self, answer: str, example: Example) -> Verdict:
         """Math equivalence of the final answer with the gold (``math_equal``)."""
-        return score_math(completion, example)
+        return check_math(answer, example)
+
+    def gold_verifiable(self, gold: str) -> bool:
+        return math_gold_verifiable(str(gold))
+
+
+@dataclass
+class MathOptions:
+    """``math`` takes no options."""
+
+
+class MathTask(BaseTask):
+    """Free-form math answers checked by math equivalence (no data of its own: the default
+    verifier of rewards and ``ponder parse`` when no task is named)."""
+
+    name = "math"
+    Options = MathOptions
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TaskError(f"math takes no options, got {', '.join(options)}")
+
+    def examples(self, split: str = "test") -> Iterator[Example]:
+        raise TaskError("math has no data: use jsonl:path=… or a benchmark (gsm8k, math500, …)")
+
+    def check(self, answer: str, example: Example) -> Verdict:
+        return check_math(answer, example)
+
+    def gold_verifiable(self, gold: str) -> bool:
+        return math_gold_verifiable(str(gold))
 
 
 @dataclass
@@ -214,7 +264,7 @@ class BenchmarkOptions:
             raise TaskError(f"split must be train or test, got {self.split!r}")
 
 
-class _BenchmarkTask:
+class _BenchmarkTask(BaseTask):
     """A known benchmark: fixed fields, default path in the shared data directory."""
 
     name = ""
@@ -241,15 +291,19 @@ class _BenchmarkTask:
             raise TaskError(f"{self.name} has no {split} split ({path} does not exist)")
         return read_examples(path, self.FIELDS, self.name, split)
 
-    def score(self, completion: str, example: Example) -> Verdict:
+    def check(self, answer: str, example: Example) -> Verdict:
         """Math equivalence of the final answer with the gold (``math_equal``)."""
-        return score_math(completion, example)
+        return check_math(answer, example)
+
+    def gold_verifiable(self, gold: str) -> bool:
+        return math_gold_verifiable(str(gold))
 
 
 class GSM8KTask(_BenchmarkTask):
     """GSM8K grade-school word problems (train 7,473 / test 1,319); integer answers."""
 
     name, dirname = "gsm8k", "gsm8k"
+    answer_fallback = "number"  # lm-evaluation-harness's flexible extraction: the last number
     FIELDS = Fields("question", "answer", None, "gsm8k", (), solution="answer")
 
 
@@ -264,6 +318,7 @@ class AIME24Task(_BenchmarkTask):
     """AIME 2024 (30 problems, test only); integer answers 0–999."""
 
     name, dirname = "aime24", "aime24"
+    answer_fallback = "number"  # integer answers
     FIELDS = Fields("problem", "answer", "id", "integer", ("url",), solution="solution")
 
 

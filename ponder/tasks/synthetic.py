@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 from ponder.config import ConfigError, from_dict, option
-from ponder.format import extract_answer, format_completion
-from ponder.tasks.base import Example, TaskError, Verdict
+from ponder.format import format_completion
+from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
 
 SPLITS = ("train", "test")
 TEST_ONE_IN = 10  # one problem in ten belongs to the test split
@@ -113,17 +113,14 @@ def normalise_integer(text: str) -> str | None:
     return t if _INT.fullmatch(t) else None
 
 
-def score_integer(completion: str, example: Example) -> Verdict:
-    """Exact integer comparison of the completion's final answer with ``example["gold"]``.
+def check_integer(answer: str, example: Example) -> Verdict:
+    """Exact integer comparison of an extracted answer with ``example["gold"]``.
 
     Values are compared as integers, so ``0525`` equals ``525``; ``525.0`` is not an integer.
     """
     gold = normalise_integer(str(example["gold"]))
     if gold is None:
         raise TaskError(f"example {example.get('id')!r}: gold {example['gold']!r} is not an integer")
-    answer = extract_answer(completion)
-    if answer is None:
-        return Verdict(False, "no answer found")
     if len(answer) > MAX_ANSWER_CHARS:
         return Verdict(False, f"answer too long ({len(answer)} characters)", answer[:MAX_ANSWER_CHARS])
     value = normalise_integer(answer)
@@ -135,17 +132,11 @@ def score_integer(completion: str, example: Example) -> Verdict:
 
 
 def reference_completion(example: Example, template: str = "think") -> str:
-    """The full target completion for a synthetic example (reasoning in ``<think>``, then answer).
-
-    Works for addition, multiplication and Countdown examples; ``template`` is "think" or
-    "r1-zero" (see ``ponder.format.format_completion``).
-    """
+    """The target completion of an example whose ``meta["solution"]`` is its reasoning (the
+    arithmetic tasks): the reasoning in ``<think>``, then the gold answer; ``template`` is "think"
+    or "r1-zero" (``ponder.format.format_completion``). Tasks with another kind of solution
+    (Countdown) define their own ``reference_completion`` method: call the task's."""
     meta = example["meta"]
-    if "numbers" in meta:  # Countdown: meta["solution"] is the expression, not the reasoning
-        from ponder.tasks.countdown import countdown_reasoning
-
-        reasoning = countdown_reasoning(meta["solution"], int(example["gold"]))
-        return format_completion(reasoning, f"{meta['solution']} = {example['gold']}", template)
     if "solution" not in meta:
         raise TaskError(f"example {example.get('id')!r} has no meta['solution'] to build a reference from")
     return format_completion(meta["solution"], example["gold"], template)
@@ -236,12 +227,13 @@ def _lowest(digits: int) -> int:
     return 0 if digits == 1 else 10 ** (digits - 1)
 
 
-class _ArithmeticTask:
+class _ArithmeticTask(BaseTask):
     """Shared body of addition and multiplication: sampling, examples, scoring."""
 
     name = ""
     symbol = ""
     Options = ArithmeticOptions
+    answer_fallback = "number"  # "57 + 68 = 125" states its answer after the last "="
 
     def __init__(self, **options: Any) -> None:
         self.options: ArithmeticOptions = build_options(ArithmeticOptions, options, self.name)
@@ -313,9 +305,9 @@ class _ArithmeticTask:
         for a, b in self._pairs(split, n, rng):
             yield self.example(a, b)
 
-    def score(self, completion: str, example: Example) -> Verdict:
+    def check(self, answer: str, example: Example) -> Verdict:
         """Exact integer match of the final answer (``1,234`` and a trailing ``.`` tolerated)."""
-        return score_integer(completion, example)
+        return check_integer(answer, example)
 
     def reference_completion(self, example: Example, template: str = "think") -> str:
         """The target completion: ``meta["solution"]`` as reasoning, then the gold answer."""

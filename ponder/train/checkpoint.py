@@ -18,6 +18,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
 from typing import Iterator
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -82,15 +83,6 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(target, old)  # a directory cannot be replaced by rename while non-empty
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def is_done(stage_dir: str | os.PathLike) -> bool:

@@ -6,12 +6,15 @@ The hand-off between stages is a checkpoint directory and nothing else. Every st
     <out>/final/              the model + tokenizer (HF format) + ponder_config.json
     <out>/ponder_done.json    written last: a re-run with the same <out> skips the stage
 
-**Prompts.** All stages (and evaluation, rejection sampling) must show a model the same prompt
-text, or a model trained on one layout is measured on another. ``prompt_for`` is that text: the
-tokenizer's chat template (``ponder.format.build_prompt``) with no ``<think>`` pre-fill — the
-model opens its think block itself, so "does it reason at all" is a behaviour GRPO can change —
-and, by default, no system turn (ponder's tiny models never saw R1's system prompt; 40 tokens of
-it per sequence would cost more compute than the question).
+**Prompts.** All stages (and evaluation, rejection sampling, ``ask``, ``serve``) show a model
+the same prompt text, or a model trained on one layout is measured on another. ``prompt_for``
+is that text: ``ponder.format.render`` of the question under the model's thinking decision
+(``thinking_for``). ponder's own models are built to open their think block themselves
+(start ``model``: no ``<think>`` pre-fill), so "does it reason at all" is a behaviour GRPO can
+change; every stage records the start it trained with in the checkpoint's config
+(``ponder_thinking``), so ``--thinking auto`` finds it again. By default there is no system turn
+(ponder's tiny models never saw R1's system prompt; 40 tokens of it per sequence would cost more
+compute than the question).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ponder.config import ConfigError
-from ponder.format import build_prompt
-from ponder.jsonl import json_objects
-from ponder.train.checkpoint import DONE_FILE, atomic_dir, discard_incomplete, is_done, write_json_atomic
+from ponder.format import Thinking, decide_thinking, render
+from ponder.io import json_objects
+from ponder.io import write_json_atomic
+from ponder.train.checkpoint import DONE_FILE, atomic_dir, discard_incomplete, is_done
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +46,42 @@ class StageError(ValueError):
     """A stage cannot run with the given inputs (bad data file, unusable checkpoint, …)."""
 
 
-def prompt_for(question: str, tokenizer, template: str = "think", system: str = "") -> str:
-    """The prompt text a ponder model sees for ``question`` (see the module docstring).
+#: how ponder builds its own models: they open ``<think>`` themselves (no pre-fill)
+OWN_MODELS = Thinking("auto", "model", "ponder's own models open their think block themselves")
 
-    ``system=""``: no system turn; pass ``None`` for the template's default R1 system prompt.
-    """
-    return build_prompt(question, template=template, system=system, tokenizer=tokenizer, prefill_think=False)
+
+#: Parameters below which a model counts as one of ponder's tiny ones for the default learning rates.
+TINY_PARAMS = 50_000_000
+#: stage -> (learning rate for a tiny model, for a real one). Tiny randomly initialised models
+#: need large steps; a pretrained 135M+ model at those rates forgets how to stop (SmolLM2 at
+#: SFT 5e-4 emitted EOS at once after 3 steps). The real-model rates are TRL's and open-r1's.
+DEFAULT_LR = {"sft": (5e-4, 2e-5), "grpo": (1e-4, 1e-6)}
+
+
+def default_lr(stage: str, model) -> float:
+    """The learning rate a stage uses when none is given, chosen by the model's size."""
+    n = sum(p.numel() for p in model.parameters())
+    tiny, real = DEFAULT_LR[stage]
+    lr = tiny if n < TINY_PARAMS else real
+    log.info("%s: learning rate %.1e for a model of %.1fM parameters (set lr to override)", stage, lr, n / 1e6)
+    return lr
+
+
+def thinking_for(tokenizer, config: Any = None, mode: str = "auto") -> Thinking:
+    """The thinking decision of a model being trained (``ponder.format.decide_thinking``)."""
+    return decide_thinking(mode, tokenizer, config)
+
+
+def prompt_for(question: str, tokenizer, thinking: Thinking = OWN_MODELS, system: str | None = None) -> str:
+    """The prompt text a model sees for ``question`` (see the module docstring); ``tokenizer``
+    None renders ponder's plain layout."""
+    return render(question, tokenizer, thinking, system=system).text
+
+
+def record_thinking(model, thinking: Thinking) -> None:
+    """Store the start a model was trained with in its config (``--thinking auto`` reads it)."""
+    if thinking.start in ("prefill", "model", "skip"):
+        model.config.ponder_thinking = thinking.start
 
 
 def task_specs(task: Any) -> list[str]:
@@ -94,8 +128,13 @@ def already_done(out: Path, name: str) -> Path | None:
     return None
 
 
-def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``<out>/final`` atomically (model, tokenizer, ponder_config.json), then the done marker."""
+def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | None = None,
+               thinking: Thinking | None = None) -> Path:
+    """Write ``<out>/final`` atomically (model, tokenizer, ponder_config.json), then the done marker.
+
+    ``thinking``: the decision the stage trained under, recorded in the model's config."""
+    if thinking is not None:
+        record_thinking(model, thinking)
     with atomic_dir(out / "final") as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
@@ -105,7 +144,8 @@ def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | No
     return out / "final"
 
 
-def train_and_save(trainer, out: Path, cfg: Any, extra: dict[str, Any] | None = None) -> Path:
+def train_and_save(trainer, out: Path, cfg: Any, extra: dict[str, Any] | None = None,
+                   thinking: Thinking | None = None) -> Path:
     """Run a transformers/TRL ``trainer`` to the end and write ``<out>/final``.
 
     Resumes from the newest complete ``checkpoint-N`` in ``out`` (a kill loses at most the steps
@@ -117,7 +157,8 @@ def train_and_save(trainer, out: Path, cfg: Any, extra: dict[str, Any] | None = 
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
         save_final(out, trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, cfg,
-                   {"steps": trainer.state.global_step, **(extra or {}), "processes": trainer.args.world_size})
+                   {"steps": trainer.state.global_step, **(extra or {}), "processes": trainer.args.world_size},
+                   thinking=thinking)
     trainer.accelerator.wait_for_everyone()
     return out / "final"
 

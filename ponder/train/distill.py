@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ponder.config import ConfigError, option
-from ponder.train.checkpoint import is_done, write_json_atomic
+from ponder.io import write_json_atomic
+from ponder.train.checkpoint import is_done
 
 
 @dataclass

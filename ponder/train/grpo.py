@@ -55,7 +55,7 @@ class GRPOConfig:
     steps: int = option(30, "Optimizer steps (one generation round each).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
-    lr: float = option(1e-4, "Learning rate (AdamW, constant after warm-up); tiny models need far more than TRL's 1e-6.")
+    lr: float | None = option(None, "Learning rate (AdamW, constant after warm-up); default by model size: 1e-4 below 50M parameters (tiny models need far more than TRL's), 1e-6 above (TRL's).")
     warmup_steps: int = option(0, "Linear warm-up steps.")
     beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
     epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio.")
@@ -66,19 +66,26 @@ class GRPOConfig:
     max_completion_length: int = option(96, "Most tokens per completion (longer ones are cut).")
     mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss.")
     n_prompts: int = option(2000, "Train-split prompts in the pool (drawn in order from the task).")
-    template: str = option("think", "Prompt layout for the reward's format rules: think or r1-zero.")
-    system: str = option("", "System prompt in every prompt ('' = none; must match how the model was trained).")
+    template: str = option("think", "Answer format the rewards check: think or r1-zero (answer in <answer> tags).")
+    system: str = option("", "System prompt in every prompt ('' = none; r1, r1-zero: R1's prompts; must match how the model was trained).")
+    thinking: str = option("auto", "Thinking mode of the prompts: auto (decided from the model), on (pre-fill <think>) or off.")
     generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
     device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
     save_every: int = option(25, "Checkpoint every N steps (a killed run resumes from the last one).")
     threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
     seed: int = option(0, "Seed for prompt order and sampling.")
+    on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
+    alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("grpo.model (the checkpoint to train) is required")
-        common.positive(self, ("steps", "batch_size", "lr", "temperature", "max_completion_length",
-                               "n_prompts", "save_every", "epsilon"), "grpo")
+        common.positive(self, ("steps", "batch_size", "temperature", "max_completion_length",
+                               "n_prompts", "save_every", "epsilon", "alarm_patience"), "grpo")
+        if self.lr is not None:
+            common.positive(self, ("lr",), "grpo")
+        if self.on_alarm not in ("warn", "stop"):
+            raise ConfigError(f"grpo.on_alarm must be warn or stop, got {self.on_alarm!r}")
         if self.num_generations < 2:
             raise ConfigError(f"grpo.num_generations must be >= 2 (advantages compare a group), got {self.num_generations}")
         if self.beta < 0:
@@ -98,8 +105,9 @@ class GRPOConfig:
 # --------------------------------------------------------------------------- data and rewards
 
 
-def prompt_dataset(cfg: GRPOConfig, tokenizer):
-    """The prompt pool: ``prompt`` (as the model sees it) plus the columns the rewards read."""
+def prompt_dataset(cfg: GRPOConfig, tokenizer, thinking=common.OWN_MODELS):
+    """The prompt pool: ``prompt`` (as the model sees it, rendered under ``thinking``) plus the
+    columns the rewards read."""
     from datasets import Dataset
 
     from ponder.tasks import get_task, parse_spec
@@ -109,7 +117,7 @@ def prompt_dataset(cfg: GRPOConfig, tokenizer):
     rows = []
     for ex in task.examples("train"):
         rows.append({
-            "prompt": common.prompt_for(ex["prompt"], tokenizer, cfg.template, cfg.system),
+            "prompt": common.prompt_for(ex["prompt"], tokenizer, thinking, cfg.system or None),
             "question": ex["prompt"],
             "gold": str(ex["gold"]),
             "meta": json.dumps(ex["meta"], sort_keys=True, default=str),  # one Arrow type for every task
@@ -124,11 +132,14 @@ def prompt_dataset(cfg: GRPOConfig, tokenizer):
     return Dataset.from_list(rows)
 
 
-class CompletionStats:
-    """A reward function wrapper that also logs accuracy, reasoning length and think share.
+class WithCompletionMetrics:
+    """The first reward function, unchanged, plus per-step metrics of the completions it sees.
 
-    TRL passes ``log_metric`` to reward functions; values are averaged over the step. Wrapping the
-    first reward keeps its name (TRL's log key) and values untouched.
+    TRL hands completions only to reward functions (and ``log_metric`` to log from there;
+    values are averaged over the step), so the metrics ride on the first reward: its name
+    (TRL's log key) and values are untouched. Logged: ``ponder/accuracy`` (the judge),
+    ``ponder/reasoning_length`` (tokens), ``ponder/think_share`` (completions whose reasoning
+    was closed by ``</think>``; the prompt's pre-fill is read from the prompt itself).
     """
 
     def __init__(self, inner, tokenizer):
@@ -137,16 +148,17 @@ class CompletionStats:
 
     def __call__(self, completions: list, **kwargs: Any):
         from ponder.format import parse
+        from ponder.rewards import _inputs
         from ponder.rewards.functions import correctness
 
         values = self.inner(completions, **kwargs)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric) and completions:
-            texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-            parsed = [parse(t) for t in texts]
+            texts, pre = _inputs.read(completions, kwargs)
+            parsed = [parse(t, p) for t, p in zip(texts, pre)]
             lengths = [len(self.tokenizer.encode(p.reasoning, add_special_tokens=False)) for p in parsed]
             log_metric("ponder/reasoning_length", sum(lengths) / len(lengths))
-            log_metric("ponder/think_share", sum(p.has_reasoning for p in parsed) / len(parsed))
+            log_metric("ponder/think_share", sum(p.think_closed and p.has_reasoning for p in parsed) / len(parsed))
             judged = [ok for ok, _ in correctness(completions, dict(kwargs)) if ok is not None]
             if judged:
                 log_metric("ponder/accuracy", sum(judged) / len(judged))
@@ -173,21 +185,23 @@ class LocalRollout:
         self.seconds = 0.0
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
+        from ponder.format import render
         from ponder.generate import LocalEngine, SamplingParams
 
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self.engine is None or self.engine.model is not model:
             self.engine = LocalEngine(model, trainer.processing_class)
         step = trainer.state.global_step
-        if step != self.loaded_step and hasattr(self.engine.runner, "load"):
+        if step != self.loaded_step:
             # The fast decode path keeps fused copies of q|k|v and gate|up. It detects in-place
             # updates by tensor version counters, but torch's fused AdamW (transformers' default
-            # optimizer) does not bump them: without this reload the rollouts would come from a
+            # optimizer) does not bump them: without this refresh the rollouts would come from a
             # stale half-updated model.
-            self.engine.runner.load()
+            self.engine.refresh_weights()
             self.loaded_step = step
-        texts = [p if isinstance(p, str) else trainer.processing_class.apply_chat_template(
-            p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        # a conversational dataset's prompts are rendered as everywhere else (ponder.format.render)
+        texts = [p if isinstance(p, str) else render(p, trainer.processing_class, self.engine.thinking).text
+                 for p in prompts]
         runs: list[tuple[str, int]] = []
         for t in texts:
             if runs and runs[-1][0] == t:
@@ -233,6 +247,8 @@ METRIC_KEYS = {
     "ponder/reasoning_length": "reasoning_length",
     "ponder/think_share": "think_share",
     "ponder/accuracy": "accuracy",
+    "frac_reward_zero_std": "zero_spread",
+    "completions/clipped_ratio": "clipped_ratio",
     "kl": "kl",
     "learning_rate": "lr",
     "entropy": "entropy",
@@ -247,10 +263,12 @@ def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
     for k, v in logs.items():
         if k.startswith("rewards/") and k.endswith("/mean"):
             row[k[: -len("/mean")]] = v
+    if logs.get("alarms"):
+        row["alarms"] = list(logs["alarms"])
     return row
 
 
-def trainer_args(cfg: GRPOConfig, out: Path, **overrides: Any):
+def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **overrides: Any):
     """TRL ``GRPOConfig`` for ``cfg``: one generation round and one optimizer step per ``step``.
 
     ``overrides`` replace any TRL field (bench/train.py uses it to restore TRL's CPU defaults).
@@ -264,7 +282,7 @@ def trainer_args(cfg: GRPOConfig, out: Path, **overrides: Any):
     return TRLGRPOConfig(
         output_dir=str(out),
         max_steps=cfg.steps,
-        learning_rate=cfg.lr,
+        learning_rate=cfg.lr if cfg.lr is not None else (lr or 1e-4),
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=cfg.warmup_steps,
         per_device_train_batch_size=completions // world,
@@ -305,19 +323,21 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     common.quiet_transformers()
     model, tok = load(cfg.model)
     model.train()
-    args = args if args is not None else trainer_args(cfg, out)
+    thinking = common.thinking_for(tok, model.config, cfg.thinking)
+    args = args if args is not None else trainer_args(cfg, out, common.default_lr("grpo", model))
     args.reward_weights = weights
-    funcs = [CompletionStats(funcs[0], tok), *funcs[1:]]
+    funcs = [WithCompletionMetrics(funcs[0], tok), *funcs[1:]]
     rollout = LocalRollout(cfg.seed) if cfg.generator == "local" else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=prompt_dataset(cfg, tok),
+        train_dataset=prompt_dataset(cfg, tok, thinking),
         processing_class=tok,
         callbacks=callbacks or [],
         rollout_func=rollout,
     )
+    trainer.ponder_thinking = thinking
     return trainer, rollout
 
 
@@ -328,7 +348,11 @@ def run(cfg: GRPOConfig) -> Path:
     done = common.already_done(out, "grpo")
     if done is not None:
         return done
-    callbacks = [common.trainer_progress(cfg.steps, "grpo"), common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
+    from ponder.train.health import HealthConfig, HealthMonitor
+
+    callbacks = [common.trainer_progress(cfg.steps, "grpo"),
+                 HealthMonitor(HealthConfig(patience=cfg.alarm_patience), on_alarm=cfg.on_alarm),
+                 common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
     trainer, _ = build_trainer(cfg, out, callbacks)
     common.drop_printer(trainer)
-    return common.train_and_save(trainer, out, cfg)
+    return common.train_and_save(trainer, out, cfg, thinking=trainer.ponder_thinking)

@@ -45,7 +45,8 @@ from typing import Any, Callable
 import yaml
 
 from ponder.config import ConfigError, apply_overrides, from_dict, load_yaml, option
-from ponder.train.checkpoint import is_done, write_json_atomic
+from ponder.io import write_json_atomic
+from ponder.train.checkpoint import is_done
 
 RECIPE_KEYS = ("description", "out", "task", "seed", "threads")
 STAGE_FILE = "ponder_stage.json"
@@ -68,32 +69,37 @@ class ReferencesConfig:
     split: str = option("train", "Task split to take problems from.")
     limit: int = option(200, "Number of problems (a small cold-start set, as in DeepSeek-R1).")
     template: str = option("think", "Completion template: think or r1-zero.")
+    thinking: str = option("auto", "Thinking mode of the prompts (auto: as the model decides; see docs/format.md).")
     out: str = option("runs/references.jsonl", "Output JSONL.")
 
 
 def run_references(cfg: ReferencesConfig) -> Path:
     """Write ``cfg.out`` atomically (a re-run with the file present does nothing)."""
-    from ponder.tasks import get_task, reference_completion
-    from ponder.train.common import prompt_for
+    from ponder.format import completion_after
+    from ponder.tasks import get_task
+    from ponder.train.common import OWN_MODELS, prompt_for, thinking_for
 
     out = Path(cfg.out)
     if out.is_file():
         return out
-    tok = None
+    tok, thinking = None, OWN_MODELS
     if cfg.model:
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         from ponder.models import check_checkpoint
 
-        tok = AutoTokenizer.from_pretrained(str(check_checkpoint(cfg.model)), local_files_only=True)
+        path = str(check_checkpoint(cfg.model))
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        thinking = thinking_for(tok, AutoConfig.from_pretrained(path, local_files_only=True), cfg.thinking)
     task = get_task(cfg.task)
     lines = []
     for ex in islice(task.examples(cfg.split), cfg.limit):
         try:
-            completion = reference_completion(ex, cfg.template)
+            completion = task.reference_completion(ex, cfg.template)
         except (KeyError, ValueError) as e:
             raise PipelineError(f"references: task {cfg.task!r} has no reference solutions ({e})") from None
-        lines.append({"prompt": prompt_for(ex["prompt"], tok, cfg.template), "completion": completion,
+        prompt = prompt_for(ex["prompt"], tok, thinking)
+        lines.append({"prompt": prompt, "completion": completion_after(prompt, completion),
                       "provenance": {"task": cfg.task, "id": ex["id"], "source": "reference"}})
     if not lines:
         raise PipelineError(f"references: task {cfg.task!r} split {cfg.split!r} is empty")

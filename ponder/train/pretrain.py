@@ -94,7 +94,7 @@ def answer_only(completion: str, template: str = "think") -> str:
 
 def build_corpus(cfg: PretrainConfig) -> list[tuple[str, str]]:
     """``(question, completion)`` pairs: ``n_examples`` problems taken round-robin from the tasks."""
-    from ponder.tasks import get_task, reference_completion
+    from ponder.tasks import get_task
 
     specs = common.task_specs(cfg.task)
     per_task = math.ceil(cfg.n_examples / len(specs))
@@ -108,14 +108,14 @@ def build_corpus(cfg: PretrainConfig) -> list[tuple[str, str]]:
                 break
         if not examples:
             raise ConfigError(f"pretrain: task {spec!r} has no train examples")
-        streams.append(examples)
+        streams.append((task, examples))
     rng = random.Random(f"pretrain-corpus:{cfg.seed}")
     pairs = []
-    for i in range(max(map(len, streams))):
-        for examples in streams:
+    for i in range(max(len(exs) for _, exs in streams)):
+        for task, examples in streams:
             if i < len(examples) and len(pairs) < cfg.n_examples:
                 ex = examples[i]
-                full = reference_completion(ex, cfg.template)
+                full = task.reference_completion(ex, cfg.template)
                 worked = rng.random() < cfg.solution_share
                 pairs.append((ex["prompt"], full if worked else answer_only(full, cfg.template)))
     return pairs
@@ -133,7 +133,7 @@ def _tokenizer(cfg: PretrainConfig, out: Path, pairs: list[tuple[str, str]]):
     elif cfg.tokenizer:
         raise ConfigError(f"pretrain.tokenizer: {src} has no tokenizer.json")
     else:
-        texts = [common.prompt_for(q, None, cfg.template, cfg.system) + c for q, c in pairs]
+        texts = [common.prompt_for(q, None, system=cfg.system) + c for q, c in pairs]
         with atomic_dir(src) as tmp:
             train_tokenizer(texts, vocab_size=cfg.vocab_size, out_dir=tmp)
         tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
@@ -147,7 +147,7 @@ def encode(pairs: list[tuple[str, str]], tok, cfg: PretrainConfig) -> list[tuple
     """Token ids of prompt + completion + eos, and the prompt length (for completion-only loss)."""
     out, cut = [], 0
     for q, c in pairs:
-        p_ids = tok.encode(common.prompt_for(q, tok, cfg.template, cfg.system), add_special_tokens=False)
+        p_ids = tok.encode(common.prompt_for(q, tok, system=cfg.system), add_special_tokens=False)
         c_ids = tok.encode(c, add_special_tokens=False) + [tok.eos_token_id]
         ids = p_ids + c_ids
         if len(ids) > cfg.seq_len:
@@ -278,7 +278,8 @@ def run(cfg: PretrainConfig) -> Path:
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 _save_checkpoint(out, step + 1, model, opt)
     model.eval()
-    final = common.save_final(out, model, tok, cfg, {"steps": cfg.steps, "examples": len(data)})
+    final = common.save_final(out, model, tok, cfg, {"steps": cfg.steps, "examples": len(data)},
+                              thinking=common.OWN_MODELS)
     for _, ck in checkpoints(out):
         shutil.rmtree(ck, ignore_errors=True)  # the final model supersedes them
     return final

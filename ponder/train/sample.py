@@ -7,12 +7,13 @@ distillation. Each kept sample is one JSONL line::
     {"prompt": <prompt text>, "completion": "<think>…</think>answer",
      "provenance": {"model", "task", "id", "sample_index", "seed", "temperature", "correct"}}
 
-``prompt`` is the question in the sampled model's chat template (``ponder.train.common.prompt_for``,
-the text every ponder stage shows a model; the student of a distillation shares the template), and
-``completion`` is what the model wrote after it (a pre-filled ``<think>``, should a prompt end in
-one, is put back in front, so the completion parses on its own).
+``prompt`` is the question as the sampled model sees it (``ponder.generate.prompt``: its chat
+template and thinking decision, the text every ponder stage shows a model; the student of a
+distillation shares the template), and ``completion`` is exactly what the model wrote after it,
+so prompt + completion is the sequence SFT trains (a pre-filled ``<think>`` stays in the prompt;
+``provenance.prefilled_think`` says so).
 
-Selection per prompt: verified-correct samples (``task.score``), de-duplicated by text when
+Selection per prompt: verified-correct samples (``ponder.tasks.judge``), de-duplicated by text when
 ``dedup`` (the first occurrence survives), then ``keep=all`` (up to ``max_per_prompt``) or
 ``keep=shortest`` (the one correct sample with the fewest tokens; ties: lowest sample index).
 
@@ -34,8 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ponder.config import ConfigError, option
-from ponder.format import THINK_OPEN
-from ponder.train.checkpoint import write_json_atomic
+from ponder.io import RecordWriter, read_records, write_json_atomic, write_text_atomic
 
 
 class SampleError(ValueError):
@@ -46,7 +46,7 @@ class SampleError(ValueError):
 class SampleConfig:
     """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
 
-    model: str = option("", "Checkpoint directory of the model to sample (the RL model or the teacher).")
+    model: str = option("", "Model to sample (the RL model or the teacher): a checkpoint directory or openai:<model>@<url>.")
     task: str = option("addition:digits=3", "Task spec whose examples are the prompts and whose verifier filters.")
     out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
     split: str = option("train", "Task split to draw prompts from (train or test).")
@@ -61,6 +61,9 @@ class SampleConfig:
     verify: bool = option(True, "Keep only verified-correct samples (False: keep every sample, unfiltered traces).")
     batch_prompts: int = option(16, "Prompts per generation call (rows = batch_prompts * n).")
     seed: int = option(0, "Sampling seed (batch b uses seed*1000003 + b).")
+    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
+    system: str = option("", "System prompt ('' = none; r1, r1-zero: R1's prompts).")
+    extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
 
     def check(self) -> None:
         if self.keep not in ("all", "shortest"):
@@ -112,27 +115,6 @@ def select(samples: list[tuple[int, Any]], correct: list[bool], keep: str, dedup
     return chosen
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if not path.is_file():
-        return rows
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            # only the last line can be torn by a kill; anything earlier is real corruption
-            if i != len(path.read_text().splitlines()):
-                raise SampleError(f"{path}:{i}: not valid JSON") from None
-    return rows
-
-
-def _completion_text(prompt: str, text: str) -> str:
-    """Put a pre-filled ``<think>`` back in front, so the completion parses on its own."""
-    return THINK_OPEN + text if prompt.rstrip().endswith(THINK_OPEN) and not text.lstrip().startswith(THINK_OPEN) else text
-
-
 def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig, model_name: str,
                      progress: bool = True) -> dict:
     """Sample ``cfg.n`` completions per example with ``backend``, keep, append to ``cfg.out``.
@@ -141,7 +123,7 @@ def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig,
     the chat template. Returns the stats (also written to ``<out>.stats.json``).
     """
     from ponder.generate import SamplingParams
-    from ponder.train.common import prompt_for
+    from ponder.generate.scoring import sample_and_score
 
     cfg.check()
     out, prog_path, stats_path = paths(cfg.out)
@@ -150,17 +132,11 @@ def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig,
     if not examples:
         raise SampleError(f"task {cfg.task!r} split {cfg.split!r} has no examples to sample")
     # resume: finished ids, and drop lines of a prompt whose progress line is missing
-    progress_rows = _read_jsonl(prog_path)
-    done = {r["id"]: r for r in progress_rows if "id" in r}
-    kept_rows = _read_jsonl(out)
+    done = {r["id"]: r for r in read_records(prog_path, repair=True, error=SampleError) if "id" in r}
+    kept_rows = read_records(out, repair=True, error=SampleError)
     valid = [r for r in kept_rows if r.get("provenance", {}).get("id") in done]
-    if len(valid) != len(kept_rows) or (out.is_file() and out.read_text() and not out.read_text().endswith("\n")):
-        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in valid))
-        os.replace(tmp, out)
-    if progress_rows and (prog_path.read_text() and not prog_path.read_text().endswith("\n")):
-        prog_path.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-    tokenizer = getattr(backend, "tokenizer", None)
+    if len(valid) != len(kept_rows):
+        write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in valid))
     totals = {"prompts": len(done), "samples": sum(r["samples"] for r in done.values()),
               "correct": sum(r["correct"] for r in done.values()), "kept": sum(r["kept"] for r in done.values()),
               "prompts_with_correct": sum(r["correct"] > 0 for r in done.values())}
@@ -174,21 +150,24 @@ def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig,
                 continue
             seed = cfg.seed * 1_000_003 + b
             sp = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
-            prompts = [prompt_for(ex["prompt"], tokenizer) for ex in todo]
-            groups = backend.generate(prompts, n=cfg.n, sampling=sp)
             lines, plines = [], []
-            for ex, prompt, group in zip(todo, prompts, groups):
-                samples = list(enumerate(group))
-                verdicts = [task.score(_completion_text(prompt, c.text), ex).correct for c in group]
+            for scored in sample_and_score(backend, task, todo, n=cfg.n, sampling=sp, batch=len(todo),
+                                           system=cfg.system or None,
+                                           seed_of=lambda i, exs: seed if i == 0 else seed + i):
+                ex, prompt = scored[0].example, scored[0].prompt
+                group = [s.completion for s in scored]
+                verdicts = [s.verdict.correct for s in scored]
                 # an empty completion is never SFT data, even unverified
                 keep_mask = [(v or not cfg.verify) and bool(c.text.strip()) for v, c in zip(verdicts, group)]
-                chosen = select(samples, keep_mask, cfg.keep, cfg.dedup, cfg.max_per_prompt)
+                chosen = select(list(enumerate(group)), keep_mask, cfg.keep, cfg.dedup, cfg.max_per_prompt)
                 for idx, c in chosen:
                     lines.append({
-                        "prompt": prompt,
-                        "completion": _completion_text(prompt, c.text),
+                        # the pair trains what follows the prompt: a pre-filled <think> is in the prompt
+                        "prompt": prompt.payload,
+                        "completion": c.text,
                         "provenance": {"model": model_name, "task": cfg.task, "id": ex["id"], "sample_index": idx,
-                                       "seed": seed, "temperature": cfg.temperature, "correct": verdicts[idx]},
+                                       "seed": scored[idx].seed, "temperature": cfg.temperature,
+                                       "correct": verdicts[idx], "prefilled_think": c.prefilled},
                     })
                 plines.append({"id": ex["id"], "samples": len(group), "correct": sum(verdicts), "kept": len(chosen)})
                 totals["samples"] += len(group)
@@ -208,11 +187,8 @@ def rejection_sample(backend, task, examples: Iterable[dict], cfg: SampleConfig,
 
 
 def _append(path: Path, rows: list[dict]) -> None:
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with RecordWriter(path, fsync=True) as w:
+        w.write_all(rows)
 
 
 def _progress(enabled: bool):
@@ -247,11 +223,9 @@ def run(cfg: SampleConfig, backend=None, progress: bool = True) -> Path:
     if cfg.limit:
         examples = islice(examples, cfg.limit)
     if backend is None:
-        from ponder.generate import LocalEngine
-        from ponder.models import check_checkpoint
+        from ponder.generate import load_backend
 
-        check_checkpoint(cfg.model)
-        backend = LocalEngine.from_path(cfg.model)
+        backend = load_backend(cfg.model, thinking=cfg.thinking, extra_body=cfg.extra_body or None)
     write_json_atomic(cfg_path, mine)  # only once the inputs are known good
     rejection_sample(backend, task, examples, cfg, model_name=str(cfg.model), progress=progress)
     return out

@@ -35,7 +35,7 @@ class SFTConfig:
     out: str = option("runs/sft", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
     epochs: float = option(1.0, "Passes over the data (ignored when max_steps > 0).")
     max_steps: int = option(-1, "Optimizer steps; -1 = run for `epochs`.")
-    lr: float = option(5e-4, "Peak learning rate (AdamW, linear decay).")
+    lr: float | None = option(None, "Peak learning rate (AdamW, linear decay); default by model size: 5e-4 below 50M parameters, 2e-5 above.")
     warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.")
     batch_size: int = option(16, "Sequences per optimizer step per process.")
     grad_accum: int = option(1, "Gradient accumulation steps (effective batch = batch_size * grad_accum * processes).")
@@ -50,7 +50,9 @@ class SFTConfig:
             raise ConfigError("sft.model (the checkpoint to fine-tune) is required")
         if not self.data:
             raise ConfigError("sft.data (a JSONL of {prompt, completion}) is required")
-        common.positive(self, ("lr", "batch_size", "grad_accum", "max_length", "save_every"), "sft")
+        common.positive(self, ("batch_size", "grad_accum", "max_length", "save_every"), "sft")
+        if self.lr is not None:
+            common.positive(self, ("lr",), "sft")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("sft: give epochs > 0 or max_steps > 0")
         if self.device not in ("cpu", "auto"):
@@ -64,15 +66,15 @@ def total_steps(cfg: SFTConfig, n_rows: int, processes: int = 1) -> int:
     return max(1, math.ceil(math.ceil(n_rows / (cfg.batch_size * processes)) / cfg.grad_accum * cfg.epochs))
 
 
-def trainer_args(cfg: SFTConfig, out: Path):
-    """TRL ``SFTConfig`` for ``cfg`` (the CPU flags unless device=auto)."""
+def trainer_args(cfg: SFTConfig, out: Path, lr: float | None = None):
+    """TRL ``SFTConfig`` for ``cfg`` (the CPU flags unless device=auto); ``lr`` when ``cfg.lr`` is unset."""
     from trl import SFTConfig as TRLSFTConfig
 
     return TRLSFTConfig(
         output_dir=str(out),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
+        learning_rate=cfg.lr if cfg.lr is not None else (lr or 5e-4),
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of all steps (transformers 5)
         lr_scheduler_type="linear",
         per_device_train_batch_size=cfg.batch_size,
@@ -104,7 +106,7 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
     model.train()
     return SFTTrainer(
         model=model,
-        args=trainer_args(cfg, out),
+        args=trainer_args(cfg, out, common.default_lr("sft", model) if cfg.lr is None else None),
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
         callbacks=callbacks or [],
@@ -124,4 +126,15 @@ def run(cfg: SFTConfig) -> Path:
                  common.JsonlLogger(out / "metrics.jsonl")]
     trainer = build_trainer(cfg, out, rows, callbacks)
     common.drop_printer(trainer)
-    return common.train_and_save(trainer, out, cfg, {"rows": len(rows)})
+    return common.train_and_save(trainer, out, cfg, {"rows": len(rows)}, thinking=data_thinking(rows))
+
+
+def data_thinking(rows: list[dict]):
+    """The start the SFT data trains: ``prefill`` when every string prompt ends in ``<think>``,
+    else ``model`` (the completions open their think block themselves)."""
+    from ponder.format import Thinking, ends_in_think
+
+    texts = [r["prompt"] for r in rows if isinstance(r["prompt"], str)]
+    if texts and all(ends_in_think(t) for t in texts):
+        return Thinking("auto", "prefill", "the SFT prompts end in <think>")
+    return Thinking("auto", "model", "the SFT completions open their think block")

@@ -26,6 +26,8 @@ Number = Union[Fraction, float, complex]
 
 #: Inputs longer than this are not read here (they go to math-verify): keeps the fast path cheap.
 MAX_FAST_LEN = 1000
+#: Bare lists with more items than this go to math-verify (matching items is quadratic).
+MAX_LIST_ITEMS = 64
 
 
 class Bail(Exception):
@@ -54,7 +56,14 @@ _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\degree|°")
 _PERCENT = re.compile(r"\\?%|\\text\{\s*percent\s*\}|\s*\bpercent\b")
 _ASSIGN = re.compile(r"^\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?\s*(?:=|\\in\b)\s*(?=\S)")
 _BASE_SUB = re.compile(r"^(\d[0-9A-Z]*)_\{?(\d{1,2})\}?$")  # 52_8, 2516_8; not a_2 (a variable)
-_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+# A comma is a thousands separator only between groups of exactly three digits after a first
+# group of one to three digits that does not start with 0 ("1,500", "12,345.5"); every other
+# comma separates list items ("1,5" is the list 1, 5; "0,500" is 0, 500). Never a decimal comma.
+_THOUSANDS = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
+_PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+|[1-9]\d{0,2}(?:,\d{3})+)(?:\.\d+)?$")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
+# "and" between two list items, with or without a serial comma before it.
+_AND = re.compile(r"(?<=\S)\s*,?\s*\band\b\s*(?=\S)")
 _SPACE_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _UNICODE = {"−": "-", "–": "-", "×": r"\times ", "÷": r"\div ", "π": r"\pi ", "∞": r"\infty ",
             "·": r"\cdot ", "€": "", "£": "", "¥": "", "≤": r"\le ", "≥": r"\ge "}
@@ -72,6 +81,8 @@ class Norm:
 def normalise(s: str) -> Norm:
     """Strip presentation (delimiters, units, spacing, separators) but keep the mathematics."""
     s = s.strip()
+    if _PLAIN_NUMBER.match(s):
+        return Norm(s, False, False)  # "42", "1,234.5": nothing to strip (most GSM8K/AIME golds)
     if "\\boxed" in s or "\\fbox" in s:
         inner = last_boxed(s)
         if inner is not None:
@@ -79,37 +90,62 @@ def normalise(s: str) -> Norm:
     for k, v in _UNICODE.items():
         if k in s:
             s = s.replace(k, v)
-    s = re.sub(r"√\s*(\d+)", r"\\sqrt{\1}", s).replace("√", r"\sqrt")
-    s = s.replace(r"\$", "").replace("$", "")
-    s = _MATH_DELIMS.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
-    s = _LEFT_RIGHT.sub(lambda m: "" if m.group(1) == "." else m.group(1), s)
-    s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
-    s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
-    s = s.replace(r"\displaystyle", "").replace(r"\lbrace", r"\{").replace(r"\rbrace", r"\}")
+    if "√" in s:
+        s = re.sub(r"√\s*(\d+)", r"\\sqrt{\1}", s).replace("√", r"\sqrt")
+    if "$" in s:
+        s = s.replace(r"\$", "").replace("$", "")
+    # Each rewrite below is skipped when its trigger text is absent: the checks are much cheaper
+    # than the regular expressions, and most answers are short numbers.
+    backslash = "\\" in s
+    if backslash:
+        s = _MATH_DELIMS.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
+        s = _LEFT_RIGHT.sub(lambda m: "" if m.group(1) == "." else m.group(1), s)
+        if "frac" in s:
+            s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
+        if "binom" in s:
+            s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+        s = s.replace(r"\displaystyle", "").replace(r"\lbrace", r"\{").replace(r"\rbrace", r"\}")
     # LaTeX thousands separators: "10,\!080", "1{,}000".
-    s = re.sub(r"(\d)\s*\{,\}\s*(?=\d{3})", r"\1", s)
-    s = re.sub(r"(\d),\\!\s*(?=\d{3}(?!\d))", r"\1", s)
-    s = _SPACING.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
-    s = _DEGREES.sub("", s)
-    percent = bool(_PERCENT.search(s))
+    if "{,}" in s:
+        # Before a group of three digits it separates thousands; anywhere else it is a comma
+        # (a list separator, as for math-verify: "1{,}5" is the list 1, 5).
+        s = re.sub(r"(\d)\s*\{,\}\s*(?=\d{3}(?!\d))", r"\1", s).replace("{,}", ",")
+    if ",\\!" in s:
+        s = re.sub(r"(\d),\\!\s*(?=\d{3}(?!\d))", r"\1", s)
+    if backslash or "~" in s:
+        s = _SPACING.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
+    if "circ" in s or "degree" in s or "°" in s:
+        s = _DEGREES.sub("", s)
+    percent = ("%" in s or "percent" in s) and bool(_PERCENT.search(s))
     if percent:
         s = _PERCENT.sub("", s)
-    had_text = bool(_TEXT_WRAP.search(s))
+    had_text = backslash and bool(_TEXT_WRAP.search(s))
     s = s.strip().rstrip(".")
-    for _ in range(3):  # "15 \text{ cm}^2", "5 square feet": strip trailing units repeatedly
-        t = _TRAILING_UNIT.sub("", s).strip()
-        if t == s or not t:
-            break
-        s = t
-    s = _TEXT_WRAP.sub(lambda m: m.group(1), s)
+    if _HAS_LETTER.search(s):
+        for _ in range(3):  # "15 \text{ cm}^2", "5 square feet": strip trailing units repeatedly
+            t = _TRAILING_UNIT.sub("", s).strip()
+            if t == s or not t:
+                break
+            s = t
+        if had_text:
+            s = _TEXT_WRAP.sub(lambda m: m.group(1), s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
-    s = re.sub(r"\s+and\s+", ", ", s)
+    if "and" in s:
+        # "19, 46, and 82", "1 and 2", "1 \text{ and } 2": one list separator, so that the list
+        # keeps all its items (given an empty item ",," math-verify reads only the last one).
+        s = _AND.sub(", ", s)
     return Norm(s, percent, had_text)
 
 
 def compact(s: str) -> str:
     """A comparison key: spaces dropped except between two word characters ("2 3" ≠ "23")."""
     return re.sub(r"\s*([^\w\s])\s*", r"\1", s)
+
+
+def comparison_key(s: str) -> str:
+    """``compact``, with a thousands-separated number written without its separators: "2,125"
+    is the number 2125, while "2, 125" (a list) keeps its comma."""
+    return compact(s.replace(",", "") if _THOUSANDS.match(s) else s)
 
 
 def lhs(s: str) -> str | None:
@@ -432,6 +468,9 @@ class Num:
 class Seq:
     brackets: str  # "()", "[]", "(]", "[)", "{}" (set), "" (bare list), "mat"
     items: tuple
+    # For a bare list whose items assign distinct variables ("x = 1, y = 2"): the variable of
+    # each item, in order; None otherwise (labels all alike, "x = 1, x = 2", are dropped).
+    names: tuple | None = None
 
 
 _MIXED = re.compile(r"^([-+]?)\s*(\d+)\s*(?:\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")
@@ -506,17 +545,46 @@ def _one_group(s: str) -> bool:
     return False
 
 
-def _items(parts: list[str], allow_pm: bool) -> tuple:
+def _label(s: str) -> str:
+    """The variable a list item assigns (``y`` in ``y = 2``), or "" (read as ``_strip_assignment``)."""
+    m = _ASSIGN.match(s)
+    if m and "=" in m.group(0) and _strip_assignment(s) != s:
+        return re.sub(r"[\s={}]", "", m.group(0))  # "x_{1} =" and "x_1=" name the same variable
+    return ""
+
+
+def _items(parts: list[str], allow_pm: bool) -> tuple[tuple, tuple]:
+    """The values of the list items and the variable each one assigns ("" for none)."""
     out: list = []
+    labels: list[str] = []
     for p in parts:
+        label = _label(p) if "=" in p else ""
         if r"\pm" in p or r"\mp" in p:
             if not allow_pm or p.count(r"\pm") + p.count(r"\mp") != 1:
                 raise Bail("± inside an ordered sequence")
             out += [_scalar(p.replace(r"\pm", "+").replace(r"\mp", "-")),
                     _scalar(p.replace(r"\pm", "-").replace(r"\mp", "+"))]
+            labels += [label, label]
         else:
             out.append(_scalar(p))
-    return tuple(out)
+            labels.append(label)
+    return tuple(out), tuple(labels)
+
+
+def _names(labels: tuple, bare: bool) -> tuple | None:
+    """``Seq.names`` from the item labels; raise ``Bail`` for labels the fast path cannot match.
+
+    No labels, or one variable throughout (``x = 1, x = 2``: a list of solutions), give None.
+    Distinct variables (``x = 1, y = 2``) are kept for a bare list, whose items are then matched
+    by variable. Anything else (some items labelled, a variable twice among others, labels inside
+    brackets or a set, which would otherwise compare only the values) is left to math-verify.
+    """
+    used = set(labels)
+    if used == {""} or (len(used) == 1 and len(labels) > 1):
+        return None
+    if bare and "" not in used and len(used) == len(labels):
+        return labels
+    raise Bail("list items assign different variables")
 
 
 _MATRIX = re.compile(r"^\\begin\{([pbBvV]?matrix)\}(.*)\\end\{\1\}$", re.S)
@@ -545,12 +613,21 @@ def parse_value(s: str) -> Num | Seq:
         return Seq("cup", tuple(parts))
     if s.startswith(r"\{") and s.endswith(r"\}"):
         inner = s[2:-2]
-        return Seq("{}", _items(_split_top(inner, ","), True) if inner.strip() else ())
+        if not inner.strip():
+            return Seq("{}", ())
+        items, labels = _items(_split_top(inner, ","), True)
+        _names(labels, bare=False)
+        return Seq("{}", items)
     if s[0] in "([" and s[-1] in ")]" and _one_group(s):
         parts = _split_top(s[1:-1], ",")
         if len(parts) > 1:
-            return Seq(s[0] + s[-1], _items(parts, False))
+            items, labels = _items(parts, False)
+            _names(labels, bare=False)
+            return Seq(s[0] + s[-1], items)
     parts = _split_top(s, ",")
     if len(parts) > 1 or r"\pm" in s or r"\mp" in s:
-        return Seq("", _items(parts, True))
+        if len(parts) > MAX_LIST_ITEMS:
+            raise Bail("long list")
+        items, labels = _items(parts, True)
+        return Seq("", items, _names(labels, bare=True))
     return _scalar(s)

@@ -14,8 +14,14 @@ Two paths, cheapest first:
 2. **Fallback**: ``math_verify.parse`` / ``math_verify.verify`` (sympy) on the normalised
    strings, with math-verify's own signal-based timeouts disabled (they fail outside the main
    thread) and run instead in a persistent worker process that is killed and restarted when it
-   overruns ``timeout`` (``ponder.verify.mv_worker``). Safe to call from any thread; a timeout
-   gives False, and ``math_equal_reason`` says why.
+   overruns ``timeout`` (``ponder.verify.mv_worker``). math-verify must accept the pair in
+   both directions, and a list it reads as a single value equals nothing. Safe to call from any
+   thread; a timeout gives False, and ``math_equal_reason`` says why.
+
+**Symmetric**: ``math_equal(a, b) == math_equal(b, a)``, decided by the same path (a timeout,
+which depends on the machine's load, aside). Every fast-path rule looks at both sides alike and
+the fallback asks math-verify both ways, so "gold" and "answer" only name the arguments, and
+majority voting may compare two samples with it.
 
 Policies (what counts as equal):
 
@@ -34,9 +40,19 @@ Policies (what counts as equal):
   assignments to two different variables (``y = …`` vs ``z = …``) go to math-verify.
 * **Sequences.** ``(1,2)`` is ordered (tuple or open interval: both read it in order), so
   ``(1,2)`` ≠ ``(2,1)``; brackets must match for intervals (``[1,2)`` ≠ ``(1,2)``); ``\\{…\\}``
-  sets and bare lists ``1, -2`` (lists of solutions) are unordered; a bare list equals a tuple
-  of three or more items in the same order (``6, 31, -1`` = ``(6,31,-1)``) but never a pair,
-  which may be an interval (``-2, 1`` ≠ ``(-2,1)``); a vector equals the tuple of its entries.
+  sets are unordered and ignore repeats; a vector equals the tuple of its entries.
+* **Lists** (``1, -2``, ``19, 46, and 82``, ``1 and 2``: lists of solutions, as MATH asks for
+  them, "separated by commas") are compared item by item in any order, repeats counted: the
+  same number of items, each paired with an equal one. A single value never equals a list
+  (``82`` ≠ ``19, 46, and 82``), nor does a list that only ends alike. A bare list equals a
+  tuple of three or more items in the same order (``6, 31, -1`` = ``(6,31,-1)``) but never a
+  pair, which may be an interval (``-2, 1`` ≠ ``(-2,1)``). Items that assign distinct
+  variables (``x = 1, y = 2``) are matched by variable, or in written order against an
+  unlabelled list; one variable throughout (``x = 1, x = 2``) is a list of solutions.
+* **Commas in numbers.** A comma separates thousands only between groups of exactly three
+  digits (``1,500``, ``12,345.5``; a first group of 1–3 digits not starting with 0); any other
+  comma separates list items: ``1,5`` is the list 1, 5, never the decimal 1.5 (no decimal
+  comma: the benchmarks are English, and math-verify reads it so too).
 * **Mixed numbers**: ``1\\frac{4}{5}`` is 9/5 (as math-verify reads it too).
 * **Words**: ``\\text{Evelyn}`` equals ``Evelyn`` / ``evelyn`` and nothing else; a choice
   ``\\text{(C)}`` equals ``C`` or ``(C)``. Base subscripts are dropped: ``52_8`` = ``52``.
@@ -58,7 +74,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from ponder.verify import mv_worker
-from ponder.verify.latex_value import Bail, Norm, Num, Number, Seq, compact, lhs, normalise, parse_value
+from ponder.verify.latex_value import Bail, Norm, Num, Number, Seq, comparison_key, lhs, normalise, parse_value
 
 #: Relative tolerance when a decimal meets a non-terminating value (see module docstring).
 DECIMAL_RTOL = Fraction(1, 10**6)
@@ -130,7 +146,7 @@ def _all(results: list[bool | None]) -> bool | None:
 
 
 def _unordered(g: tuple, a: tuple) -> bool | None:
-    """Set equality (each side's items all found on the other side)."""
+    """Set equality (each side's items all found on the other side; repeats do not count)."""
     def covered(xs: tuple, ys: tuple) -> bool | None:
         out: list[bool | None] = []
         for x in xs:
@@ -141,23 +157,83 @@ def _unordered(g: tuple, a: tuple) -> bool | None:
     return _all([covered(g, a), covered(a, g)])
 
 
+def _perfect_matching(ok: list[list[bool]]) -> bool:
+    """Can every row be paired with a column of its own where ``ok`` is True (Kuhn's algorithm)?"""
+    owner: list[int | None] = [None] * len(ok)
+
+    def place(r: int, seen: set[int]) -> bool:
+        for c, good in enumerate(ok[r]):
+            if good and c not in seen:
+                seen.add(c)
+                if owner[c] is None or place(owner[c], seen):
+                    owner[c] = r
+                    return True
+        return False
+
+    return all(place(r, set()) for r in range(len(ok)))
+
+
+def _multiset(g: tuple, a: tuple) -> bool | None:
+    """Equal as lists in any order: as many items, each paired with an equal one of its own."""
+    if len(g) != len(a):
+        return False
+    if all(_equal(x, y) is True for x, y in zip(g, a)):
+        return True
+    m = [[_equal(x, y) for y in a] for x in g]
+    if _perfect_matching([[r is True for r in row] for row in m]):
+        return True
+    if _perfect_matching([[r is not False for r in row] for row in m]):
+        return None
+    return False
+
+
+def _ordered(g: tuple, a: tuple) -> bool | None:
+    if len(g) != len(a):
+        return False
+    return _all([_equal(x, y) for x, y in zip(g, a)])
+
+
+def _named_equal(g: Seq, a: Seq) -> bool | None:
+    """Bare lists of which at least one assigns distinct variables ("x = 1, y = 2").
+
+    Both labelled: matched by variable, in any order; different variables go to math-verify (as
+    for a single assignment). One side labelled: the other side's items are its values in the
+    order written ("1, 2" = "x = 1, y = 2" but not "2, 1"), since nothing else can pair them;
+    the other side may also be a tuple of three or more ("(1, 2, 3)" = "x = 1, y = 2, z = 3"),
+    but not a pair, which may be an interval.
+    """
+    if g.names and a.names:
+        if sorted(g.names) != sorted(a.names):
+            return None
+        theirs = dict(zip(a.names, a.items))
+        return _all([_equal(x, theirs[n]) for n, x in zip(g.names, g.items)])
+    other = a if g.names else g
+    if other.brackets == "" or (other.brackets == "()" and len(other.items) > 2):
+        return _ordered(g.items, a.items)
+    return False
+
+
 def _equal(g: Num | Seq, a: Num | Seq) -> bool | None:
+    """Every rule here is symmetric in ``g`` and ``a``, as ``math_equal`` promises."""
     if isinstance(g, Num) and isinstance(a, Num):
         return _num_equal(g, a)
     if isinstance(g, Num) or isinstance(a, Num):
-        return False
+        return False  # a single value is never a list, set or tuple (nor one item of it)
     gb, ab = g.brackets, a.brackets
     if gb == "mat" or ab == "mat":
         return _matrix_equal(g, a)
+    if g.names or a.names:
+        return _named_equal(g, a)
+    if gb == ab == "":
+        # Two bare lists (lists of solutions): any order, but item by item, repeats included.
+        return _multiset(g.items, a.items)
     unordered = {"{}", "", "cup"}
     if gb in unordered and ab in unordered and (gb == ab or {gb, ab} == {"{}", ""}):
         return _unordered(g.items, a.items)
     if gb == ab or ({gb, ab} == {"()", ""} and len(g.items) != 2):
         # A bare "6, 31, -1" may stand for the triple (6,31,-1); but "-2, 1" (two solutions)
         # is not the interval (-2,1), so pairs need their brackets.
-        if len(g.items) != len(a.items):
-            return False
-        return _all([_equal(x, y) for x, y in zip(g.items, a.items)])
+        return _ordered(g.items, a.items)
     return False
 
 
@@ -185,42 +261,83 @@ def _matrix_equal(g: Seq, a: Seq) -> bool | None:
 _CHOICE = re.compile(r"^\(?\s*([A-Ea-e])\s*\)?$")
 _EMBEDDED_ASSIGN = re.compile(r"=[^()\[\]{}=]*[)\]}]\s*[-+*/^]")
 _WORDS = re.compile(r"^[A-Za-z]{2,}(?:[ \-][A-Za-z]+)*$")
+_PARSE_ERRORS = (Bail, ArithmeticError, ValueError, TypeError, OverflowError, RecursionError)
 
 
-def _fast(gold: Norm, answer: Norm) -> tuple[bool | None, str]:
-    """The fast path's verdict on two normalised answers, or (None, why) to fall back."""
-    g, a = gold.text, answer.text
-    if not a:
-        return False, "answer is empty after normalisation"
-    if compact(g) == compact(a):
+@dataclass(frozen=True)
+class _Side:
+    """What the fast path needs to know about one answer string, read once (see ``_read``)."""
+
+    norm: Norm
+    key: str  # ``comparison_key`` of the normalised text
+    value: Num | Seq | None  # None: the grammar cannot read it (``why`` says what stopped it)
+    why: str
+    word: bool  # a word answer ("Evelyn", "east") given inside \text{}
+    is_word: bool  # the text looks like words, with or without \text{}
+    choice: str | None  # a multiple-choice letter, upper case: "(C)", \text{C}, \text{(C)}
+    letter: str | None  # the text is a single letter A-E, perhaps in parentheses
+    embedded_assign: bool  # "(x=5)+1": an assignment used inside an expression
+    lhs: str | None  # the variable of a leading assignment
+
+
+@lru_cache(maxsize=1 << 14)
+def _read(s: str) -> _Side:
+    """Normalise and parse one side. Cached: a gold is compared with many answers (a GRPO group,
+    a benchmark's surface forms), and reading does not depend on the other side."""
+    n = normalise(s)
+    t = n.text
+    value, why = None, ""
+    try:
+        value = parse_value(t)
+    except _PARSE_ERRORS as exc:
+        why = f"fast path cannot parse ({exc})"
+    is_word = bool(_WORDS.match(t))
+    c = _CHOICE.match(t)
+    letter = c.group(1).upper() if c else None
+    return _Side(
+        norm=n, key=comparison_key(t), value=value, why=why,
+        word=n.had_text_cmd and is_word, is_word=is_word,
+        choice=letter if c and (n.had_text_cmd or t.startswith("(")) else None, letter=letter,
+        embedded_assign=bool(_EMBEDDED_ASSIGN.search(t)), lhs=lhs(t),
+    )
+
+
+def _fast(g: _Side, a: _Side) -> tuple[bool | None, str]:
+    """The fast path's verdict on two read answers, or (None, why) to fall back.
+
+    Symmetric: each rule looks at both sides alike, so swapping gold and answer gives the same
+    verdict (and the same fallback, which math-verify then decides in both directions).
+    """
+    if not g.norm.text or not a.norm.text:
+        return False, "empty after normalisation"
+    if g.key == a.key:
         return True, "equal after normalisation"
-    g_word, a_word = bool(_WORDS.match(g)), bool(_WORDS.match(a))
-    if (gold.had_text_cmd and g_word) or (answer.had_text_cmd and a_word and g_word):
-        return a.lower() == g.lower(), "word answer"
-    if _EMBEDDED_ASSIGN.search(a) and not _EMBEDDED_ASSIGN.search(g):
+    if g.word or a.word:
+        # A \text{} word is compared as a word, case aside, never as a product of letters.
+        return g.is_word and a.is_word and a.norm.text.lower() == g.norm.text.lower(), "word answer"
+    if g.embedded_assign != a.embedded_assign:
         # "(x=5)+1": math-verify extracts the 5 of the assignment and ignores the rest.
         return False, "not equal: an assignment used inside an expression"
-    lg, la = lhs(g), lhs(a)
-    if lg and la and lg != la:
-        return None, f"assignments to different variables ({lg}, {la})"
-    cg = _CHOICE.match(g)
-    if cg and (gold.had_text_cmd or g.startswith("(")):
-        ca = _CHOICE.match(a)
-        return bool(ca and ca.group(1).upper() == cg.group(1).upper()), "choice letter"
+    if g.lhs and a.lhs and g.lhs != a.lhs:
+        return None, f"assignments to different variables ({g.lhs}, {a.lhs})"
+    if g.choice or a.choice:
+        return g.letter is not None and g.letter == a.letter, "choice letter"
+    if g.value is None or a.value is None:
+        return None, g.why or a.why
+    gv, av = g.value, a.value
     try:
-        gv, av = parse_value(g), parse_value(a)
         eq = _equal(gv, av)
-        one_percent = gold.percent != answer.percent
+        one_percent = g.norm.percent != a.norm.percent
         if eq is not True and one_percent and isinstance(gv, Num) and isinstance(av, Num):
             # Percent policy: the side that wrote % may also mean its number / 100.
-            if gold.percent:
+            if g.norm.percent:
                 gv = gv.scaled(Fraction(1, 100))
             else:
                 av = av.scaled(Fraction(1, 100))
             eq2 = _equal(gv, av)
             eq = True if eq2 is True else (None if None in (eq, eq2) else False)
-    except (Bail, ArithmeticError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        return None, f"fast path cannot parse ({exc})"
+    except _PARSE_ERRORS as exc:
+        return None, f"fast path cannot compare ({exc})"
     if eq is None:
         return None, "too close to call numerically"
     return eq, "equal values" if eq else "different values"
@@ -243,7 +360,7 @@ def _judge(gold: str, answer: str, timeout: float, fallback: bool) -> MathResult
     if not gold.strip():
         return MathResult(False, "empty gold answer", "input")
     try:
-        g, a = normalise(gold), normalise(answer)
+        g, a = _read(gold), _read(answer)
         eq, why = _fast(g, a)
     except Exception as exc:  # noqa: BLE001 - the fast path must never raise
         eq, why, g, a = None, f"fast path error {type(exc).__name__}", None, None
@@ -251,7 +368,8 @@ def _judge(gold: str, answer: str, timeout: float, fallback: bool) -> MathResult
         return MathResult(eq, why, "fast")
     if not fallback:
         return MathResult(False, f"undecided: {why}", "fast")
-    method, equal, reason = mv_worker.ask(g.text if g else gold, a.text if a else answer, timeout)
+    gt, at = (g.norm.text, a.norm.text) if g and a else (gold, answer)
+    method, equal, reason = mv_worker.ask(gt, at, timeout)
     res = MathResult(equal, reason, method)
     if method in ("timeout", "error"):
         raise _Uncached(res)
@@ -280,14 +398,16 @@ def math_equal_reason(
 def math_equal(gold: object, answer: object, timeout: float = 5.0) -> bool:
     """True when ``answer`` is mathematically equal to ``gold`` (policies in the module docstring).
 
-    Never raises: non-strings, empty answers, timeouts and parse failures are all False.
+    Symmetric in its two arguments. Never raises: non-strings, empty answers, timeouts and
+    parse failures are all False.
     """
     return math_equal_reason(gold, answer, timeout).equal
 
 
 def clear_cache() -> None:
-    """Forget cached results (benchmarks call this so timings measure real work)."""
+    """Forget cached results and readings (benchmarks call this so timings measure real work)."""
     _judge.cache_clear()
+    _read.cache_clear()
 
 
 def warm_up(timeout: float = 120.0) -> bool:

@@ -2,7 +2,9 @@
 
 math-verify's own timeouts use ``signal.alarm``, which fails outside the main thread, so they are
 disabled (``parsing_timeout=None``, ``timeout_seconds=None``) and the call runs instead in a child
-process that is killed and restarted when it overruns. A pool of workers is shared by all
+process that is killed and restarted when it overruns. A pair is equal only when math-verify
+accepts it in both directions (its ``verify`` is not symmetric), and a list that math-verify reads
+as a single value is not equal to anything. A pool of workers is shared by all
 threads (one request per worker at a time); a forked child process starts its own pool.
 Start-up (importing sympy, about a second) is not counted in a call's timeout. The pool holds
 at most ``PONDER_VERIFY_WORKERS`` processes (default: the CPU count, at most 4; each ~150 MB).
@@ -14,6 +16,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import select
 import subprocess
 import sys
@@ -23,10 +26,53 @@ from pathlib import Path
 #: What one call returns: (method, equal, reason); method is "math-verify", "timeout" or "error".
 Reply = tuple[str, bool, str]
 
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+def _items(text: str) -> int:
+    """How many top-level list items ``text`` has: commas outside (), [], {} and \\{ \\}, except
+    between thousands groups ("1,000")."""
+    text = _THOUSANDS_COMMA.sub("", text.replace("\\{", "{").replace("\\}", "}"))
+    depth, n = 0, 1
+    for c in text:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            n += 1
+    return n
+
+
+def _collapsed(text: str, parsed: list) -> bool:
+    """math-verify read a list of several items as a single value.
+
+    It does so on malformed lists ("19, 46,, 82" is read as 82), and a single value then matches
+    a wrong list that ends alike: the answer must be read whole or not at all.
+    """
+    from sympy import Tuple, preorder_traversal
+    from sympy.logic.boolalg import BooleanFunction
+    from sympy.matrices import MatrixBase
+    from sympy.sets import Set
+
+    if not parsed or isinstance(parsed[0], str) or _items(text) < 2:
+        return False
+    top, whole = parsed[0], (Set, Tuple, MatrixBase)
+    if isinstance(top, (*whole, BooleanFunction)):
+        return False
+    # "x = 1, 2" is read as x = {1, 2}: the list is inside, and still whole.
+    return not any(isinstance(node, whole) for node in preorder_traversal(top))
+
 
 def _worker_main() -> None:
-    """Child process: read ``{"g", "a"}`` JSON lines, answer ``{"eq", "err"}`` lines.
+    """Child process: read ``{"g", "a"}`` JSON lines, answer ``{"eq", "err", "one_way"}`` lines.
 
+    ``eq`` holds only when math-verify accepts the pair in both directions: its ``verify`` is not
+    symmetric (a gold set against a predicted tuple is compared as sets, the other way round in
+    order), and ``math_equal`` is. ``one_way``: gold → answer was accepted, answer → gold was
+    not (the second direction is only tried when the first one accepts).
+    A relation and a set are compared both ways (``allow_set_relation_comp``), as math-verify
+    does by default only for a predicted set, so that ``x > 3`` and ``(3, \\infty)`` agree.
     Protocol output goes to the original stdout; anything a library prints goes to stderr so
     it cannot corrupt the protocol.
     """
@@ -43,8 +89,15 @@ def _worker_main() -> None:
             ap = math_verify.parse(f"${req['a']}$", parsing_timeout=None)
             if not gp or not ap:
                 out = {"eq": False, "err": "math-verify found nothing to parse"}
+            elif _collapsed(req["g"], gp) or _collapsed(req["a"], ap):
+                out = {"eq": False, "err": "it read a list as a single value"}
             else:
-                out = {"eq": bool(math_verify.verify(gp, ap, timeout_seconds=None)), "err": ""}
+                # allow_set_relation_comp: by default math-verify compares "-2 \le x \le 2" with
+                # [-2, 2] only when the interval is the prediction; here both directions must agree.
+                opts = {"timeout_seconds": None, "allow_set_relation_comp": True}
+                fwd = bool(math_verify.verify(gp, ap, **opts))
+                bwd = fwd and bool(math_verify.verify(ap, gp, **opts))
+                out = {"eq": bwd, "err": "", "one_way": fwd and not bwd}
         except BaseException as exc:  # noqa: BLE001 - one bad pair must not end the worker
             out = {"eq": False, "err": f"{type(exc).__name__}: {exc}"[:200]}
         proto.write(json.dumps(out) + "\n")
@@ -99,6 +152,8 @@ class _Worker:
         if out["err"]:
             return ("math-verify", False, f"math-verify: {out['err']}")
         equal = bool(out["eq"])
+        if out.get("one_way"):
+            return ("math-verify", False, "not equal (math-verify accepts it in one direction only)")
         return ("math-verify", equal, "equal (math-verify)" if equal else "not equal (math-verify)")
 
     def kill(self) -> None:

