@@ -147,3 +147,77 @@ def test_real_smollm2_completions_extract_an_answer_and_judge_right():
             assert v.answer == final_answer(r["completion"]).value  # the explicit "####" wins over the fallback
     # SmolLM2 ends in prose ("Therefore, Janet makes 624 dollars per day.") or "a + b = c"
     assert found["gsm8k"] >= 18 and found["addition"] == 20, found
+
+
+# ---------------------------------------------------------------------- ponder parse / ponder rewards
+
+
+def _run(args):
+    from typer.testing import CliRunner
+
+    from ponder.cli.main import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_ponder_parse_is_the_contract_on_the_command_line(tmp_path):
+    rows = [
+        {"text": "<think>2+2</think>\\boxed{4}"},
+        {"text": "2+2</think>4", "prefilled": True},
+        {"text": "33 + 13 = 46", "gold": "46"},
+        {"text": "Final Answer: The final answer is $5$. I hope it is correct.", "gold": "6"},
+        {"text": "The answer is 7.", "prefilled": None},
+        {"text": "<think>never ends", "finish_reason": "length"},
+    ]
+    f = tmp_path / "in.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outs = {}
+    for stream in (None, 1, 3, 1000):
+        r = _run(["parse", str(f)] + (["--stream", str(stream)] if stream else []))
+        assert r.exit_code == 0, r.output
+        outs[stream] = r.stdout
+    assert len(set(outs.values())) == 1  # streamed in any chunk size, the same lines
+    got = [json.loads(x) for x in outs[None].splitlines()]
+    assert [g["final_answer"] for g in got] == ["4", "4", "33 + 13 = 46", "5", "7", None]
+    assert [g["think_closed"] for g in got] == [True, True, False, False, False, False]
+    assert got[1]["reasoning"] == "2+2" and got[3]["final_answer_rule"] == "final-answer"
+    # a gold adds the verdict (math equivalence by default: an equation is not the number 46)
+    assert (got[2]["correct"], got[3]["correct"]) == (False, False)
+    # a task's extraction: the numeric fallback reads 46 after the last "=", and the verdict follows
+    r = _run(["parse", str(f), "--task", "addition"])
+    row = json.loads(r.stdout.splitlines()[2])
+    assert (row["final_answer"], row["correct"]) == ("46", True)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("not json", ":2: not valid JSON"),
+    ('{"txt": "x"}', 'field "text" must be a string'),
+    ('{"text": "x", "prefilled": "no"}', 'field "prefilled" must be true, false or null'),
+])
+def test_ponder_parse_bad_input_is_one_line_and_writes_nothing(tmp_path, line, message):
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"text": "fine"}\n' + line + "\n")
+    r = _run(["parse", str(f), "--out", str(tmp_path / "out.jsonl")])
+    assert r.exit_code == 2 and message in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_ponder_rewards_list_and_score(tmp_path):
+    r = _run(["rewards", "list", "--json"])
+    listed = {json.loads(x)["name"]: json.loads(x) for x in r.stdout.splitlines()}
+    assert {"accuracy", "format", "tag_count", "cosine", "length", "overlong", "language_consistency"} <= set(listed)
+    assert listed["cosine"]["parameters"]["max_len"] == 1000 and listed["format"]["formula"].startswith("r =")
+    f = tmp_path / "s.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"completion": "<think>2+3</think>\\boxed{5}", "prompt": "User: 2+3?\nAssistant: ", "solution": "5"},
+        {"completion": [{"role": "assistant", "content": "<think>x</think>\\boxed{6}"}], "prompt": "q", "solution": "5"},
+        {"completion": "2+3</think>5", "prompt": "User: 2+3?\nAssistant: <think>", "solution": "5"},
+    ]))
+    r = _run(["rewards", "score", "--rewards", "accuracy,format,tag_count(template=think)", str(f)])
+    assert r.exit_code == 0, r.output
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert got == [{"accuracy": 1.0, "format": 1.0, "tag_count": 1.0}, {"accuracy": 0.0, "format": 1.0, "tag_count": 1.0},
+                   {"accuracy": 1.0, "format": 1.0, "tag_count": 1.0}]
+    f.write_text('{"completion": 3}\n')
+    r = _run(["rewards", "score", "--rewards", "accuracy", str(f)])
+    assert r.exit_code == 2 and ":1: field \"completion\"" in r.output

@@ -256,3 +256,36 @@ def test_failures_through_the_cli_exit_non_zero(tiny_plain, tmp_path):
                             "--n", "1", "--retries", "0", "--max-failures", "1", "--timeout", "5",
                             "--out", str(tmp_path / "b")])
     assert r.exit_code != 0 and "Connection" in " ".join(r.output.split())
+
+
+def test_raw_completions_make_budgets_exact_and_forcing_work(tiny, tiny_plain):
+    """With the served model's tokenizer ponder renders the prompt itself and generates through
+    /v1/completions in segments: the budget is exact and budget forcing inserts its waits."""
+    from ponder.generate import Budget, SamplingParams, load_backend, prompt
+
+    b = load_backend(spec(tiny_plain), thinking="on", tokenizer=str(tiny[0]), extra_body=NEUTRAL, timeout=120)
+    assert b.capabilities.forcing and b.capabilities.budgets == "exact"
+    p = prompt(b, L.TINY_PROMPTS[0])
+    assert p.text.endswith("Assistant: <think>")  # rendered by ponder: the pre-fill is its own
+    sp = SamplingParams(temperature=0, max_tokens=24)
+    close = len(b.tokenizer.encode("\n</think>", add_special_tokens=False))
+    cut = b.generate([p.payload], sampling=sp, budget=Budget(thinking_budget=5))[0][0]
+    assert cut.forced_close and cut.think_closed and cut.reasoning_tokens == 5 + close
+    free = b.generate([p.payload], sampling=SamplingParams(temperature=0, max_tokens=160))[0][0]
+    assert free.think_closed and not free.forced_close
+    need = free.reasoning_tokens + 8  # more thinking than the model does on its own
+    forced = b.generate([p.payload], sampling=SamplingParams(temperature=0, max_tokens=240),
+                        budget=Budget(min_thinking=need, max_waits=2))[0][0]
+    assert forced.waits >= 1 and "Wait" in forced.reasoning and forced.think_closed
+    # the CLI runs it too, instead of refusing
+    from typer.testing import CliRunner
+
+    from ponder.cli.main import app
+
+    r = CliRunner().invoke(app, ["ask", spec(tiny_plain), L.TINY_PROMPTS[0], "--thinking", "on", "--tokenizer",
+                                 str(tiny[0]), "--min-thinking", str(need), "--max-waits", "2", "--temperature", "0", "--max-tokens", "240",
+                                 "--extra-body", NEUTRAL, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["waits"] >= 1
+    r = CliRunner().invoke(app, ["ask", spec(tiny_plain), "q", "--min-thinking", "8"])
+    assert r.exit_code == 2 and "--tokenizer" in " ".join(r.output.split())  # refused, with the way out

@@ -13,6 +13,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from fastapi import Request  # module level: FastAPI resolves the (string) annotation of the test server here
 
 from ponder.rewards import (
     REWARDS,
@@ -521,3 +522,115 @@ def test_accuracy_for_code_judges_a_batch_in_parallel_and_keeps_the_order(monkey
     monkeypatch.setattr(functions, "JUDGE_THREADS", 1)
     functions._judge.cache_clear()
     assert accuracy([c for c, _, _ in rows], **columns) == expected
+
+
+# ============================================================================ the contract's guarantees
+
+
+def test_ponder_grpo_prompts_give_no_format_credit_to_a_completion_that_never_opens_think():
+    """ponder's GRPO prompts end in "Assistant: " (the model opens <think> itself): a completion
+    that closes a block it never opened is not the format, and earns nothing for it."""
+    prompts = ["User: What is 2 + 3?\nAssistant: "] * 2
+    hack = ["2 + 3 = 5</think>5", "2 + 3 = 5</think><answer>5</answer>"]
+    assert Format()(hack, prompts=prompts) == [0.0, 0.0]
+    assert TagCount("think")(hack[:1], prompts=prompts[:1]) == [0.0]
+    assert TagCount("r1-zero")(hack[1:], prompts=prompts[1:]) == [0.5]  # the <answer> pair only: nobody opened <think>
+    good = ["<think>2 + 3 = 5</think>5"]
+    assert Format()(good, prompts=prompts[:1]) == [1.0] and TagCount("think")(good, prompts=prompts[:1]) == [1.0]
+
+
+def test_a_list_that_ends_alike_is_not_the_gold_list():
+    # "and"-lists once collapsed to their last item: \boxed{1, 2, and 82} paid 1.0 against 19, 46, and 82
+    comps = ["<think>r</think>\\boxed{1, 2, and 82}", "<think>r</think>\\boxed{82}",
+             "<think>r</think>\\boxed{46, 19, and 82}", "<think>r</think>\\boxed{19, 46, and 82}"]
+    assert accuracy(comps, gold=["19, 46, and 82"] * 4) == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_trl_and_open_r1_datasets_name_the_gold_solution(caplog):
+    comps = ["<think>r</think>\\boxed{18}", "<think>r</think>\\boxed{17}"]
+    assert accuracy(comps, solution=["18", "18"]) == [1.0, 0.0]
+    assert Cosine(max_len=100)(comps, solution=["18", "18"])[0] > 0
+    import logging
+
+    from ponder.rewards import _inputs
+
+    _inputs._warned.discard("missing")
+    with caplog.at_level(logging.WARNING, logger="ponder.rewards"):
+        assert accuracy(comps) == [None, None]
+    assert any("no gold column" in m for m in caplog.messages)
+
+
+def test_an_unverifiable_gold_gives_none_as_trl_does():
+    comps = ["<think>r</think>\\boxed{5}"] * 2
+    assert accuracy(comps, gold=["\\frac{", "5"]) == [None, 1.0]
+    assert Cosine(max_len=100)(comps, gold=["\\frac{", "5"])[0] is None
+
+
+def test_bare_words_in_a_spec_are_strings():
+    funcs, _ = parse_reward_spec("format(template=r1-zero)=0.5, tag_count(template=think)")
+    assert funcs[0].template == "r1-zero" and funcs[1].template == "think"
+
+
+def test_a_reward_of_your_own_by_dotted_path(tmp_path, monkeypatch):
+    (tmp_path / "myrewards.py").write_text(
+        "def brevity(completions, **kw):\n"
+        "    return [1.0 / (1 + len(c)) for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    funcs, weights = parse_reward_spec("accuracy=1, myrewards:brevity=0.1")
+    assert funcs[1](["ab", "abcd"]) == [1 / 3, 1 / 5] and weights == [1.0, 0.1]
+    with pytest.raises(UnknownRewardError, match="cannot import module 'nope.rewards'"):
+        parse_reward_spec("nope.rewards:brevity")
+
+
+def test_a_reward_served_over_http(tmp_path):
+    """A FastAPI reward server on loopback: the batch goes out with its columns, the floats come
+    back; a 5xx is retried, a wrong answer is an error naming the server."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from fake_openai_server import free_port
+    from ponder.rewards.remote import RemoteReward, RemoteRewardError
+
+    app, seen, fails = FastAPI(), [], {"n": 1}
+
+    @app.post("/score")
+    async def score(request: Request):
+        body = await request.json()
+        seen.append(body)
+        if fails["n"]:
+            fails["n"] -= 1
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"error": "warming up"}, status_code=503)
+        return {"rewards": [float(c == body["gold"][i]) for i, c in enumerate(body["completions"])]}
+
+    @app.post("/short")
+    async def short(request: Request):
+        return {"rewards": [1.0]}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    while not server.started:
+        import time
+
+        time.sleep(0.02)
+    try:
+        funcs, weights = parse_reward_spec(f"http://127.0.0.1:{port}/score(timeout=5, backoff=0.01, name=judge)=0.5")
+        r = funcs[0]
+        assert r.__name__ == "judge" and weights == [0.5]
+        assert r(["5", "6"], gold=["5", "5"], prompts=["q", "q"], trainer_state=object()) == [1.0, 0.0]
+        assert len(seen) == 2 and seen[-1]["prompts"] == ["q", "q"] and "trainer_state" not in seen[-1]
+        import pickle
+
+        assert pickle.loads(pickle.dumps(r)).url == r.url
+        with pytest.raises(RemoteRewardError, match="must answer 2 rewards"):
+            RemoteReward(f"http://127.0.0.1:{port}/short")(["a", "b"])
+        with pytest.raises(RemoteRewardError, match="kept failing"):
+            RemoteReward(f"http://127.0.0.1:{free_port()}/x", retries=1, backoff=0.01, timeout=2)(["a"])
+    finally:
+        server.should_exit = True
+        t.join(5)

@@ -163,13 +163,16 @@ def test_cli_errors_are_one_line(tmp_path):
     r = runner.invoke(app, ["sample", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "s.jsonl")])
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split()) and "Traceback" not in r.output
     assert not list(tmp_path.glob("s.jsonl*"))  # nothing written for a run that could not start
-    r = runner.invoke(app, ["sample", "--model", "x", "--keep", "longest"])
+    r = runner.invoke(app, ["sample", "x", "--keep", "longest"])
     assert r.exit_code == 2 and "keep must be" in r.output
+    # the old --model flag still works, with a note to give MODEL first
+    r = runner.invoke(app, ["sample", "--model", "x", "--keep", "longest"])
+    assert r.exit_code == 2 and "keep must be" in r.output and "--model is deprecated" in r.output
 
 
 def test_cli_with_a_real_tiny_checkpoint(tmp_path, tiny_checkpoint):
     out = tmp_path / "s.jsonl"
-    r = runner.invoke(app, ["sample", "--model", str(tiny_checkpoint), "--task", TASK, "--n", "2", "--limit", "3",
+    r = runner.invoke(app, ["sample", str(tiny_checkpoint), "--task", TASK, "--n", "2", "--limit", "3",
                             "--max-tokens", "8", "--no-verify", "--out", str(out)])
     assert r.exit_code == 0, r.output
     rows = _rows(out)

@@ -50,12 +50,12 @@ def data(base, tmp_path_factory) -> Path:
 
 
 def test_sft_and_grpo_commands_print_the_final_path(base, data, tmp_path):
-    r = runner.invoke(app, ["train", "sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "sft"),
+    r = runner.invoke(app, ["train", "sft", str(base), "--data", str(data), "--out", str(tmp_path / "sft"),
                             "--max-steps", "2", "--batch-size", "4"])
     assert r.exit_code == 0, r.output
     sft_final = Path(r.stdout.strip().splitlines()[-1])
     assert sft_final == tmp_path / "sft" / "final" and (sft_final / "config.json").is_file()
-    r = runner.invoke(app, ["train", "grpo", "--model", str(sft_final), "--task", TASK, "--out", str(tmp_path / "g"),
+    r = runner.invoke(app, ["train", "grpo", str(sft_final), "--task", TASK, "--out", str(tmp_path / "g"),
                             "--steps", "1", "--batch-size", "2", "--num-generations", "2",
                             "--max-completion-length", "16", "--n-prompts", "8"])
     assert r.exit_code == 0, r.output
@@ -65,11 +65,11 @@ def test_sft_and_grpo_commands_print_the_final_path(base, data, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "sft", "--model", "{base}", "--data", "{missing}"], "no such file"),
-        (["train", "sft", "--model", "{missing}", "--data", "{data}"], "no such directory"),
-        (["train", "grpo", "--model", "{base}", "--num-generations", "1"], "num_generations"),
+        (["train", "sft", "{base}", "--data", "{missing}"], "no such file"),
+        (["train", "sft", "{missing}", "--data", "{data}"], "no such directory"),
+        (["train", "grpo", "{base}", "--num-generations", "1"], "num_generations"),
         (["train", "pretrain", "--set", "stepz=3"], "unknown option"),
-        (["train", "grpo", "--model", "{base}", "--rewards", "accuracy=x"], "weight of 'accuracy'"),
+        (["train", "grpo", "{base}", "--rewards", "accuracy=x"], "weight of 'accuracy'"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(base, data, tmp_path, args, message):
@@ -89,7 +89,7 @@ def _launch(args: list[str], timeout: float = 300) -> subprocess.CompletedProces
 
 
 def test_sft_with_two_processes_via_accelerate(base, data, tmp_path):
-    r = _launch(["train", "sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "mp"),
+    r = _launch(["train", "sft", str(base), "--data", str(data), "--out", str(tmp_path / "mp"),
                  "--max-steps", "2", "--batch-size", "4"])
     assert r.returncode == 0, r.stderr[-3000:]
     done = json.loads((tmp_path / "mp" / "ponder_done.json").read_text())
@@ -98,7 +98,7 @@ def test_sft_with_two_processes_via_accelerate(base, data, tmp_path):
 
 
 def test_grpo_with_two_processes_via_accelerate(base, tmp_path):
-    r = _launch(["train", "grpo", "--model", str(base), "--task", TASK, "--out", str(tmp_path / "mpg"),
+    r = _launch(["train", "grpo", str(base), "--task", TASK, "--out", str(tmp_path / "mpg"),
                  "--steps", "2", "--batch-size", "2", "--num-generations", "2", "--max-completion-length", "12",
                  "--n-prompts", "8"])
     assert r.returncode == 0, r.stderr[-3000:]

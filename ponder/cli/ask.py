@@ -24,6 +24,8 @@ MODEL_HELP = "Local checkpoint directory, or openai:<model>@<base_url> for an Op
 THINKING_HELP = "Thinking mode: auto (decided from the model), on (pre-fill <think>), off (no thinking)."
 EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}')."
 TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."
+TOKENIZER_HELP = ("Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
+                  "generates through /v1/completions, with exact thinking budgets and budget forcing.")
 
 
 def make_params(effort: str | None, thinking_budget: int | None, min_thinking: int, max_waits: int,
@@ -36,7 +38,8 @@ def make_params(effort: str | None, thinking_budget: int | None, min_thinking: i
     return sampling, budget
 
 
-def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None):
+def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None,
+         tokenizer: str | None = None):
     """The backend for MODEL, with a spinner while a local model loads."""
     from ponder.generate.backends import load_backend
 
@@ -45,7 +48,7 @@ def load(model: str, thinking: str = "auto", extra_body: str | None = None, time
 
         hf_logging.disable_progress_bar()
     with console.status(f"loading {model}", spinner="dots"):
-        return load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout)
+        return load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer)
 
 
 def print_stream(events, show_thinking: bool = True):
@@ -131,13 +134,14 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, text, reasoning, token counts, trace)."),
     extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
     timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
 ) -> None:
     """Ask a model one question: stream its thinking and answer, then the token counts."""
     from ponder.generate import prompt as prompt_of
 
     sampling, budget = make_params(effort, thinking_budget, min_thinking, max_waits, temperature, top_p,
                                    max_tokens, seed)
-    backend = load(model, thinking, extra_body, timeout)
+    backend = load(model, thinking, extra_body, timeout, tokenizer)
     check_forcing(backend, budget)
     prompt = prompt_of(backend, question, system)
     if not as_json:
@@ -180,9 +184,9 @@ def completion_notes(c) -> str:
 def check_forcing(backend, budget) -> None:
     """Budget forcing needs token-level control: say so at the CLI, not from a Python constructor."""
     if budget.forcing and not backend.capabilities.forcing:
-        fail("--min-thinking rewrites the reasoning token by token, which an OpenAI-compatible server does not let "
-             "a client do: use a local checkpoint or GGUF file, or a `ponder serve` endpoint (it runs budget "
-             "forcing itself)")
+        fail("--min-thinking rewrites the reasoning as it is written, which a chat endpoint does not let a client do: "
+             "give the served model's tokenizer with --tokenizer (ponder then generates through /v1/completions), "
+             "use a local checkpoint, or a `ponder serve` endpoint (it runs budget forcing itself)")
 
 
 def _note_template_system(prompt, system) -> None:

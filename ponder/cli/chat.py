@@ -23,8 +23,8 @@ from typing import Optional
 
 import typer
 
-from ponder.cli.ask import (EXTRA_BODY_HELP, MODEL_HELP, THINKING_HELP, TIMEOUT_HELP, check_forcing, completion_notes,
-                            console, load, make_params, print_stream, token_line)
+from ponder.cli.ask import (EXTRA_BODY_HELP, MODEL_HELP, THINKING_HELP, TIMEOUT_HELP, TOKENIZER_HELP, check_forcing,
+                            completion_notes, console, load, make_params, print_stream, token_line)
 from ponder.cli.common import user_errors
 
 HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off · /reset · /exit"
@@ -73,13 +73,14 @@ def chat(
     show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Start with the thinking shown or hidden (toggle with /think on|off)."),
     extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
     timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
 ) -> None:
     """Chat with a model; /think on|off shows or hides its thinking."""
     from ponder.format import history_turn
     from ponder.generate import GenerationError, prompt
 
     _, budget = make_params(effort, thinking_budget, min_thinking, 1, temperature, top_p, max_tokens, seed)
-    backend = load(model, thinking, extra_body, timeout)
+    backend = load(model, thinking, extra_body, timeout, tokenizer)
     check_forcing(backend, budget)
     state = ChatState(show_thinking, effort, thinking_budget)
     console.print(f"chatting with {model} · {HELP}", style="cyan", markup=False)

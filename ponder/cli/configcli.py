@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from ponder.cli.common import user_errors
+from ponder.cli.common import err_console, user_errors
 from ponder.config import _base_type, apply_overrides, from_dict, load_yaml
 
 
@@ -26,8 +26,12 @@ def _cli_type(tp: Any) -> Any:
     return Optional[str]  # str, lists (comma-separated) and anything else arrive as text
 
 
-def command(cls: type, run: Callable[[Any], Any], doc: str) -> Callable:
-    """A function with a typer-readable signature that builds ``cls`` and calls ``run(cfg)``."""
+def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | None = None) -> Callable:
+    """A function with a typer-readable signature that builds ``cls`` and calls ``run(cfg)``.
+
+    ``positional``: a field given as the first argument instead of a flag (``MODEL``, as every
+    command that takes a model has it); its old ``--flag`` still works, with a deprecation note.
+    """
     hints = typing.get_type_hints(cls)
     params = [
         inspect.Parameter(
@@ -47,6 +51,14 @@ def command(cls: type, run: Callable[[Any], Any], doc: str) -> Callable:
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         flag = "--" + f.name.replace("_", "-")
+        if f.name == positional:
+            params.insert(0, inspect.Parameter(
+                f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
+                default=typer.Argument(None, help=f.metadata.get("help", ""), show_default=False)))
+            params.append(inspect.Parameter(
+                f"{f.name}_flag", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                default=typer.Option(None, flag, hidden=True, help=f"Deprecated: give {f.name.upper()} first.")))
+            continue
         if _base_type(hints[f.name]) is bool:
             flag = f"{flag}/--no-{f.name.replace('_', '-')}"
         params.append(
@@ -65,6 +77,13 @@ def command(cls: type, run: Callable[[Any], Any], doc: str) -> Callable:
         overrides = kwargs.pop("set_") or []
         if config_path is not None:
             data.update(load_yaml(config_path))
+        if positional is not None:
+            flagged = kwargs.pop(f"{positional}_flag", None)
+            if flagged is not None:
+                err_console.print(f"note: --{positional.replace('_', '-')} is deprecated; give "
+                                  f"{positional.upper()} as the first argument", style="yellow", highlight=False)
+                if kwargs.get(positional) is None:
+                    kwargs[positional] = flagged
         data.update({k: v for k, v in kwargs.items() if v is not None})
         data = apply_overrides(data, overrides)
         cfg = from_dict(cls, data, where=cls.__name__)

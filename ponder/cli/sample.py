@@ -1,6 +1,6 @@
 """``ponder sample``: rejection sampling (and teacher traces) into an SFT JSONL.
 
-    ponder sample --model runs/r1/grpo/final --task addition:digits=3 --n 8 --keep shortest \
+    ponder sample runs/r1/grpo/final --task addition:digits=3 --n 8 --keep shortest \
         --out runs/rs.jsonl
 
 Every option of ``ponder.train.sample.SampleConfig`` is a flag; ``--config FILE.yaml`` and
@@ -34,4 +34,5 @@ def _run(cfg: SampleConfig) -> None:
 sample = command(
     SampleConfig, _run,
     "Rejection sampling: N samples per prompt, keep the verified-correct ones, write SFT JSONL with provenance.",
+    positional="model",
 )

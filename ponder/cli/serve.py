@@ -34,6 +34,7 @@ def serve(
     thinking: str = typer.Option("auto", help="Thinking mode: auto (decided from the model), on (pre-fill <think>), off."),
     extra_body: Optional[str] = typer.Option(None, "--extra-body", help="Remote MODEL: a JSON object merged into every upstream request."),
     timeout: Optional[float] = typer.Option(None, min=1, help="Remote MODEL: seconds per upstream request."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Remote MODEL: its tokenizer (directory or .gguf): ponder renders prompts and uses /v1/completions."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of ServeConfig options (field: value)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any ServeConfig option: --set max_n=32."),
 ) -> None:
@@ -49,7 +50,7 @@ def serve(
     from ponder.serve import create_app, model_name_for
 
     with err_console.status(f"loading {model} …"):
-        backend = load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout)
+        backend = load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer)
     app = create_app(backend, cfg, model_name_for(model))
     name = app.state.ponder.model_name
     err_console.print(f"[bold]ponder serve[/]: model [cyan]{name}[/] on http://{cfg.host}:{cfg.port} "

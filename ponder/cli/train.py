@@ -1,8 +1,8 @@
 """``ponder train``: one command per training stage; each prints the path of the final model.
 
     ponder train pretrain --out runs/base --task 'addition:digits=3' --preset micro --steps 600
-    ponder train sft --model runs/base/final --data cold.jsonl --out runs/sft
-    ponder train grpo --model runs/sft/final --task addition:digits=3 --rewards 'accuracy=1,format=0.2' --out runs/grpo
+    ponder train sft runs/base/final --data cold.jsonl --out runs/sft
+    ponder train grpo runs/sft/final --task addition:digits=3 --rewards 'accuracy=1,format=0.2' --out runs/grpo
 
 Every field of the stage's config dataclass is a flag (with its help text); ``--config FILE.yaml``
 and ``--set key=value`` work as for every config command. Re-running a finished stage with the
@@ -36,10 +36,12 @@ app.command("pretrain", help="Pretrain a tiny base model on a synthetic task cor
     command(pretrain.PretrainConfig, _runner(pretrain.run), "Pretrain a tiny base model on a synthetic task corpus.")
 )
 app.command("sft", help="Supervised fine-tuning on {prompt, completion} JSONL (loss on completions only).")(
-    command(sft.SFTConfig, _runner(sft.run), "Supervised fine-tuning on {prompt, completion} JSONL (loss on completions only).")
+    command(sft.SFTConfig, _runner(sft.run), "Supervised fine-tuning on {prompt, completion} JSONL (loss on completions only).",
+            positional="model")
 )
 app.command("grpo", help="GRPO on a task with verifiable rewards (TRL GRPOTrainer + ponder rewards).")(
-    command(grpo.GRPOConfig, _runner(grpo.run), "GRPO on a task with verifiable rewards; writes metrics.jsonl per step.")
+    command(grpo.GRPOConfig, _runner(grpo.run), "GRPO on a task with verifiable rewards; writes metrics.jsonl per step.",
+            positional="model")
 )
-from ponder.train import distill as _distill  # noqa: E402  (T2)
+from ponder.train import distill as _distill  # noqa: E402
 app.command("distill", help="Distillation: teacher traces (rejection-sampled) -> student SFT, in one command.")(command(_distill.DistillConfig, _runner(_distill.run), "Teacher -> verified traces -> student SFT."))

@@ -53,6 +53,7 @@ class BudgetCurveConfig:
     thinking: str = option("auto", "Thinking mode: auto, on (pre-fill <think>) or off.")
     timeout: float = option(600.0, "Endpoints: seconds per request.")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
+    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): exact budgets and forcing via /v1/completions.")
     seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
     out: str = option("budget_curve", "Output directory for budget_curve.csv, budget_curve.png and points.json.")
@@ -209,10 +210,11 @@ def run_budget_curve(cfg: BudgetCurveConfig, backend: Backend | None = None, pro
     if not examples:
         raise ConfigError(f"task {cfg.task!r} has no examples in split {cfg.split!r}")
     if backend is None:
-        backend = load_backend(cfg.model, thinking=cfg.thinking, timeout=cfg.timeout, extra_body=cfg.extra_body or None)
+        backend = load_backend(cfg.model, thinking=cfg.thinking, timeout=cfg.timeout, extra_body=cfg.extra_body or None,
+                               tokenizer=cfg.tokenizer or None)
     if cfg.min_thinking_frac and not backend.capabilities.forcing:
-        raise ConfigError("--min-thinking-frac (budget forcing) rewrites the reasoning token by token: it needs a local "
-                          "checkpoint, a GGUF file or a `ponder serve` endpoint, not this server")
+        raise ConfigError("--min-thinking-frac (budget forcing) rewrites the reasoning as it is written: it needs a local "
+                          "checkpoint, an endpoint with --tokenizer (raw completions) or a `ponder serve` endpoint")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     done = load_points(out, cfg)

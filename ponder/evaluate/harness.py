@@ -63,7 +63,7 @@ STATE = "state.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
-    "top_p", "max_tokens", "seed", "template", "thinking", "system", "extra_body",
+    "top_p", "max_tokens", "seed", "template", "thinking", "system", "extra_body", "tokenizer",
 )  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
 
 
@@ -104,6 +104,7 @@ class EvalConfig:
     max_failures: int = option(3, "Stop after this many requests in a row failed for good.")
     timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
+    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder, /v1/completions.")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -244,7 +245,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
         cfg = replace(cfg, out=str(out))
     if backend is None:
         backend = load_model(cfg.model, cfg.thinking, concurrency=cfg.concurrency, max_retries=cfg.retries,
-                             timeout=cfg.timeout, extra_body=cfg.extra_body or None)
+                             timeout=cfg.timeout, extra_body=cfg.extra_body or None, tokenizer=cfg.tokenizer or None)
     if not cfg.budgets:
         return _run_one(cfg, out, task, examples, backend, progress, console)
     from ponder.evaluate.report import write_budget_report

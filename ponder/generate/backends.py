@@ -83,16 +83,16 @@ def parse_extra_body(text: str | dict | None) -> dict:
 
 
 #: options that only an endpoint takes (ignored, with an error when set, for a local model)
-REMOTE_ONLY = ("extra_body", "timeout", "concurrency", "max_retries")
+REMOTE_ONLY = ("extra_body", "timeout", "concurrency", "max_retries", "tokenizer")
 
 
 def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend:
     """A ready backend for ``spec``; ``kw`` goes to ``LocalEngine`` or ``OpenAIBackend``.
 
     ``thinking``: the model's thinking mode, auto|on|off (``ponder.format.decide_thinking``).
-    Endpoint-only options (``extra_body``, ``timeout``, ``concurrency``, ``max_retries``) given as
-    None are left at their defaults; ``extra_body`` for a local model is an error (nothing would
-    read it).
+    Endpoint-only options (``extra_body``, ``timeout``, ``concurrency``, ``max_retries``,
+    ``tokenizer`` -- the served model's, for raw-completions mode) given as None are left at their
+    defaults; ``extra_body`` or ``tokenizer`` for a local model is an error (nothing would read it).
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
     ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
@@ -105,6 +105,8 @@ def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend
     if ms.kind != "openai":
         if kw.get("extra_body"):
             raise ModelSpecError("--extra-body is sent to an endpoint; a local model has no server to read it")
+        if kw.get("tokenizer"):
+            raise ModelSpecError("--tokenizer names an endpoint's tokenizer; a local model has its own")
         kw = {k: v for k, v in kw.items() if k not in REMOTE_ONLY}
     if ms.kind == "openai":
         from ponder.generate.openai_backend import OpenAIBackend

@@ -32,8 +32,9 @@ separated is stored in the normal form ``R</think>A`` with ``prefilled=True``.
   field the server rejects is dropped (once, with a warning); a completion whose reasoning runs
   past the budget shows the server ignored it, and ``budget_honoured`` turns False (warned once).
 * ``Budget.effort`` is sent as ``reasoning_effort``; how many tokens that means is the server's.
-* ``Budget.min_thinking`` (s1 budget forcing) runs only on ``ponder serve`` (detected from
-  ``GET /models``, or ``ponder_server=True``), which runs budgets exactly in its own engine.
+* ``Budget.min_thinking`` (s1 budget forcing) runs on ``ponder serve`` (detected from
+  ``GET /models``, or ``ponder_server=True``), which runs budgets exactly in its own engine, and
+  in raw-completions mode (below); a generic chat endpoint refuses it.
 * Thinking ``off`` also sends ``chat_template_kwargs: {enable_thinking: false}`` (Qwen3-style
   templates on vLLM/SGLang/llama.cpp) and ``reasoning_effort: "none"`` where nothing else is asked.
 * Seeds: with a seed and ``n > 1``, every sample is its own request with its own derived seed
@@ -43,6 +44,14 @@ separated is stored in the normal form ``R</think>A`` with ``prefilled=True``.
   need: llama.cpp reports one choice for ``n=2``) or no usage at all is replaced by
   ``estimate_tokens`` and the completion is marked ``estimated``.
 * ``logprobs`` are filled when the server returns them (usually for the content tokens only).
+* **Raw-completions mode** (``tokenizer=`` a tokenizer directory or GGUF file of the served model,
+  ``--tokenizer`` on the CLI): ponder renders the prompt itself (``ponder.format.render``: the
+  model's chat template, ponder's thinking decision, an exact pre-fill) and generates through
+  ``/v1/completions`` in segments, so thinking budgets are exact and budget forcing works on any
+  server with that route (llama.cpp, vLLM, SGLang): the reasoning runs to ``</think>`` (a stop
+  string) or to the budget; an early close is replaced by "Wait" while the reasoning is shorter
+  than ``min_thinking``; a budget reached forces ``close_text``; then the answer gets its own
+  ``max_tokens``. Token counts come from the local tokenizer (the text re-encoded).
 * ``extra_body`` is merged into every request (``--extra-body``): server-specific sampling such
   as llama.cpp's ``repeat_penalty``/``min_p``/``top_k`` (its server defaults differ from greedy
   decoding elsewhere: ``{"repeat_penalty": 1, "top_k": 0, "min_p": 0}`` neutralises them).
@@ -61,7 +70,7 @@ import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
-from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, parse
+from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, ends_in_think, parse
 from ponder.generate.types import (
     DEFAULT_EFFORT_BUDGETS,
     Budget,
@@ -70,6 +79,7 @@ from ponder.generate.types import (
     GenerationError,
     SamplingParams,
     estimate_tokens,
+    make_completion,
 )
 
 log = logging.getLogger(__name__)
@@ -83,6 +93,24 @@ OPTIONAL_FIELDS = (*BUDGET_FIELDS, "chat_template_kwargs")
 PLAUSIBLE_SHARE = 0.7
 #: reasoning this far past the budget (tokens) means the server ignored it
 BUDGET_SLACK = 16
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The tokenizer of a served model, from a Hugging Face directory or a ``.gguf`` file (its
+    tokenizer only: transformers reads it from the GGUF metadata, no weights are loaded)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise GenerationError(f"--tokenizer {str(p)!r} does not exist (a tokenizer directory or a .gguf file)")
+    try:
+        if p.is_file():
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
+        raise GenerationError(f"--tokenizer {str(p)!r}: cannot load a tokenizer ({type(e).__name__}: {e})") from None
 
 
 def api_key_from(kw_key: str | None) -> str:
@@ -154,9 +182,10 @@ class OpenAIBackend:
     sent as the answer bound (not budget + answer) and ``min_thinking`` goes through its
     ``ponder`` extension. None (default): detected once, before the first request, from
     ``GET /models`` (``owned_by: "ponder"``); a server without that route counts as generic.
+    tokenizer: the served model's tokenizer (a directory, a ``.gguf`` file, or a loaded
+    tokenizer): raw-completions mode (see the module docstring).
     """
 
-    tokenizer = None
     max_positions = None  # the server's context length is not known to the client
     eos_ids: frozenset = frozenset()
 
@@ -164,7 +193,7 @@ class OpenAIBackend:
                  concurrency: int = 8, max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0,
                  timeout: float = 600.0, logprobs: bool = True, use_n: bool = True,
                  effort_table: Mapping[str, int] | None = None, extra_body: Mapping[str, Any] | None = None,
-                 ponder_server: bool | None = None):
+                 ponder_server: bool | None = None, tokenizer: Any = None):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise GenerationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -176,7 +205,10 @@ class OpenAIBackend:
         self.model, self.base_url = model, base_url.rstrip("/")
         self.name = f"openai:{model}@{self.base_url}"
         self.api_key = api_key_from(api_key)
-        self.thinking = decide_thinking(thinking, remote=True)
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        self.raw = self.tokenizer is not None  # raw-completions mode: ponder renders, /v1/completions
+        self.thinking = (decide_thinking(thinking, self.tokenizer) if self.raw
+                         else decide_thinking(thinking, remote=True))
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.timeout = backoff, max_backoff, timeout
         self.logprobs, self.use_n = logprobs, use_n
@@ -200,6 +232,9 @@ class OpenAIBackend:
     def capabilities(self) -> Capabilities:
         """What this endpoint can do; budget forcing only on ``ponder serve``, which is asked of
         the server's ``GET /models`` the first time (``detect``)."""
+        if self.raw:
+            return Capabilities(local=False, token_level=False, streaming=False, concurrent=True,
+                                logprobs=False, retries=True, budgets="exact", forcing=True)
         if self.ponder_server is None:
             self.detect()
         return Capabilities(local=False, token_level=False, streaming=True, concurrent=True,
@@ -223,9 +258,13 @@ class OpenAIBackend:
             client.close()
 
     def count_tokens(self, text: str) -> int:
+        if self.raw:
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
         return estimate_tokens(text)
 
     def decode(self, ids: list[int]) -> str:
+        if self.raw:
+            return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         raise GenerationError("an endpoint returns text, not token ids: there is nothing to decode")
 
     def refresh_weights(self) -> None:
@@ -244,7 +283,7 @@ class OpenAIBackend:
         extra = dict(self.extra_body)
         kw: dict[str, Any] = {"model": self.model, "n": n, "temperature": sampling.temperature,
                               "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-        if budget.forcing:
+        if budget.forcing and not self.raw:
             if not self.ponder_server:  # False, or None before detection (generic until known)
                 raise GenerationError(
                     "--min-thinking (s1 budget forcing) rewrites the reasoning token by token, which a generic "
@@ -312,6 +351,12 @@ class OpenAIBackend:
         budget = budget if budget is not None else Budget()
         if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
             raise GenerationError("sampling must be a SamplingParams and budget a Budget")
+        if self.raw:
+            for i, p in enumerate(prompts):
+                if not isinstance(p, str):
+                    raise GenerationError(f"prompts[{i}]: with a tokenizer the backend takes rendered prompt strings "
+                                          "(ponder.generate.prompt renders them)")
+            return list(prompts), n, sampling, budget
         msgs = [to_messages(p, i) for i, p in enumerate(prompts)]
         if msgs and not (budget.forcing and self.ponder_server is None):
             self.request_kwargs(sampling, budget)  # validate before any request (forcing: after detection)
@@ -383,6 +428,10 @@ class OpenAIBackend:
         self.close()
 
     async def _one_prompt(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
+        if self.raw:  # every sample is its own segmented run, with its own seed
+            seeds = [None if sampling.seed is None else sampling.seed + i for i in range(n)]
+            return list(await asyncio.gather(*(self._raw_run(client, sem, messages, replace(sampling, seed=s), budget)
+                                               for s in seeds)))
         choices: list[Completion] = []
         # ponder serve's extension (forcing) returns one choice per request, and a seeded request's
         # choices would share one seed: ask n times
@@ -410,6 +459,85 @@ class OpenAIBackend:
 
         resp = await self._with_retries_async(call, kw)
         return self._completions(resp, sampling, budget)
+
+    # ------------------------------------------------------------------ raw completions
+
+    async def _segment(self, client, sem, prompt: str, sampling: SamplingParams, max_tokens: int,
+                       stop: list[str]) -> tuple[str, str]:
+        """One ``/v1/completions`` request: ``(text, finish)`` with finish "length" or "stop"."""
+        kw: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens,
+                              "temperature": sampling.temperature, "top_p": sampling.top_p}
+        if stop:
+            kw["stop"] = stop
+        if sampling.seed is not None:
+            kw["seed"] = sampling.seed
+        extra = {**({"top_k": sampling.top_k} if sampling.top_k else {}), **self.extra_body}
+        extra.pop("chat_template_kwargs", None)
+        if extra:
+            kw["extra_body"] = extra
+
+        async def call():
+            async with sem:
+                return await client.completions.create(**kw)
+
+        resp = await self._with_retries_async(call, kw)
+        ch = (resp.choices or [None])[0]
+        if ch is None:
+            raise GenerationError(f"server {self.base_url} returned no choice for a completion request")
+        return ch.text or "", "length" if ch.finish_reason == "length" else "stop"
+
+    async def _raw_run(self, client, sem, prompt: str, sampling: SamplingParams, budget: Budget) -> Completion:
+        """One completion generated in segments (see the module docstring).
+
+        A "stop" finish of a reasoning segment is read as the ``</think>`` stop string: servers
+        report an EOS the same way, and reading it as the close of the reasoning is what budget
+        forcing does anyway (the model answers next)."""
+        tb = budget.resolve(self.effort_table)
+        inside = ends_in_think(prompt)
+        count = self.count_tokens
+        text, waits, forced, finish = "", 0, False, "eos"
+        stops = list(sampling.stop)
+        if inside or tb is not None or budget.forcing:
+            while True:  # the reasoning, up to </think> or the budget
+                thought = count(text)
+                # as in the local engine: without a budget max_tokens bounds the whole completion
+                room = sampling.max_tokens - thought if tb is None else tb - thought
+                if room <= 0:
+                    if tb is None:
+                        return self._raw_completion(prompt, text, "length", forced, waits)
+                    text += budget.close_text
+                    forced = True
+                    break
+                seg, how = await self._segment(client, sem, prompt + text, sampling, room, [THINK_CLOSE])
+                text += seg
+                if not inside:  # a plain start: the segment was an answer unless the model opened <think>
+                    p = parse(text, False)
+                    if not p.thinking:
+                        finish = "eos" if how == "stop" else "length"
+                        return self._raw_completion(prompt, text, finish, forced, waits)
+                    inside = True
+                if how == "stop":
+                    if budget.forcing and waits < budget.max_waits and count(text) < budget.min_thinking:
+                        text += budget.wait_token
+                        waits += 1
+                        continue
+                    text += THINK_CLOSE
+                    break
+                if tb is None:  # no budget: the token limit cut the reasoning
+                    return self._raw_completion(prompt, text, "length", forced, waits)
+        room = sampling.max_tokens if tb is not None else sampling.max_tokens - count(text)
+        if room <= 0:
+            return self._raw_completion(prompt, text, "length", forced, waits)
+        seg, how = await self._segment(client, sem, prompt + text, sampling, room, stops)
+        text += seg
+        # a server reports an EOS and a stop string alike: with stop strings asked for, "stop"
+        finish = "length" if how == "length" else ("stop" if stops else "eos")
+        return self._raw_completion(prompt, text, finish, forced, waits)
+
+    def _raw_completion(self, prompt: str, text: str, finish: str, forced: bool, waits: int) -> Completion:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return make_completion(ids, self.decode, finish, [], ends_in_think(prompt), (), frozenset(),  # type: ignore[arg-type]
+                               forced_close=forced, waits=waits)
 
     # ------------------------------------------------------------------ retries
 
@@ -569,6 +697,13 @@ class OpenAIBackend:
         mid-stream raises ``GenerationError``."""
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
+        if self.raw:  # segmented generation: the completion arrives whole, split by the one parser
+            c = self.generate([prompt], 1, sampling, budget)[0][0]
+            split = ReasoningSplitter(ends_in_think(prompt))
+            yield from split.feed(c.text)
+            yield from split.finish()
+            yield "done", c
+            return
         messages = to_messages(prompt)
         self.detect()
         client = self._new_client(sync=True)

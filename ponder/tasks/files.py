@@ -32,7 +32,6 @@ Scoring (``ponder.tasks.judge``) extracts the final answer with ``ponder.format.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,24 +129,13 @@ def _rows(path: Path, fields: Fields, id_prefix: str, split: str) -> Iterator[Ex
         index += 1
 
 
-@functools.lru_cache(maxsize=4096)
 def math_gold_verifiable(gold: str) -> bool:
-    """True when the math verifier can read ``gold`` (its fast path, else math-verify).
+    """True when the math verifier can read ``gold`` at all (``math_readable``). An unreadable
+    gold (prose, malformed LaTeX) would make every answer "wrong"; rewards give such samples None
+    instead, as TRL's accuracy reward does."""
+    from ponder.verify.math import math_readable
 
-    An unreadable gold (prose, a malformed LaTeX string) would make every answer "wrong"; rewards
-    give such samples None instead, as TRL's accuracy reward does."""
-    from ponder.verify.latex_value import Bail, normalise, parse_value
-    from ponder.verify.math import math_equal_reason
-
-    if not gold.strip():
-        return False
-    try:
-        parse_value(normalise(gold).text)
-        return True
-    except (Bail, ArithmeticError, ValueError, TypeError, OverflowError, RecursionError):
-        pass
-    # "0" always parses, so "found nothing to parse" here is about the gold
-    return "nothing to parse" not in math_equal_reason(gold, "0").reason
+    return math_readable(str(gold))
 
 
 def check_math(answer: str, example: Example) -> Verdict:

@@ -64,6 +64,7 @@ class SampleConfig:
     thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
     system: str = option("", "System prompt ('' = none; r1, r1-zero: R1's prompts).")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
+    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder.")
 
     def check(self) -> None:
         if self.keep not in ("all", "shortest"):
@@ -225,7 +226,8 @@ def run(cfg: SampleConfig, backend=None, progress: bool = True) -> Path:
     if backend is None:
         from ponder.generate import load_backend
 
-        backend = load_backend(cfg.model, thinking=cfg.thinking, extra_body=cfg.extra_body or None)
+        backend = load_backend(cfg.model, thinking=cfg.thinking, extra_body=cfg.extra_body or None,
+                               tokenizer=cfg.tokenizer or None)
     write_json_atomic(cfg_path, mine)  # only once the inputs are known good
     rejection_sample(backend, task, examples, cfg, model_name=str(cfg.model), progress=progress)
     return out

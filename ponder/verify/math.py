@@ -404,6 +404,21 @@ def math_equal(gold: object, answer: object, timeout: float = 5.0) -> bool:
     return math_equal_reason(gold, answer, timeout).equal
 
 
+@lru_cache(maxsize=4096)
+def math_readable(text: str, timeout: float = 5.0) -> bool:
+    """True when ``text`` reads as a mathematical answer: the fast path parses it, or math-verify
+    extracts an expression from it (TRL gives a gold that math-verify cannot parse the reward
+    None; ponder's rewards do the same through this). Never raises."""
+    if not isinstance(text, str) or not text.strip():
+        return False
+    try:
+        parse_value(normalise(text).text)
+        return True
+    except Exception:  # noqa: BLE001 - the fast path cannot read it: ask math-verify
+        pass
+    return bool(mv_worker.parses(text, timeout))
+
+
 def clear_cache() -> None:
     """Forget cached results and readings (benchmarks call this so timings measure real work)."""
     _judge.cache_clear()

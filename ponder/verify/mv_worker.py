@@ -85,6 +85,10 @@ def _worker_main() -> None:
     for line in sys.stdin:
         try:
             req = json.loads(line)
+            if "p" in req:  # can math-verify read this at all (as TRL parses a gold), raw or as LaTeX?
+                found = [x for t in (req["p"], f"${req['p']}$") for x in math_verify.parse(t, parsing_timeout=None)]
+                proto.write(json.dumps({"parsed": any(not isinstance(x, str) for x in found)}) + "\n")
+                continue
             gp = math_verify.parse(f"${req['g']}$", parsing_timeout=None)
             ap = math_verify.parse(f"${req['a']}$", parsing_timeout=None)
             if not gp or not ap:
@@ -133,6 +137,21 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def parses(self, text: str, timeout: float) -> bool | None:
+        """Whether math-verify reads ``text`` as mathematics (None: timeout or a dead worker)."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps({"p": text}) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            return None
+        line = self._readline(timeout)
+        if line is None:
+            self.kill()
+            return None
+        return bool(json.loads(line).get("parsed"))
+
     def ask(self, gold: str, answer: str, timeout: float) -> Reply:
         assert self.proc.stdin is not None
         try:
@@ -178,17 +197,24 @@ class _Pool:
         self.slots = threading.BoundedSemaphore(size)
 
     def ask(self, gold: str, answer: str, timeout: float) -> Reply:
+        return self._with_worker(lambda w: w.ask(gold, answer, timeout),
+                                 lambda exc: ("error", False, f"math-verify worker error: {exc}"))
+
+    def parses(self, text: str, timeout: float) -> bool | None:
+        return self._with_worker(lambda w: w.parses(text, timeout), lambda exc: None)
+
+    def _with_worker(self, call, on_error):
         with self.slots:
             with self.lock:
                 w = self.idle.pop() if self.idle else None
             try:
                 if w is None or not w.alive:
                     w = _Worker()
-                res = w.ask(gold, answer, timeout)
+                res = call(w)
             except Exception as exc:  # noqa: BLE001 - never raise from math_equal
                 if w is not None:
                     w.kill()  # its protocol state is unknown: never reuse it
-                return ("error", False, f"math-verify worker error: {exc}")
+                return on_error(exc)
             if w.alive:
                 with self.lock:
                     self.idle.append(w)
@@ -227,6 +253,11 @@ def shutdown_workers() -> None:
 def ask(gold: str, answer: str, timeout: float) -> Reply:
     """Is ``answer`` equal to ``gold`` for math-verify (both wrapped in ``$…$``)? Never raises."""
     return _get_pool().ask(gold, answer, timeout)
+
+
+def parses(text: str, timeout: float) -> bool | None:
+    """Whether math-verify reads ``text`` as mathematics, in a worker (None: it did not answer)."""
+    return _get_pool().parses(text, timeout)
 
 
 def warm_up(timeout: float = 120.0) -> bool:
