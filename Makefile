@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # `make test TORCH_INDEX=<url of PyTorch's CPU wheel index>`.
 TORCH_INDEX ?=
 
-.PHONY: demo test install sandbox-deps browser-deps clean bench
+.PHONY: demo test lint install sandbox-deps browser-deps clean bench
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || (echo "$(PY) not found: install Python 3.11 or run make PY=/path/to/python3.11" && exit 1)
@@ -43,7 +43,12 @@ browser-deps:
 demo: install
 	$(BIN)/ponder demo
 
-test: install
+# the lint gates first (a few seconds): ruff's stated rule set and the import-layer contract
+lint: $(STAMP)
+	$(BIN)/ruff check ponder tests bench
+	$(BIN)/lint-imports --no-cache
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
 bench: install

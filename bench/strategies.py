@@ -54,7 +54,6 @@ from ponder.strategies.base import scoring_text  # noqa: E402
 from ponder.strategies.router import router_report  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
 
-
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 192}
 
 

@@ -7,13 +7,13 @@ import csv
 import json
 
 import pytest
+from fakes import FakeBackend, question_of
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.config import ConfigError
 from ponder.evaluate.budget import CSV_NAME, PNG_NAME, STATE_NAME, BudgetCurveConfig, run_budget_curve
-from fakes import FakeBackend, question_of
-from ponder.generate import Budget, Completion, GenerationError
+from ponder.generate import Budget, Completion
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
 

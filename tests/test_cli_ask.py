@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_openai_server import REQUESTS, serve
 from typer.testing import CliRunner
 
-from fake_openai_server import REQUESTS, serve
 from ponder.cli.main import app
-from ponder.format import parse, render
 from ponder.generate import Budget, SamplingParams, load_backend, prompt
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from fakes import FakeBackend, question_of
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.evaluate.compare import compare_runs, paired_bootstrap, sign_test
-from fakes import FakeBackend, question_of
 from ponder.evaluate.harness import EndpointError, EvalConfig, EvalError, read_records, run_eval
 from ponder.generate.types import Completion
 

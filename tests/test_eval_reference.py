@@ -13,13 +13,11 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from fakes import FakeBackend, question_of
 
 from ponder.evaluate.harness import EvalConfig, read_records, run_eval
 from ponder.generate.types import Completion
 from ponder.tasks import get_task
-
 
 
 def replace_last_boxed(text: str, new: str) -> str:

@@ -331,8 +331,8 @@ def test_a_template_that_opens_think_itself_is_prefilled_once(tokenizer):
 
 
 def test_a_model_without_think_tags_gets_nothing_added():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel()

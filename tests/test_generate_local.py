@@ -170,7 +170,7 @@ def test_fast_step_logits_equal_the_hf_forward_bit_for_bit(tok, prompts):
     """For B >= 2 the fast step runs HF's own ops on the same values: identical logits, so greedy
     parity does not depend on luck with near-ties. (Norm weights and q/k/v biases are made
     non-trivial so that nothing is exact by accident.)"""
-    from ponder.generate.local import _forward
+    from ponder.generate.decode import forward as _forward
 
     model = _llama(tok, 5, Qwen2ForCausalLM, Qwen2Config)
     with torch.no_grad():

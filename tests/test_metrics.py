@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ponder.evaluate.metrics import wilson, canonical_groups, maj_at_k, majority_answer, mean_ci, pass_at_k
+from ponder.evaluate.metrics import canonical_groups, maj_at_k, majority_answer, mean_ci, pass_at_k, wilson
 
 
 @pytest.mark.parametrize(

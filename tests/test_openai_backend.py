@@ -11,11 +11,10 @@ import threading
 import time
 
 import pytest
-
-from ponder.generate import Budget, GenerationError, SamplingParams, estimate_tokens
-from ponder.generate import prompt
-from ponder.generate.backends import ModelSpecError, load_backend, parse_model_spec
 from fake_openai_server import FAILS, INFLIGHT, REQUESTS, free_port, serve
+
+from ponder.generate import Budget, GenerationError, SamplingParams, estimate_tokens, prompt
+from ponder.generate.backends import ModelSpecError, load_backend, parse_model_spec
 from ponder.generate.openai_backend import OpenAIBackend
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from itertools import islice
 
 import pytest
-
 from fakes import FakeBackend
 from typer.testing import CliRunner
 

@@ -26,7 +26,6 @@ from ponder.verify import sandbox
 from ponder.verify.sandbox import Limits, SandboxError, run_code
 
 
-
 def _bwrap_usable() -> tuple[bool, str]:
     """bwrap is installed *and* can start a sandbox here (an unprivileged container may forbid
     the namespaces); the skip message says which, so a missing isolation is visible in -rs."""

@@ -64,7 +64,8 @@ def post(server, body, **kw) -> httpx.Response:
 
 def still_serving(server) -> None:
     r = post(server, OK)
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+    # Sampling is unseeded and the tiny model can draw EOS early: the bound is what max_tokens promises.
+    assert r.status_code == 200 and 1 <= r.json()["usage"]["completion_tokens"] <= 3
 
 
 CASES = [

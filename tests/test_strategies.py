@@ -16,8 +16,14 @@ from hypothesis import strategies as st
 
 from ponder.format import Thinking, decide_thinking, ends_in_think, render
 from ponder.generate.types import DEFAULT_EFFORT_BUDGETS, Budget, Capabilities, SamplingParams, make_completion
-from ponder.strategies import (STRATEGIES, StrategyError, StrategyResult, run_batch, run_strategy,
-                               strategy_options)  # fmt: skip
+from ponder.strategies import (
+    STRATEGIES,
+    StrategyError,
+    StrategyResult,
+    run_batch,
+    run_strategy,
+    strategy_options,  # fmt: skip
+)
 from ponder.strategies.router import intent, router_report
 from ponder.strategies.voting import leader_confidence
 from ponder.tasks import get_task

@@ -13,8 +13,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from ponder.generate import prompt
-from ponder.generate import LocalEngine, SamplingParams
+from ponder.generate import LocalEngine, SamplingParams, prompt
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
 from ponder.strategies import RewardModel, run_batch, run_strategy

@@ -2,14 +2,12 @@
 
 import json
 import re
-import sys
 import time
 from dataclasses import fields
 
 import pytest
 
 from ponder.tasks import TASKS, TaskError, describe, get_task, parse_spec
-from ponder.tasks.synthetic import reference_completion
 from ponder.tasks.countdown import CountdownTask, random_expression
 from ponder.tasks.safe_eval import ExpressionError, evaluate
 from ponder.tasks.synthetic import (
@@ -17,6 +15,7 @@ from ponder.tasks.synthetic import (
     MultiplicationTask,
     addition_steps,
     multiplication_steps,
+    reference_completion,
     split_of,
 )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from train_helpers import TASK, TINY
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
@@ -17,7 +18,6 @@ from ponder.models import load
 from ponder.tasks import get_task
 from ponder.tasks.synthetic import reference_completion
 from ponder.train.common import prompt_for
-from train_helpers import TASK, TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from train_helpers import TASK, tiny_pretrain
 
 from ponder.config import ConfigError
 from ponder.models import load
@@ -13,7 +14,6 @@ from ponder.rewards import parse_reward_spec
 from ponder.tasks import get_task
 from ponder.tasks.synthetic import reference_completion
 from ponder.train import grpo, pretrain
-from train_helpers import TASK, tiny_pretrain
 
 
 @pytest.fixture(scope="module")

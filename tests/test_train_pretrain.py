@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict
 
 import pytest
+from train_helpers import TASK, tiny_pretrain
 
 from ponder.config import ConfigError
 from ponder.format import parse
@@ -14,7 +15,6 @@ from ponder.models import load
 from ponder.tasks import get_task
 from ponder.train import pretrain
 from ponder.train.checkpoint import DONE_FILE
-from train_helpers import TASK, tiny_pretrain
 
 
 def test_corpus_mixes_worked_and_answer_only_solutions(tmp_path):

@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from train_helpers import TASK, tiny_pretrain
+
 from ponder.train import grpo, pretrain
 from ponder.train.checkpoint import last_complete_checkpoint
-from train_helpers import TASK, tiny_pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
 

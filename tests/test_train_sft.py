@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from train_helpers import TASK, tiny_pretrain
 
 from ponder.models import load
 from ponder.tasks import get_task
 from ponder.tasks.synthetic import reference_completion
 from ponder.train import pretrain, sft
 from ponder.train.common import StageError, prompt_for, read_jsonl_pairs
-from train_helpers import TASK, tiny_pretrain
 
 
 @pytest.fixture(scope="module")

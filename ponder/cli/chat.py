@@ -23,8 +23,20 @@ from typing import Optional
 
 import typer
 
-from ponder.cli.ask import (EXTRA_BODY_HELP, MODEL_HELP, THINKING_HELP, TIMEOUT_HELP, TOKENIZER_HELP, check_forcing,
-                            completion_notes, console, load, make_params, print_stream, token_line)
+from ponder.cli.ask import (
+    EXTRA_BODY_HELP,
+    MODEL_HELP,
+    THINKING_HELP,
+    TIMEOUT_HELP,
+    TOKENIZER_HELP,
+    check_forcing,
+    completion_notes,
+    console,
+    load,
+    make_params,
+    print_stream,
+    token_line,
+)
 from ponder.cli.common import user_errors
 
 HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off · /reset · /exit"

@@ -44,4 +44,5 @@ app.command("grpo", help="GRPO on a task with verifiable rewards (TRL GRPOTraine
             positional="model")
 )
 from ponder.train import distill as _distill  # noqa: E402
+
 app.command("distill", help="Distillation: teacher traces (rejection-sampled) -> student SFT, in one command.")(command(_distill.DistillConfig, _runner(_distill.run), "Teacher -> verified traces -> student SFT."))

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.evaluate.harness import METRICS, EvalError
+from ponder.evaluate.harness import EvalError
+from ponder.evaluate.report import METRICS
 
 BOOTSTRAP = 10_000
 

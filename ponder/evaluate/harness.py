@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -46,19 +45,19 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from ponder.config import option
-from ponder.io import RecordWriter, check_resume, read_records, write_json_atomic
+from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
 from ponder.format import MODES
 from ponder.generate.backends import load_backend, prompt
 from ponder.generate.types import Backend, Budget, Completion, GenerationError, SamplingParams
+from ponder.io import RecordWriter, check_resume, read_records, write_json_atomic
 from ponder.tasks import judge
 
 SAMPLES = "samples.jsonl"
 STRATEGY = "strategy.jsonl"
 CONFIG = "config.json"
-METRICS = "metrics.json"
 STATE = "state.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
@@ -248,8 +247,6 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
                              timeout=cfg.timeout, extra_body=cfg.extra_body or None, tokenizer=cfg.tokenizer or None)
     if not cfg.budgets:
         return _run_one(cfg, out, task, examples, backend, progress, console)
-    from ponder.evaluate.report import write_budget_report
-
     prepare_out(cfg, out)
     results = []
     for b in cfg.budgets:
@@ -261,8 +258,6 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
 
 
 def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunResult:
-    from ponder.evaluate.report import compute_metrics, write_report
-
     prepare_out(cfg, out)
     records = read_records(out / SAMPLES, repair=True)
     known = {e["id"] for e in examples}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Callable, Hashable, Sequence
+from typing import Hashable, Sequence
 
 from ponder.format import canonical_groups  # noqa: F401  (maj@k pools answers as the strategies do)
 

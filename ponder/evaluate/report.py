@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from ponder.evaluate.metrics import canonical_groups, maj_at_k, mean_ci, pass_at_k
 
+METRICS = "metrics.json"  # every number of a run, recomputed from its records
 
 def ks_for(n: int) -> list[int]:
     """The k of pass@k / maj@k: powers of two up to n, and n itself."""
@@ -275,7 +276,6 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
 def write_budget_report(out: Path, cfg, runs: list[tuple[int, dict]]) -> dict:
     """The accuracy-vs-thinking-budget curve of a ``--budgets`` sweep: ``budget.png``,
     ``report.md`` and ``metrics.json`` (one row per budget) in the sweep directory."""
-    from ponder.evaluate.harness import METRICS
     from ponder.io import write_json_atomic
 
     rows = [{"budget": b, "pass@1": m["pass@1"], f"maj@{cfg.n}": m["maj@k"][str(cfg.n)],

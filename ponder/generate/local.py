@@ -27,8 +27,6 @@ still splits reasoning from answer (done on the text) but does not trigger budge
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 import queue
@@ -40,10 +38,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from ponder.format import THINK_CLOSE, THINK_OPEN, ReasoningSplitter, decide_thinking, ends_in_think
 from ponder.format.parse import held_prefix
+from ponder.generate.decode import FastLlama, HFRunner, ThreadTuner, forward, sample
 from ponder.generate.types import (
     Budget,
     Capabilities,
@@ -58,249 +56,6 @@ from ponder.generate.types import (
 log = logging.getLogger(__name__)
 
 PRE, THINK, ANSWER = 0, 1, 2  # a row's phase: before any <think>, inside it, after </think>
-
-
-@functools.lru_cache(maxsize=None)
-def _forward_args(cls: type) -> frozenset[str]:
-    return frozenset(inspect.signature(cls.forward).parameters)
-
-
-def _forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past=None):
-    """One HF forward. ids, pos: [B, q]; mask: [B, cached + q] (1 = attend).
-
-    Returns the last position's logits [B, V] (float32) and the model's cache.
-    """
-    args = _forward_args(type(model))
-    kw = dict(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True)
-    if "position_ids" in args:
-        kw["position_ids"] = pos
-    if "logits_to_keep" in args:
-        kw["logits_to_keep"] = 1
-    out = model(**kw)
-    return out.logits[:, -1].float(), out.past_key_values
-
-
-class _HFRunner:
-    """Decode with the model's own forward and cache (works for any transformers causal LM)."""
-
-    name = "hf"
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-
-    def start(self, past, rows: torch.Tensor, valid: torch.Tensor, s_max: int) -> None:
-        """Take the prefill cache of P prompts and expand it to B rows (``rows``: [B] prompt index)."""
-        past.reorder_cache(rows)
-        self.past = past
-        L = valid.shape[1]
-        self.keep = torch.zeros(len(rows), s_max, dtype=torch.long)  # [B, S] 1 = attend to column
-        self.keep[:, :L] = valid[rows].long()
-        self.t = L  # next cache column
-
-    def step(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """tokens, pos: [B] -> logits [B, V]; the tokens go into cache column t."""
-        self.keep[:, self.t] = 1
-        mask = self.keep[:, : self.t + 1]
-        logits, self.past = _forward(self.model, tokens[:, None], mask, pos[:, None], self.past)
-        self.t += 1
-        return logits
-
-    def select(self, idx: torch.Tensor) -> None:
-        """Keep only batch rows ``idx`` (compaction)."""
-        self.past.reorder_cache(idx)
-        self.keep = self.keep[idx]
-
-    def hide(self, row: int, col: int) -> None:
-        """Make cache column ``col`` invisible to batch row ``row`` (a token taken back)."""
-        self.keep[row, col] = 0
-
-
-class _FastLlama:
-    """A decode step for Llama-family weights that bypasses the HF forward (see module docstring).
-
-    Shapes: B rows, D hidden, H query heads, KV key/value heads (G = H // KV queries per KV head),
-    hd head dim, A = (H + KV)·hd (the q|k part), I intermediate, S cache length, V vocabulary.
-    """
-
-    name = "fast"
-    TYPES = ("llama", "mistral", "qwen2")
-
-    @classmethod
-    def unsupported(cls, model: torch.nn.Module) -> str | None:
-        """Why the fast step cannot run ``model``, or None when it can."""
-        cfg = model.config
-        if cfg.model_type not in cls.TYPES:
-            return f"model type {cfg.model_type!r} has no fast decode step (only {', '.join(cls.TYPES)})"
-        if getattr(cfg, "hidden_act", "silu") != "silu":
-            return f"activation {cfg.hidden_act!r} is not silu"
-        if any(p.dtype != torch.float32 for p in model.parameters()):
-            return "the fast step runs float32 weights only"
-        if getattr(cfg, "sliding_window", None) is not None:
-            return "sliding-window attention is not implemented"
-        if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or [])):
-            return "only full-attention layers are implemented"
-        inner = getattr(model, "model", None)
-        rot = getattr(inner, "rotary_emb", None)
-        if rot is None or not hasattr(getattr(model, "lm_head", None), "weight"):
-            return "unexpected module layout (no model.rotary_emb / lm_head)"
-        rope = getattr(rot, "rope_type", "default")
-        if "dynamic" in rope or rope == "longrope":
-            return f"RoPE type {rope!r} changes with length"
-        for layer in inner.layers:
-            a = layer.self_attn
-            if hasattr(a, "q_norm") or hasattr(a, "k_norm") or not hasattr(layer.mlp, "gate_proj"):
-                return "unexpected layer layout (q/k norms or a non-SwiGLU MLP)"
-        return None
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.load()
-
-    def signature(self) -> tuple:
-        """Identity and in-place version of every parameter: changes when the weights do."""
-        return tuple((id(p), p._version) for p in self.model.parameters())
-
-    @torch.no_grad()
-    def load(self) -> None:
-        """Copy the HF weights into fused matrices ([out, in], as nn.Linear stores them)."""
-        m, cfg = self.model, self.model.config
-        self.H, self.KV = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.hd = hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.H
-        self.D, self.G, self.A = cfg.hidden_size, self.H // self.KV, (self.H + self.KV) * hd
-        # Each head's q/k output rows are reordered from [x1 | x2] halves to interleaved pairs
-        # (x1_j, x2_j), so RoPE -- (x1·cos - x2·sin, x2·cos + x1·sin) -- is one complex multiply;
-        # a transpose puts the result back in HF's order before it is cached or used.
-        perm = torch.stack([torch.arange(hd // 2), torch.arange(hd // 2) + hd // 2], -1).flatten()
-
-        def pair(w: torch.Tensor, heads: int) -> torch.Tensor:
-            return w.reshape(heads, hd, *w.shape[1:])[:, perm].reshape(heads * hd, *w.shape[1:])
-
-        def bias(*mods) -> torch.Tensor | None:
-            if all(x.bias is None for x in mods):
-                return None
-            return torch.cat([x.bias if x.bias is not None else torch.zeros(x.out_features) for x in mods])
-
-        self.layers = []
-        for layer in m.model.layers:
-            a, mlp = layer.self_attn, layer.mlp
-            wqkv = torch.cat([pair(a.q_proj.weight, self.H), pair(a.k_proj.weight, self.KV), a.v_proj.weight])
-            b = bias(a.q_proj, a.k_proj, a.v_proj)
-            if b is not None:
-                q_end = self.H * hd
-                b = torch.cat([pair(b[:q_end], self.H), pair(b[q_end : self.A], self.KV), b[self.A :]])
-            self.layers.append((
-                layer.input_layernorm.weight,  # [D]
-                wqkv.t(), b,  # [D, A + KV·hd] (a transposed view), [A + KV·hd] | None
-                a.o_proj.weight.t(), a.o_proj.bias,  # [H·hd, D]
-                layer.post_attention_layernorm.weight,
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).t(),  # [D, 2I]
-                bias(mlp.gate_proj, mlp.up_proj),
-                mlp.down_proj.weight.t(), mlp.down_proj.bias,  # [I, D]
-            ))
-        self.I = cfg.intermediate_size
-        self.eps = m.model.norm.variance_epsilon
-        self.emb = m.model.embed_tokens.weight  # [V, D]
-        self.norm = m.model.norm.weight
-        self.lm, self.lm_b = m.lm_head.weight.t(), getattr(m.lm_head, "bias", None)  # [D, V], [V] | None
-        self.gemv = None  # contiguous copies for single-row steps, made on first use
-        rot_mod = m.model.rotary_emb
-        self.inv_freq = rot_mod.inv_freq.float()
-        self.rope_scale = float(getattr(rot_mod, "attention_scaling", 1.0))
-        self.version = self.signature()
-        self.table_len = 0
-
-    def _tables(self, s_max: int) -> None:
-        """RoPE rotations e^(i·pos·freq) for positions [0, s_max): complex [S, 1, hd/2].
-
-        The angles and the attention scaling are computed exactly as HF's rotary embedding does.
-        """
-        if s_max <= self.table_len:
-            return
-        freqs = torch.arange(s_max).float()[:, None] * self.inv_freq  # [S, hd/2]
-        rot = torch.complex(freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale)
-        self.rot = rot[:, None, :].contiguous()
-        self.table_len = s_max
-
-    def start(self, past, rows: torch.Tensor, valid: torch.Tensor, s_max: int) -> None:
-        """Copy the prefill cache (P prompts, L columns) into a static cache of B rows, S = s_max."""
-        if self.signature() != self.version:
-            self.load()
-        self._tables(s_max)
-        B, L = len(rows), valid.shape[1]
-        self.k, self.v = [], []
-        for i in range(len(self.layers)):
-            lay = past.layers[i]
-            k = torch.empty(B, self.KV, s_max, self.hd)  # [B, KV, S, hd], keys already rotated
-            v = torch.empty(B, self.KV, s_max, self.hd)
-            k[:, :, :L] = lay.keys.index_select(0, rows)
-            v[:, :, :L] = lay.values.index_select(0, rows)
-            self.k.append(k)
-            self.v.append(v)
-        self.bias = torch.zeros(B, s_max)  # [B, S] additive mask: 0 attend, -inf hidden
-        self.bias[:, :L].masked_fill_(~valid[rows], float("-inf"))
-        self.masked = not bool(valid.all())
-        self.t = L
-
-    def step(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """tokens, pos: [B] -> logits [B, V]; the new k/v go into cache column t.
-
-        For B >= 2 every op is the one the HF forward runs on the same values (F.linear is mm
-        with the transposed weight; rms_norm, the RoPE products and SDPA in HF's calling forms),
-        so the logits match HF's bit for bit (a test checks padded and unpadded batches). A single
-        row uses [K, N] weight copies instead, for speed; its logits differ by float rounding.
-        """
-        B, t, T = tokens.shape[0], self.t, self.t + 1
-        H, KV, G, hd, A, I, D, eps = self.H, self.KV, self.G, self.hd, self.A, self.I, self.D, self.eps
-        layers, lm = self.layers, self.lm
-        if B == 1:  # a [1, K] x [K, N] product is ~2.5x faster with the weight stored [K, N]
-            if self.gemv is None:
-                c = lambda w: w.contiguous() if w is not None and w.dim() == 2 else w  # noqa: E731
-                self.gemv = [tuple(map(c, layer)) for layer in self.layers], self.lm.contiguous()
-            layers, lm = self.gemv
-        x = F.embedding(tokens, self.emb)  # [B, D]
-        rot = self.rot[pos]  # [B, 1, hd/2] complex
-        mask = self.bias[:, None, None, :T] if self.masked else None  # [B, 1, 1, T]
-        for i, (w1, wqkv, bqkv, wo, bo, w2, wgu, bgu, wd, bd) in enumerate(layers):
-            h = F.rms_norm(x, (D,), w1, eps)
-            qkv = torch.mm(h, wqkv) if bqkv is None else torch.addmm(bqkv, h, wqkv)  # [B, A + KV·hd]
-            # RoPE on q and k at once: pairs as complex numbers times e^(i·angle), back to [x1 | x2]
-            qk = torch.view_as_complex(qkv[:, :A].reshape(B, H + KV, hd // 2, 2)) * rot
-            qk = torch.view_as_real(qk).transpose(2, 3).reshape(B, H + KV, hd)
-            kc, vc = self.k[i], self.v[i]
-            kc[:, :, t] = qk[:, H:]
-            vc[:, :, t] = qkv[:, A:].view(B, KV, hd)
-            k, v = kc[:, :, :T], vc[:, :, :T]  # [B, KV, T, hd]
-            if mask is None:  # HF's calling forms: GQA kernel without a mask ...
-                o = F.scaled_dot_product_attention(qk[:, :H, None], k, v, scale=hd ** -0.5, enable_gqa=True)
-            else:  # ... and with one, the G query heads of a KV head as G queries: [B, KV, G, hd]
-                o = F.scaled_dot_product_attention(qk[:, :H].view(B, KV, G, hd), k, v, attn_mask=mask,
-                                                   scale=hd ** -0.5)
-            o = o.reshape(B, H * hd)
-            # residuals as HF adds them (addmm(x, ...) rounds differently when B > 1)
-            x = x + (torch.mm(o, wo) if bo is None else torch.addmm(bo, o, wo))
-            h = F.rms_norm(x, (D,), w2, eps)
-            gu = torch.mm(h, wgu) if bgu is None else torch.addmm(bgu, h, wgu)  # [B, 2I]
-            act = F.silu(gu[:, :I]) * gu[:, I:]
-            x = x + (torch.mm(act, wd) if bd is None else torch.addmm(bd, act, wd))
-        h = F.rms_norm(x, (D,), self.norm, eps)
-        logits = torch.mm(h, lm) if self.lm_b is None else torch.addmm(self.lm_b, h, lm)  # [B, V]
-        self.t += 1
-        return logits
-
-    def select(self, idx: torch.Tensor) -> None:
-        """Keep only batch rows ``idx``, copying just the used columns."""
-        t = self.t
-        for cache in (self.k, self.v):
-            for i, c in enumerate(cache):
-                new = torch.empty(len(idx), *c.shape[1:])
-                new[:, :, :t] = c[:, :, :t].index_select(0, idx)
-                cache[i] = new
-        self.bias = self.bias.index_select(0, idx)
-
-    def hide(self, row: int, col: int) -> None:
-        """Make cache column ``col`` invisible to batch row ``row`` (a token taken back)."""
-        self.bias[row, col] = float("-inf")
-        self.masked = True
 
 
 class _Row:
@@ -337,75 +92,6 @@ class _Plan:
     eos: frozenset[int]  # tokens that end a row (none with ignore_eos)
 
 
-def _sample(logits: torch.Tensor, sp: SamplingParams, gen: torch.Generator | None) -> torch.Tensor:
-    """logits [B, V] -> token ids [B] (greedy, or temperature + top-k + top-p sampling)."""
-    if sp.greedy:
-        return logits.argmax(-1)
-    x = logits / sp.temperature if sp.temperature != 1 else logits
-    k = sp.top_k or 0
-    if 0 < k < x.shape[-1]:
-        vals, idx = x.topk(k, -1)  # sorted, most likely first
-    elif sp.top_p < 1:
-        vals, idx = x.sort(-1, descending=True)
-    else:
-        return torch.multinomial(torch.softmax(x, -1), 1, generator=gen).squeeze(1)
-    if sp.top_p < 1:  # drop a token once the mass before it already reaches top_p
-        p = torch.softmax(vals, -1)
-        vals = vals.masked_fill(p.cumsum(-1) - p >= sp.top_p, float("-inf"))
-    pick = torch.multinomial(torch.softmax(vals, -1), 1, generator=gen)
-    return idx.gather(1, pick).squeeze(1)
-
-
-class _ThreadTuner:
-    """Decode on k threads or on 1, whichever is faster right now, by timing steps.
-
-    With k > 1 every parallel op waits for all its threads; on a shared machine a busy core turns
-    that wait into a scheduler time slice, and decode steps ten times slower than on one thread
-    were measured on the 2-core development machine. So both settings are timed (4 steps each,
-    after one unmeasured step following each switch) at the start and again after 64, 128, 256,
-    ... steps, and the faster time per row is kept. Used as a context manager, it restores
-    torch's thread count on exit.
-    """
-
-    def __init__(self, k: int, tune: bool = True):
-        self.k, self.best = (k if tune else 1), k
-        self.plan: list[int] = []  # thread counts of the next timed steps
-        self.samples: dict[int, list[float]] = {}
-        self.n, self.next_probe, self.interval, self.switched = 0, 0, 64, False
-
-    def __enter__(self) -> "_ThreadTuner":
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.best)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.old)
-
-    def before(self) -> None:
-        """Set the thread count for the next step."""
-        if self.k == 1:
-            return
-        if not self.plan and self.n >= self.next_probe:
-            self.plan, self.samples = [self.k] * 5 + [1] * 5, {self.k: [], 1: []}
-        want = self.plan[0] if self.plan else self.best
-        if want != torch.get_num_threads():
-            torch.set_num_threads(want)
-            self.switched = True
-
-    def after(self, seconds: float, rows: int) -> None:
-        """Record how long the step took for ``rows`` rows."""
-        self.n += 1
-        if self.plan:
-            threads = self.plan.pop(0)
-            if not self.switched:
-                self.samples[threads].append(seconds / rows)
-            if not self.plan:
-                median = {t: sorted(v)[len(v) // 2] for t, v in self.samples.items()}
-                self.best = min(median, key=median.get)
-                self.next_probe, self.interval = self.n + self.interval, self.interval * 2
-        self.switched = False
-
-
 class LocalEngine:
     """Batched generation with a transformers causal LM on this machine (see module docstring).
 
@@ -414,7 +100,7 @@ class LocalEngine:
     budgets (default: the model config's ``ponder_effort_budgets``, else
     ``DEFAULT_EFFORT_BUDGETS``). ``num_threads``: torch threads while generating; by default one
     thread when a step is too small to share (rows × parameters < 2e7), else torch's setting, but
-    decoding drops to one thread whenever that is measured to be faster (``_ThreadTuner``);
+    decoding drops to one thread whenever that is measured to be faster (``ThreadTuner``);
     ``threads_used`` is the count the last call settled on.
     ``add_special_tokens``: passed to the tokenizer for prompts (e.g. a BOS token).
     ``thinking``: the thinking mode (auto|on|off, ``ponder.format.decide_thinking``); the decision
@@ -437,12 +123,12 @@ class LocalEngine:
                                  or effort_table_for(self.max_positions, self.n_params))
         self.thinking = decide_thinking(thinking, tokenizer, cfg)
         self.name = name or getattr(cfg, "_name_or_path", "") or cfg.model_type
-        why = _FastLlama.unsupported(model) if self.device.type == "cpu" else "the fast step is CPU-only"
+        why = FastLlama.unsupported(model) if self.device.type == "cpu" else "the fast step is CPU-only"
         if fast and why:
             raise GenerationError(f"fast=True but {why}")
         if fast is False:
             why = "fast=False was requested"
-        self.runner = _HFRunner(model) if why else _FastLlama(model)
+        self.runner = HFRunner(model) if why else FastLlama(model)
         self.path = self.runner.name
         self.path_reason = why or f"{model.config.model_type} weights fused into the fast decode step"
         log.info("LocalEngine decode path: %s (%s)", self.path, self.path_reason)
@@ -484,7 +170,7 @@ class LocalEngine:
     def refresh_weights(self) -> None:
         """Re-read the weights into the fast step's fused copies (training changes them in place,
         and an optimizer such as fused AdamW does not bump the tensors' versions)."""
-        if isinstance(self.runner, _FastLlama):
+        if isinstance(self.runner, FastLlama):
             self.runner.load()
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
@@ -507,7 +193,7 @@ class LocalEngine:
                 raise GenerationError(f"prompts[{i}] encodes to no tokens; a prompt needs at least one")
         pre = [ends_in_think(p) for p in prompts]
         k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
-        with torch.inference_mode(), _ThreadTuner(k, tune=self.num_threads is None) as tuner:
+        with torch.inference_mode(), ThreadTuner(k, tune=self.num_threads is None) as tuner:
             rows = self._run(enc, pre, n, sampling, budget, tuner, on_token)
         self.threads_used = tuner.best
         return [[make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop, self.eos_ids,
@@ -515,7 +201,7 @@ class LocalEngine:
                  for r in rows[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
-             budget: Budget, tuner: _ThreadTuner, on_token=None) -> list[_Row]:
+             budget: Budget, tuner: ThreadTuner, on_token=None) -> list[_Row]:
         """Prefill, then decode until every row is finished. Returns the B = P·n rows, grouped."""
         P, L = len(enc), max(map(len, enc))
         ids = torch.full((P, L), self.pad_id, dtype=torch.long)  # [P, L] left-padded
@@ -540,7 +226,7 @@ class LocalEngine:
                 r.forced_close = True
 
         # prefill with the HF forward; position ids count real tokens only, as in HF generate
-        logits, past = _forward(self.model, ids, valid.long(), (valid.long().cumsum(-1) - 1).clamp(min=0))
+        logits, past = forward(self.model, ids, valid.long(), (valid.long().cumsum(-1) - 1).clamp(min=0))
         logits = logits[rows_of]  # [B, V]
         runner = self.runner
         runner.start(past, rows_of, valid, L + max_gen + 1)
@@ -548,7 +234,7 @@ class LocalEngine:
         active = list(range(len(rows)))  # batch position -> row index
         since = 0
         while True:
-            chosen = _sample(logits, sp, gen)  # [b]
+            chosen = sample(logits, sp, gen)  # [b]
             toks = chosen.tolist()
             col = runner.t  # the cache column these tokens will occupy
             changed, emitted, dead = False, [], 0

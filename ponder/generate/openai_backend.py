@@ -44,14 +44,9 @@ separated is stored in the normal form ``R</think>A`` with ``prefilled=True``.
   need: llama.cpp reports one choice for ``n=2``) or no usage at all is replaced by
   ``estimate_tokens`` and the completion is marked ``estimated``.
 * ``logprobs`` are filled when the server returns them (usually for the content tokens only).
-* **Raw-completions mode** (``tokenizer=`` a tokenizer directory or GGUF file of the served model,
-  ``--tokenizer`` on the CLI): ponder renders the prompt itself (``ponder.format.render``: the
-  model's chat template, ponder's thinking decision, an exact pre-fill) and generates through
-  ``/v1/completions`` in segments, so thinking budgets are exact and budget forcing works on any
-  server with that route (llama.cpp, vLLM, SGLang): the reasoning runs to ``</think>`` (a stop
-  string) or to the budget; an early close is replaced by "Wait" while the reasoning is shorter
-  than ``min_thinking``; a budget reached forces ``close_text``; then the answer gets its own
-  ``max_tokens``. Token counts come from the local tokenizer (the text re-encoded).
+* **Raw-completions mode** (``tokenizer=``, ``--tokenizer``: the served model's tokenizer
+  directory or GGUF file): ponder renders the prompt and generates through ``/v1/completions`` in
+  segments, so budgets are exact and budget forcing works (``ponder.generate.openai_raw``).
 * ``extra_body`` is merged into every request (``--extra-body``): server-specific sampling such
   as llama.cpp's ``repeat_penalty``/``min_p``/``top_k`` (its server defaults differ from greedy
   decoding elsewhere: ``{"repeat_penalty": 1, "top_k": 0, "min_p": 0}`` neutralises them).
@@ -65,12 +60,21 @@ import logging
 import os
 import random
 import threading
-import time
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 
-from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, ends_in_think, parse
+from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, ends_in_think
+from ponder.generate.openai_raw import raw_run
+from ponder.generate.openai_wire import (
+    Choice,
+    api_key_from,
+    counted,
+    finish_of,
+    load_tokenizer,
+    reasoning_field,
+    to_messages,
+)
 from ponder.generate.types import (
     DEFAULT_EFFORT_BUDGETS,
     Budget,
@@ -79,7 +83,6 @@ from ponder.generate.types import (
     GenerationError,
     SamplingParams,
     estimate_tokens,
-    make_completion,
 )
 
 log = logging.getLogger(__name__)
@@ -89,79 +92,8 @@ RETRY_STATUS = frozenset({408, 409, 429})
 BUDGET_FIELDS = ("thinking_token_budget", "thinking_budget_tokens", "thinking")
 #: fields ponder adds that a strict server may reject; each is dropped (once) when it is
 OPTIONAL_FIELDS = (*BUDGET_FIELDS, "chat_template_kwargs")
-#: a total below this share of the choices' estimated tokens is not a total of all of them
-PLAUSIBLE_SHARE = 0.7
 #: reasoning this far past the budget (tokens) means the server ignored it
 BUDGET_SLACK = 16
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """The tokenizer of a served model, from a Hugging Face directory or a ``.gguf`` file (its
-    tokenizer only: transformers reads it from the GGUF metadata, no weights are loaded)."""
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise GenerationError(f"--tokenizer {str(p)!r} does not exist (a tokenizer directory or a .gguf file)")
-    try:
-        if p.is_file():
-            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
-        return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
-        raise GenerationError(f"--tokenizer {str(p)!r}: cannot load a tokenizer ({type(e).__name__}: {e})") from None
-
-
-def api_key_from(kw_key: str | None) -> str:
-    """The API key: the explicit one, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
-    return kw_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-
-
-def to_messages(prompt: Any, index: int = 0) -> list[dict]:
-    """Chat messages for one prompt: a string is one user message; a message list is checked."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    if isinstance(prompt, (list, tuple)) and prompt:
-        for m in prompt:
-            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise GenerationError(
-                    f"prompts[{index}] must be a string or a list of {{'role', 'content'}} messages, got {m!r}"
-                )
-        return [dict(m) for m in prompt]
-    raise GenerationError(f"prompts[{index}] must be a string or a non-empty message list, got {prompt!r}")
-
-
-def _field(obj: Any, name: str) -> Any:
-    """An attribute of an openai model object, including server-specific extra fields."""
-    v = getattr(obj, name, None)
-    if v is None:
-        extra = getattr(obj, "model_extra", None) or {}
-        v = extra.get(name)
-    return v
-
-
-def _reasoning_field(obj: Any) -> str | None:
-    return _field(obj, "reasoning_content") or _field(obj, "reasoning")
-
-
-def _finish(choice: Any, sampling: SamplingParams) -> str:
-    stop_reason = _field(choice, "stop_reason")
-    if choice.finish_reason == "length":
-        return "length"
-    if isinstance(stop_reason, str) or (choice.finish_reason == "stop" and sampling.stop and stop_reason is None):
-        return "stop"  # vLLM names the matched stop string; else assume stop strings fired
-    return "eos"
-
-
-@dataclass
-class _Choice:
-    """One choice of a response, before token counts are shared out."""
-
-    text: str  # normal form (see the module docstring)
-    prefilled: bool | None
-    finish: str
-    logprobs: list[float]
 
 
 class OpenAIBackend:
@@ -430,7 +362,7 @@ class OpenAIBackend:
     async def _one_prompt(self, client, sem, messages, n, sampling, budget) -> list[Completion]:
         if self.raw:  # every sample is its own segmented run, with its own seed
             seeds = [None if sampling.seed is None else sampling.seed + i for i in range(n)]
-            return list(await asyncio.gather(*(self._raw_run(client, sem, messages, replace(sampling, seed=s), budget)
+            return list(await asyncio.gather(*(raw_run(self, client, sem, messages, replace(sampling, seed=s), budget)
                                                for s in seeds)))
         choices: list[Completion] = []
         # ponder serve's extension (forcing) returns one choice per request, and a seeded request's
@@ -459,85 +391,6 @@ class OpenAIBackend:
 
         resp = await self._with_retries_async(call, kw)
         return self._completions(resp, sampling, budget)
-
-    # ------------------------------------------------------------------ raw completions
-
-    async def _segment(self, client, sem, prompt: str, sampling: SamplingParams, max_tokens: int,
-                       stop: list[str]) -> tuple[str, str]:
-        """One ``/v1/completions`` request: ``(text, finish)`` with finish "length" or "stop"."""
-        kw: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens,
-                              "temperature": sampling.temperature, "top_p": sampling.top_p}
-        if stop:
-            kw["stop"] = stop
-        if sampling.seed is not None:
-            kw["seed"] = sampling.seed
-        extra = {**({"top_k": sampling.top_k} if sampling.top_k else {}), **self.extra_body}
-        extra.pop("chat_template_kwargs", None)
-        if extra:
-            kw["extra_body"] = extra
-
-        async def call():
-            async with sem:
-                return await client.completions.create(**kw)
-
-        resp = await self._with_retries_async(call, kw)
-        ch = (resp.choices or [None])[0]
-        if ch is None:
-            raise GenerationError(f"server {self.base_url} returned no choice for a completion request")
-        return ch.text or "", "length" if ch.finish_reason == "length" else "stop"
-
-    async def _raw_run(self, client, sem, prompt: str, sampling: SamplingParams, budget: Budget) -> Completion:
-        """One completion generated in segments (see the module docstring).
-
-        A "stop" finish of a reasoning segment is read as the ``</think>`` stop string: servers
-        report an EOS the same way, and reading it as the close of the reasoning is what budget
-        forcing does anyway (the model answers next)."""
-        tb = budget.resolve(self.effort_table)
-        inside = ends_in_think(prompt)
-        count = self.count_tokens
-        text, waits, forced, finish = "", 0, False, "eos"
-        stops = list(sampling.stop)
-        if inside or tb is not None or budget.forcing:
-            while True:  # the reasoning, up to </think> or the budget
-                thought = count(text)
-                # as in the local engine: without a budget max_tokens bounds the whole completion
-                room = sampling.max_tokens - thought if tb is None else tb - thought
-                if room <= 0:
-                    if tb is None:
-                        return self._raw_completion(prompt, text, "length", forced, waits)
-                    text += budget.close_text
-                    forced = True
-                    break
-                seg, how = await self._segment(client, sem, prompt + text, sampling, room, [THINK_CLOSE])
-                text += seg
-                if not inside:  # a plain start: the segment was an answer unless the model opened <think>
-                    p = parse(text, False)
-                    if not p.thinking:
-                        finish = "eos" if how == "stop" else "length"
-                        return self._raw_completion(prompt, text, finish, forced, waits)
-                    inside = True
-                if how == "stop":
-                    if budget.forcing and waits < budget.max_waits and count(text) < budget.min_thinking:
-                        text += budget.wait_token
-                        waits += 1
-                        continue
-                    text += THINK_CLOSE
-                    break
-                if tb is None:  # no budget: the token limit cut the reasoning
-                    return self._raw_completion(prompt, text, "length", forced, waits)
-        room = sampling.max_tokens if tb is not None else sampling.max_tokens - count(text)
-        if room <= 0:
-            return self._raw_completion(prompt, text, "length", forced, waits)
-        seg, how = await self._segment(client, sem, prompt + text, sampling, room, stops)
-        text += seg
-        # a server reports an EOS and a stop string alike: with stop strings asked for, "stop"
-        finish = "length" if how == "length" else ("stop" if stops else "eos")
-        return self._raw_completion(prompt, text, finish, forced, waits)
-
-    def _raw_completion(self, prompt: str, text: str, finish: str, forced: bool, waits: int) -> Completion:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return make_completion(ids, self.decode, finish, [], ends_in_think(prompt), (), frozenset(),  # type: ignore[arg-type]
-                               forced_close=forced, waits=waits)
 
     # ------------------------------------------------------------------ retries
 
@@ -573,17 +426,12 @@ class OpenAIBackend:
         raise self._gave_up(last)
 
     def _with_retries(self, call: Callable[[], Any], kw: dict):
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt and not (last is not None and _adapted(last)):
-                time.sleep(self._delay(attempt))
-            with self._lock:
-                self.requests += 1
-            try:
-                return call()
-            except Exception as e:  # noqa: BLE001 - classified below
-                last = self._classify(e, kw, attempt)
-        raise self._gave_up(last)
+        """The same retries for a blocking call (opening a stream): run in a worker thread from
+        the backend's loop, so there is one retry loop."""
+        async def in_thread():
+            return await asyncio.to_thread(call)
+
+        return asyncio.run_coroutine_threadsafe(self._with_retries_async(in_thread, kw), self._background_loop()).result()
 
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
@@ -624,54 +472,21 @@ class OpenAIBackend:
         return content, self.thinking.parse_start == "inside" if self.thinking.parse_start != "unknown" else None
 
     def _completions(self, resp, sampling: SamplingParams, budget: Budget | None = None) -> list[Completion]:
-        raw: list[_Choice] = []
+        raw: list[Choice] = []
         for ch in sorted(resp.choices or [], key=lambda c: c.index or 0):
             msg = ch.message
-            text, pre = self._split(msg.content, _reasoning_field(msg))
+            text, pre = self._split(msg.content, reasoning_field(msg))
             lps = []
             if ch.logprobs is not None and getattr(ch.logprobs, "content", None):
                 lps = [float(t.logprob) for t in ch.logprobs.content]
-            raw.append(_Choice(text, pre, _finish(ch, sampling), lps))
+            raw.append(Choice(text, pre, finish_of(ch, sampling), lps))
         usage = getattr(resp, "usage", None)
-        out = self._counted(raw, usage)
+        out = counted(raw, usage, self.warn_once)
         prompt_tokens = getattr(usage, "prompt_tokens", None) if usage else None
         if prompt_tokens is not None:
             out = [replace(c, prompt_tokens=prompt_tokens) for c in out]
         if budget is not None:
             self._check_budget(out, budget)
-        return out
-
-    def _counted(self, raw: list[_Choice], usage: Any) -> list[Completion]:
-        """Completions with token counts from ``usage`` (shared out over the choices), or
-        estimates marked ``estimated`` when the usage is missing or cannot be right."""
-        parts = [parse(c.text, c.prefilled) for c in raw]
-        est = [(estimate_tokens(p.reasoning), estimate_tokens(p.answer)) for p in parts]
-        total = getattr(usage, "completion_tokens", None) if usage else None
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        r_total = getattr(details, "reasoning_tokens", None) if details else None
-        need = sum(r + a for r, a in est)
-        plausible = bool(total) and (len(raw) == 1 or total >= PLAUSIBLE_SHARE * need)
-        if total and not plausible:
-            self.warn_once("usage", f"usage reports {total} completion tokens for {len(raw)} choices that need "
-                                    f"about {need}: token counts are estimated from the text")
-        out = []
-        weights = [max(1, r + a) for r, a in est]
-        r_weights = [max(1, r) if p.reasoning else 0 for (r, _), p in zip(est, parts)]
-        for i, (c, p) in enumerate(zip(raw, parts)):
-            if plausible:
-                tokens = total if len(raw) == 1 else round(total * weights[i] / sum(weights))
-                if r_total is not None:
-                    rt = r_total if len(raw) == 1 else round(r_total * r_weights[i] / max(1, sum(r_weights)))
-                else:
-                    rt = round(tokens * est[i][0] / max(1, sum(est[i])))
-                rt = min(rt, tokens)
-                at = tokens - rt
-            else:
-                rt, at = est[i]
-            out.append(Completion(text=c.text, token_ids=[], reasoning=p.reasoning, answer=p.answer,
-                                  reasoning_tokens=rt, answer_tokens=at, finish_reason=c.finish,  # type: ignore[arg-type]
-                                  logprobs=c.logprobs, think_closed=p.think_closed, prefilled=c.prefilled,
-                                  estimated=not plausible))
         return out
 
     def _check_budget(self, out: list[Completion], budget: Budget) -> None:
@@ -721,7 +536,7 @@ class OpenAIBackend:
                     usage = chunk.usage
                 for ch in chunk.choices or []:
                     d = ch.delta
-                    r = _reasoning_field(d)
+                    r = reasoning_field(d)
                     if r:
                         reasoning_text.append(r)
                         yield from separated.feed(r)
@@ -734,14 +549,14 @@ class OpenAIBackend:
                             yield from content_split.feed(d.content)
                         content_text.append(d.content)
                     if ch.finish_reason:
-                        finish = _finish(ch, sampling)
+                        finish = finish_of(ch, sampling)
         except Exception as e:  # noqa: BLE001
             raise GenerationError(f"stream from {self.base_url} broke off: {self.describe(e)}") from e
         finally:
             client.close()
         yield from (separated if reasoning_text else content_split).finish()
         text, pre = self._split("".join(content_text), "".join(reasoning_text))
-        yield "done", self._counted([_Choice(text, pre, finish, [])], usage)[0]
+        yield "done", counted([Choice(text, pre, finish, [])], usage, self.warn_once)[0]
 
 
 def _adapted(e: Exception) -> bool:

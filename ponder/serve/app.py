@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ponder.generate.types import Completion
-from ponder.serve.batcher import Batcher, BatchedBackend
+from ponder.serve.batcher import BatchedBackend, Batcher
 from ponder.serve.config import ServeConfig
 from ponder.serve.metrics import Stats, request_logger
 from ponder.serve.protocol import (

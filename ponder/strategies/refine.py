@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ponder.format import Prompt, history_turn, render
 from ponder.generate.types import Completion
 from ponder.strategies.base import StrategyError, answer_of, check_int, result, seeded, verdict
+from ponder.strategies.run import register_strategy
 
 DEFAULT_REVISE = "{feedback} Think again and give a corrected answer."
 
@@ -46,6 +47,7 @@ def task_feedback(task: Any, example: Any) -> Callable[[Completion], str | None]
     return fb
 
 
+@register_strategy("refine")
 def refine(backend, prompt: Prompt, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
            scorer=None, rounds: int = 2, feedback: Callable[[Completion], str | None] | None = None,
            revise_template: str = DEFAULT_REVISE) -> Any:

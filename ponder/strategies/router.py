@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from ponder.format import Prompt
 from ponder.generate.types import Budget, SamplingParams
 from ponder.strategies.base import StrategyError, StrategyResult, check_int, payload, verdict
+from ponder.strategies.run import STRATEGIES, register_strategy, run_batch, run_strategy
 
 THINK_INTENT = re.compile(r"\b(think (very )?(hard|harder|carefully|deeply|step by step)|take your time|"
                           r"reason carefully|be thorough)\b", re.I)
@@ -95,13 +96,13 @@ def route(backend, prompt: str, difficulty: str | Callable[[str], float] = "leng
             "probe_tokens": spent}
 
 
+@register_strategy("router")
 def router(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
            scorer=None, difficulty: str | Callable[[str], float] = "length", threshold: float | None = None,
            fast_budget: int = 0, strategy: str | None = None, probe: int = 4,
            **strategy_options: Any) -> StrategyResult:
     """Pick the fast or thinking path (see the module docstring), then run ``strategy`` on it
     (default: ``single``, or ``majority`` over the ``n`` samples when n > 1)."""
-    from ponder.strategies import STRATEGIES, run_strategy
 
     check_int("fast_budget", fast_budget, 0)
     if strategy is None:
@@ -128,7 +129,6 @@ def router_report(backend, task, examples: Sequence[Any], prompts: Sequence[str]
     path it picks (the same request, so under greedy decoding exactly what ``router`` returns),
     plus its probe tokens.
     """
-    from ponder.strategies import run_batch
 
     if len(examples) != len(prompts) or not prompts:
         raise StrategyError(f"router_report needs one prompt per example and at least one, got "

@@ -70,8 +70,12 @@ class RewardModel:
         p = Path(path)
         if not (p / "config.json").is_file():
             raise StrategyError(f"reward model path {str(path)!r} is not a checkpoint directory (no config.json)")
-        from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
-                                  AutoTokenizer)  # fmt: skip
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,  # fmt: skip
+        )
 
         cfg = AutoConfig.from_pretrained(p)
         auto = (AutoModelForSequenceClassification

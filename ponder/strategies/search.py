@@ -19,8 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import (text_of, StrategyError, answer_of, check_float, check_int, join, no_budget, relabel,
-                                    result, seeded, with_stop)  # fmt: skip
+from ponder.strategies.base import (
+    StrategyError,
+    answer_of,
+    check_float,
+    check_int,
+    join,
+    no_budget,
+    relabel,
+    result,  # fmt: skip
+    seeded,
+    text_of,
+    with_stop,
+)
+from ponder.strategies.run import register_strategy
 from ponder.strategies.scorers import resolve_scorer, scores
 
 
@@ -62,6 +74,7 @@ def _extend(backend, prompt: str, trajectories: list[tuple[list[Completion], lis
 # --------------------------------------------------------------------------- beam
 
 
+@register_strategy("beam")
 def beam(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
          scorer=None, expand: int = 2, max_steps: int = 16, delimiter: str = "\n", step_tokens: int = 64,
          final_scorer=None) -> Any:
@@ -123,6 +136,7 @@ class _Node:
         return self.value_sum / self.visits if self.visits else 0.0
 
 
+@register_strategy("mcts")
 def mcts(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
          scorer=None, expand: int = 2, c_uct: float = 1.0, max_steps: int = 12, delimiter: str = "\n",
          step_tokens: int = 64) -> Any:

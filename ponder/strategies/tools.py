@@ -26,8 +26,20 @@ from __future__ import annotations
 from typing import Any
 
 from ponder.generate.types import Completion
-from ponder.strategies.base import (text_of, StrategyError, answer_of, check_float, check_int, equality, join, no_budget,
-                                    relabel, result, with_stop)  # fmt: skip
+from ponder.strategies.base import (
+    StrategyError,
+    answer_of,
+    check_float,
+    check_int,
+    equality,
+    join,
+    no_budget,
+    relabel,  # fmt: skip
+    result,
+    text_of,
+    with_stop,
+)
+from ponder.strategies.run import register_strategy
 from ponder.strategies.voting import vote
 
 
@@ -60,6 +72,7 @@ class _Trajectory:
         return join(prompt, self.parts, self.suffixes).text if self.parts else ""
 
 
+@register_strategy("tools")
 def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
           scorer=None, max_calls: int = 4, open_fence: str = "```python\n", close_fence: str = "```",
           timeout: float = 5.0, max_output_chars: int = 1000, equal: str | Any = "math") -> Any:

@@ -14,8 +14,19 @@ from typing import Any, Callable, Sequence
 
 from ponder.format import canonical_groups
 from ponder.generate.types import Budget, Completion, SamplingParams
-from ponder.strategies.base import (StrategyError, payload, StrategyResult, answer_of, check_float, check_int, equality,
-                                    result, seeded, sigmoid)  # fmt: skip
+from ponder.strategies.base import (
+    StrategyError,
+    StrategyResult,
+    answer_of,
+    check_float,
+    check_int,
+    equality,
+    payload,
+    result,  # fmt: skip
+    seeded,
+    sigmoid,
+)
+from ponder.strategies.run import register_batched
 from ponder.strategies.scorers import resolve_scorer, scores
 
 
@@ -70,6 +81,7 @@ def _aggregate(strategy: str, prompt: str, comps: list[Completion], task, exampl
 # --------------------------------------------------------------------------- batch strategies
 
 
+@register_batched("single")
 def single_batch(backend, prompts, *, n: int = 1, sampling: SamplingParams | None = None,
                  budget: Budget | None = None, task=None, examples=None, scorer=None) -> list[StrategyResult]:
     """One sample per prompt: the baseline."""
@@ -82,6 +94,7 @@ def single_batch(backend, prompts, *, n: int = 1, sampling: SamplingParams | Non
     return out
 
 
+@register_batched("majority")
 def majority_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, task=None, examples=None,
                    scorer=None, equal: str | Callable = "math") -> list[StrategyResult]:
     """Self-consistency: n samples, the most frequent (equivalence-pooled) answer wins."""
@@ -93,6 +106,7 @@ def majority_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, 
     return [_aggregate("majority", p, g, task, ex, eq) for p, g, ex in zip(prompts, groups, exs)]
 
 
+@register_batched("weighted_majority")
 def weighted_majority_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, task=None,
                             examples=None, scorer=None, equal: str | Callable = "math") -> list[StrategyResult]:
     """Each sample votes with a weight: exp(mean log-prob) by default, else the scorer's score.
@@ -113,6 +127,7 @@ def weighted_majority_batch(backend, prompts, *, n: int = 8, sampling=None, budg
     return out
 
 
+@register_batched("best_of_n")
 def best_of_n_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, task=None, examples=None,
                     scorer=None) -> list[StrategyResult]:
     """n samples, keep the one the scorer ranks highest (ties: the earliest)."""
@@ -139,6 +154,7 @@ def leader_confidence(lead: int, second: int) -> float:
     return sum(math.comb(m, j) for j in range(a)) / 2**m
 
 
+@register_batched("adaptive_majority")
 def adaptive_majority_batch(backend, prompts, *, n: int = 16, sampling=None, budget=None, task=None,
                             examples=None, scorer=None, equal: str | Callable = "math", batch: int = 4,
                             confidence: float | None = 0.95, min_samples: int | None = None) -> list[StrategyResult]:

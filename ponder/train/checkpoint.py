@@ -18,7 +18,6 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import Iterator
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")

@@ -29,8 +29,7 @@ from typing import Any, Iterable
 
 from ponder.config import ConfigError
 from ponder.format import Thinking, decide_thinking, render
-from ponder.io import json_objects
-from ponder.io import write_json_atomic
+from ponder.io import json_objects, write_json_atomic
 from ponder.train.checkpoint import DONE_FILE, atomic_dir, discard_incomplete, is_done
 
 log = logging.getLogger(__name__)
@@ -217,7 +216,14 @@ def trainer_progress(total: int, description: str):
 def progress_bar():
     """A rich progress bar with step counts, rate and time left (on stderr, so stdout stays clean)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import statistics
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from ponder.config import ConfigError, option
 

@@ -74,7 +74,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 from ponder.verify import mv_worker
-from ponder.verify.latex_value import Bail, Norm, Num, Number, Seq, comparison_key, lhs, normalise, parse_value
+from ponder.verify.latex_norm import Norm, comparison_key, lhs, normalise
+from ponder.verify.latex_value import Bail, Num, Number, Seq, parse_value
 
 #: Relative tolerance when a decimal meets a non-terminating value (see module docstring).
 DECIMAL_RTOL = Fraction(1, 10**6)

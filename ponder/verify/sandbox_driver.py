@@ -16,7 +16,6 @@ import marshal
 from typing import Any
 
 
-
 def _driver(stdin: Any) -> None:  # noqa: C901 - one self-contained function by necessity
     """Run the executions of one job (read from ``stdin``) and print their results as a repr."""
     import marshal

@@ -30,8 +30,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/, for llamacpp
 
-import httpx
-import llamacpp as L
+import httpx  # noqa: E402  (after the sys.path line: llamacpp lives in tests/)
+import llamacpp as L  # noqa: E402
 
 VOLATILE = ("id", "created")
 SMOLLM2_PROMPTS = (
