@@ -4,7 +4,6 @@ and ``ponder budget-curve`` end to end on a tiny local model (built here, nothin
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
 from fakes import FakeBackend, question_of
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.config import ConfigError
-from ponder.evaluate.budget import CSV_NAME, PNG_NAME, STATE_NAME, BudgetCurveConfig, run_budget_curve
+from ponder.evaluate.budget import CSV_NAME, PNG_NAME, BudgetCurveConfig, run_budget_curve
 from ponder.generate import Budget, Completion
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
@@ -52,46 +51,49 @@ def cfg(tmp_path, **kw) -> BudgetCurveConfig:
 
 def test_sweep_computes_accuracy_tokens_and_cutoffs(tmp_path):
     b = Scripted()
-    points = run_budget_curve(cfg(tmp_path), backend=b)
-    assert [p.budget for p in points] == [0, 8, 16, 32]
-    assert [p.accuracy for p in points] == [0.0, 0.5, 1.0, 1.0]  # sample j needs budget 8(j+1)
-    assert [p.mean_reasoning_tokens for p in points] == [0, 8, 16, 20]
-    assert [p.cut_off_rate for p in points] == [1.0, 1.0, 1.0, 0.0]
-    assert all(p.problems == 5 and p.samples == 10 for p in points)
+    rows = run_budget_curve(cfg(tmp_path), backend=b)
+    assert [r["budget"] for r in rows] == [0, 8, 16, 32]
+    assert [r["accuracy"] for r in rows] == [0.0, 0.5, 1.0, 1.0]  # sample j needs budget 8(j+1)
+    assert [r["mean_reasoning_tokens"] for r in rows] == [0, 8, 16, 20]
+    assert [r["cut_off_rate"] for r in rows] == [1.0, 1.0, 1.0, 0.0]
+    assert all(r["problems"] == 5 and r["samples"] == 10 for r in rows)
     # every problem scores 1/2: no spread, so the interval is Wilson's over the problems, not [0.5, 0.5]
-    assert points[1].ci_low < 0.5 < points[1].ci_high
-    assert [c.thinking_budget for c in b.calls] == [0, 8, 16, 32]  # 5 problems fit in one chunk
-    rows = list(csv.DictReader(open(tmp_path / "curve" / CSV_NAME)))
-    assert [(int(r["budget"]), float(r["accuracy"])) for r in rows] == [(0, 0.0), (8, 0.5), (16, 1.0), (32, 1.0)]
+    assert rows[1]["ci_low"] < 0.5 < rows[1]["ci_high"]
+    assert [c.thinking_budget for c in b.calls] == [0, 8, 16, 32]  # 5 problems fit in one batch
+    saved = list(csv.DictReader(open(tmp_path / "curve" / CSV_NAME)))
+    assert [(int(r["budget"]), float(r["accuracy"])) for r in saved] == [(0, 0.0), (8, 0.5), (16, 1.0), (32, 1.0)]
     png = (tmp_path / "curve" / PNG_NAME).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    # the curve is `ponder eval --budgets`: an ordinary eval run per budget, with its records
+    assert (tmp_path / "curve" / "budget-16" / "samples.jsonl").is_file()
 
 
 def test_forcing_sets_min_thinking_per_budget(tmp_path):
     b = Scripted()
-    run_budget_curve(cfg(tmp_path, budgets=[8, 32], min_thinking_frac=0.5, max_waits=3), backend=b)
+    rows = run_budget_curve(cfg(tmp_path, budgets=[8, 32], min_thinking_frac=0.5, max_waits=3), backend=b)
     assert [(c.thinking_budget, c.min_thinking, c.max_waits) for c in b.calls] == [(8, 4, 3), (32, 16, 3)]
+    assert [r["mean_waits"] for r in rows] == [1.0, 1.0]
 
 
-def test_forcing_needs_a_local_model(tmp_path):
+def test_forcing_needs_token_level_control(tmp_path):
     from ponder.generate.openai_backend import OpenAIBackend
 
     server = OpenAIBackend("m", "http://127.0.0.1:9/v1")  # refuses before any request is sent
-    with pytest.raises(ConfigError, match="budget forcing.*local checkpoint"):
+    with pytest.raises(ConfigError, match="budget forcing.*local checkpoint.*--tokenizer"):
         run_budget_curve(cfg(tmp_path, budgets=[8], min_thinking_frac=0.5), backend=server)
 
 
-def test_a_rerun_resumes_at_the_first_missing_budget(tmp_path):
+def test_a_rerun_resumes_where_it_stopped_and_refuses_other_settings(tmp_path):
     run_budget_curve(cfg(tmp_path, budgets=[0, 8]), backend=Scripted())
     b = Scripted()
-    points = run_budget_curve(cfg(tmp_path, budgets=[0, 8, 16]), backend=b)
+    rows = run_budget_curve(cfg(tmp_path, budgets=[0, 8, 16]), backend=b)
     assert [c.thinking_budget for c in b.calls] == [16]  # 0 and 8 were saved
-    assert [p.accuracy for p in points] == [0.0, 0.5, 1.0]
-    state = json.loads((tmp_path / "curve" / STATE_NAME).read_text())
-    assert sorted(p["budget"] for p in state["points"]) == [0, 8, 16]
-    b = Scripted()  # other settings (n) must not reuse the saved points
-    run_budget_curve(cfg(tmp_path, budgets=[0, 8], n=1), backend=b)
-    assert [c.thinking_budget for c in b.calls] == [0, 8]
+    assert [r["accuracy"] for r in rows] == [0.0, 0.5, 1.0]
+    assert [int(r["budget"]) for r in csv.DictReader(open(tmp_path / "curve" / CSV_NAME))] == [0, 8, 16]
+    b = Scripted()  # other settings (n) must not mix with the saved samples: refused, the field named
+    with pytest.raises(ConfigError, match="n was 2"):
+        run_budget_curve(cfg(tmp_path, budgets=[0, 8], n=1), backend=b)
+    assert b.calls == []
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -121,10 +123,10 @@ def test_cli_on_a_local_model(model_dir, tmp_path):
     assert [int(r["budget"]) for r in rows] == [0, 4, 12]
     from transformers import AutoTokenizer
 
-    # the forced "\n</think>" counts in the budget, so a budget below its length still costs it
-    close = len(AutoTokenizer.from_pretrained(model_dir).encode("\n</think>", add_special_tokens=False))
+    # the budget counts the model's own reasoning; the forced "\n</think>\n" comes after it
+    close = len(AutoTokenizer.from_pretrained(model_dir).encode("\n</think>\n", add_special_tokens=False))
     for r in rows:  # the cut-off holds: no sample thinks past its budget
-        assert float(r["mean_reasoning_tokens"]) <= max(int(r["budget"]), close)
+        assert float(r["mean_reasoning_tokens"]) <= int(r["budget"]) + close
         assert int(r["samples"]) == 6 and 0 <= float(r["accuracy"]) <= 1
     assert (out / PNG_NAME).stat().st_size > 5000
     assert "wrote" in res.output

@@ -217,9 +217,9 @@ def test_budget_sweep_writes_curve(task_file, tmp_path):
     res = run_eval(cfg(task_file, tmp_path / "sweep", budgets=[32, 128]), Budgeted(), progress=False)
     rows = {r["budget"]: r for r in res.metrics["sweep"]}
     assert set(seen) == {32, 128}
-    assert rows[32]["pass@1"]["mean"] == 0 and rows[128]["pass@1"]["mean"] == 1
-    assert rows[32]["reasoning_tokens"] == 32 and rows[128]["truncated_share"] == 0
-    assert (res.out / "budget.png").stat().st_size > 1000 and (res.out / "budget-128" / "samples.jsonl").exists()
+    assert rows[32]["accuracy"] == 0 and rows[128]["accuracy"] == 1
+    assert rows[32]["mean_reasoning_tokens"] == 32 and rows[128]["truncated_share"] == 0
+    assert (res.out / "budget_curve.png").stat().st_size > 1000 and (res.out / "budget_curve.csv").is_file() and (res.out / "budget-128" / "samples.jsonl").exists()
 
 
 def test_compare_paired_tests(task_file, tmp_path):

@@ -148,3 +148,21 @@ def test_a_thinking_budget_counts_the_real_tag_length(smollm2_dir):
     c = on.generate([prompt(on, "What is 2 + 3?").payload], sampling=SamplingParams(temperature=0, max_tokens=6),
                     budget=Budget(thinking_budget=5))[0][0]
     assert c.forced_close and c.think_closed and c.reasoning_tokens == 5 + close and c.answer.strip()
+
+
+def test_the_loop_guard_breaks_a_real_loop(engine):
+    """SmolLM2 greedy on this GSM8K problem repeats "10 years past" until the length limit (a
+    real loop, recorded in docs/real-models.md); the guard stops it there, and up to the break
+    the text is exactly the unguarded one (same greedy decode)."""
+    from ponder.format import find_loop
+    from ponder.format.loops import words
+    from ponder.tasks import get_task
+
+    ex = next(e for e in get_task("gsm8k").examples("test") if e["id"] == "gsm8k/test/30")
+    text = prompt(engine, ex["prompt"]).text
+    sp = SamplingParams(temperature=0, max_tokens=160)
+    free = engine.generate([text], sampling=sp)[0][0]
+    assert free.finish_reason == "length" and find_loop(words(free.text)) is not None and free.loop_breaks == 0
+    guarded = engine.generate([text], sampling=sp, budget=Budget(loop_guard="stop"))[0][0]
+    assert guarded.finish_reason == "stop" and guarded.loop_breaks == 1
+    assert len(guarded.token_ids) < len(free.token_ids) and free.token_ids[: len(guarded.token_ids)] == guarded.token_ids

@@ -327,6 +327,14 @@ def test_empty_reasoning_gets_no_credit_for_reasoning():
     assert accuracy([hack], gold=["18"]) == [1.0]
 
 
+@pytest.mark.parametrize("text", ["5</think>7", "2 + 3 = 5</think>5", "7</think>5", "<think>5"])
+def test_a_stray_think_tag_in_a_plain_answer_earns_nothing(text):
+    # After a prompt that did not open a think block, a stray tag leaves two candidates; which
+    # one math-verify reads first (it read "5" of "5</think>7") must not decide the reward.
+    assert accuracy([text], gold=["5"], prompts=["What is 2 + 3?"]) == [0.0]
+    assert accuracy(["5"], gold=["5"], prompts=["What is 2 + 3?"]) == [1.0]
+
+
 # ============================================================================ length rewards
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any
 
-import typer
 from rich.console import Console
 
-from ponder.cli.common import err_console, fail, user_errors
+from ponder.cli.common import err_console, fail
+from ponder.cli.configcli import command
+from ponder.config import option
 
 console = Console(highlight=False)
 
@@ -26,16 +28,6 @@ EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-sp
 TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."
 TOKENIZER_HELP = ("Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
                   "generates through /v1/completions, with exact thinking budgets and budget forcing.")
-
-
-def make_params(effort: str | None, thinking_budget: int | None, min_thinking: int, max_waits: int,
-                temperature: float, top_p: float, max_tokens: int, seed: int | None):
-    """SamplingParams and Budget from the CLI flags (their checks raise GenerationError)."""
-    from ponder.generate import Budget, SamplingParams
-
-    sampling = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    budget = Budget(thinking_budget=thinking_budget, effort=effort, min_thinking=min_thinking, max_waits=max_waits)
-    return sampling, budget
 
 
 def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None,
@@ -112,49 +104,81 @@ def _strategy_summary(r) -> str:
     return " · ".join(parts)
 
 
-@user_errors
-def ask(
-    model: str = typer.Argument(..., help=MODEL_HELP),
-    question: str = typer.Argument(..., help="The question to ask."),
-    effort: Optional[str] = typer.Option(None, help="Reasoning effort low|medium|high (a thinking budget from the model's effort table)."),
-    thinking_budget: Optional[int] = typer.Option(None, min=0, help="Most thinking tokens; then </think> is forced and the model answers."),
-    min_thinking: int = typer.Option(0, min=0, help="Budget forcing (s1): replace an earlier </think> with 'Wait' until this many thinking tokens (local models)."),
-    max_waits: int = typer.Option(1, min=0, help="Most 'Wait's inserted by --min-thinking."),
-    strategy: str = typer.Option("single", help="Test-time strategy: single (streamed), majority, weighted_majority, best_of_n, adaptive_majority, …"),
-    n: Optional[int] = typer.Option(None, min=1, help="Samples for the strategy (default: the strategy's own)."),
-    task: Optional[str] = typer.Option(None, help="Task spec whose verifier normalises answers for voting (e.g. addition, math500)."),
-    scorer: Optional[str] = typer.Option(None, help="Scorer for best_of_n / weighted_majority: logprob, verifier or a reward-model path."),
-    temperature: float = typer.Option(0.6, min=0.0, help="Sampling temperature (0 = greedy)."),
-    top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
-    max_tokens: int = typer.Option(512, min=1, help="Most generated tokens (with a thinking budget: most answer tokens)."),
-    seed: Optional[int] = typer.Option(None, help="Sampling seed (reproducible answers)."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: none; r1, r1-zero: R1's prompts)."),
-    thinking: str = typer.Option("auto", help=THINKING_HELP),
-    show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Print the thinking (dimmed) or hide it."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, text, reasoning, token counts, trace)."),
-    extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
-    timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
-) -> None:
+@dataclass
+class GenerateOptions:
+    """The options ``ask`` and ``chat`` share: the model, its thinking, sampling and endpoint."""
+
+    model: str = option("", MODEL_HELP)
+    effort: str | None = option(None, "Reasoning effort low|medium|high (a thinking budget from the model's effort table).")
+    thinking_budget: int | None = option(None, "Most thinking tokens; then </think> is forced and the model answers.")
+    min_thinking: int = option(0, "Budget forcing (s1): replace an earlier </think> with 'Wait' until this many thinking tokens.")
+    max_waits: int = option(1, "Most 'Wait's inserted by --min-thinking.")
+    loop_guard: str | None = option(None, "Reasoning-loop breaker: close (force </think> on a loop and answer) or stop (end there); local models, ponder serve.")
+    temperature: float = option(0.6, "Sampling temperature (0 = greedy).")
+    top_p: float = option(0.95, "Nucleus sampling threshold (1 = off).")
+    max_tokens: int = option(512, "Most generated tokens (with a thinking budget: most answer tokens).")
+    seed: int | None = option(None, "Sampling seed (reproducible answers).")
+    system: str | None = option(None, "System prompt (default: none; r1, r1-zero: R1's prompts).")
+    thinking: str = option("auto", THINKING_HELP)
+    show_thinking: bool = option(True, "Print the thinking (dimmed) or hide it (chat: toggle with /think on|off).",
+                                 flag="--show-thinking/--hide-thinking")
+    extra_body: str | None = option(None, EXTRA_BODY_HELP)
+    timeout: float | None = option(None, TIMEOUT_HELP)
+    tokenizer: str | None = option(None, TOKENIZER_HELP)
+
+    def params(self):
+        """SamplingParams and Budget (their checks raise GenerationError)."""
+        from ponder.generate import Budget, SamplingParams
+
+        sampling = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                                  seed=self.seed)
+        budget = Budget(thinking_budget=self.thinking_budget, effort=self.effort, min_thinking=self.min_thinking,
+                        max_waits=self.max_waits, loop_guard=self.loop_guard or None)
+        return sampling, budget
+
+    def load(self):
+        if not self.model:
+            fail("give MODEL: a local checkpoint directory or openai:<model>@<base_url>")
+        return load(self.model, self.thinking, self.extra_body, self.timeout, self.tokenizer)
+
+
+@dataclass
+class AskConfig(GenerateOptions):
+    """Options of ``ponder ask``."""
+
+    question: str = option("", "The question to ask.")
+    strategy: str = option("single", "Test-time strategy: single (streamed), majority, weighted_majority, best_of_n, adaptive_majority, …")
+    n: int | None = option(None, "Samples for the strategy (default: the strategy's own).")
+    task: str | None = option(None, "Task spec whose verifier normalises answers for voting (e.g. addition, math500).")
+    scorer: str | None = option(None, "Scorer for best_of_n / weighted_majority: logprob, verifier or a reward-model path.")
+    json: bool = option(False, "Print one JSON object (answer, text, reasoning, token counts, trace).", flag="--json")
+
+
+def run_ask(cfg: AskConfig) -> None:
     """Ask a model one question: stream its thinking and answer, then the token counts."""
     from ponder.generate import prompt as prompt_of
 
-    sampling, budget = make_params(effort, thinking_budget, min_thinking, max_waits, temperature, top_p,
-                                   max_tokens, seed)
-    backend = load(model, thinking, extra_body, timeout, tokenizer)
+    if not cfg.question:
+        fail("give the QUESTION after MODEL")
+    sampling, budget = cfg.params()
+    backend = cfg.load()
     check_forcing(backend, budget)
-    prompt = prompt_of(backend, question, system)
-    if not as_json:
-        _note_template_system(prompt, system)
-    if strategy == "single" and n in (None, 1):
-        if as_json:
+    prompt = prompt_of(backend, cfg.question, cfg.system)
+    if not cfg.json:
+        _note_template_system(prompt, cfg.system)
+    if cfg.strategy == "single" and cfg.n in (None, 1):
+        if cfg.json:
             c = backend.generate([prompt.payload], 1, sampling, budget)[0][0]
             _print_json(completion_json(c))
             return
-        c = print_stream(backend.stream(prompt.payload, sampling, budget), show_thinking)
+        c = print_stream(backend.stream(prompt.payload, sampling, budget), cfg.show_thinking)
         console.print(token_line(c.reasoning_tokens, c.answer_tokens, completion_notes(c)), style="cyan")
         return
-    _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json)
+    _run_strategy(backend, prompt, cfg, sampling, budget)
+
+
+ask = command(AskConfig, run_ask, "Ask a model one question: stream its thinking and answer, then the token counts.",
+              positional=("model", "question"), deprecated_flag=False)
 
 
 def completion_json(c) -> dict[str, Any]:
@@ -167,13 +191,14 @@ def completion_json(c) -> dict[str, Any]:
             "answer_text": c.answer, "think_closed": c.think_closed, "prefilled_think": c.prefilled,
             "reasoning_tokens": c.reasoning_tokens, "answer_tokens": c.answer_tokens,
             "tokens_estimated": c.estimated, "finish_reason": c.finish_reason, "forced_close": c.forced_close,
-            "waits": c.waits}
+            "waits": c.waits, "loop_breaks": c.loop_breaks}
 
 
 def completion_notes(c) -> str:
     """The status after the token counts: finish reason, cut-off, waits, an unclosed think block."""
     extra = f" · finish {c.finish_reason}" + (" · budget cut off the thinking" if c.forced_close else "") + (
-        f" · {c.waits} wait(s) inserted" if c.waits else "")
+        f" · {c.waits} wait(s) inserted" if c.waits else "") + (
+        f" · {c.loop_breaks} loop(s) broken" if c.loop_breaks else "")
     if c.unclosed:
         extra += " · the think block never closed (the text above is all thinking; try --thinking off)"
     if c.estimated:
@@ -183,6 +208,9 @@ def completion_notes(c) -> str:
 
 def check_forcing(backend, budget) -> None:
     """Budget forcing needs token-level control: say so at the CLI, not from a Python constructor."""
+    if budget.loop_guard and not backend.capabilities.loop_guard:
+        fail("--loop-guard watches every token as it is decoded, which a chat endpoint does not let a client do: "
+             "use a local checkpoint or a `ponder serve` endpoint (it runs the guard itself)")
     if budget.forcing and not backend.capabilities.forcing:
         fail("--min-thinking rewrites the reasoning as it is written, which a chat endpoint does not let a client do: "
              "give the served model's tokenizer with --tokenizer (ponder then generates through /v1/completions), "
@@ -195,23 +223,23 @@ def _note_template_system(prompt, system) -> None:
                           "replace it)", style="dim", markup=False)
 
 
-def _run_strategy(backend, prompt, strategy, n, sampling, budget, task, scorer, show_thinking, as_json) -> None:
+def _run_strategy(backend, prompt, cfg: AskConfig, sampling, budget) -> None:
     from ponder.strategies import run_strategy
 
     task_obj = None
-    if task is not None:
+    if cfg.task is not None:
         from ponder.tasks import get_task
 
-        task_obj = get_task(task)
-    with console.status(f"running {strategy}", spinner="dots"):
-        r = run_strategy(strategy, backend, prompt, n=n, sampling=sampling, budget=budget, task=task_obj,
-                         scorer=scorer)
-    if as_json:
-        _print_json({"strategy": strategy, "answer": r.answer, "text": r.text, "reasoning": r.reasoning,
+        task_obj = get_task(cfg.task)
+    with console.status(f"running {cfg.strategy}", spinner="dots"):
+        r = run_strategy(cfg.strategy, backend, prompt, n=cfg.n, sampling=sampling, budget=budget, task=task_obj,
+                         scorer=cfg.scorer)
+    if cfg.json:
+        _print_json({"strategy": cfg.strategy, "answer": r.answer, "text": r.text, "reasoning": r.reasoning,
                      "samples": len(r.samples), "tokens": r.tokens, "reasoning_tokens": r.reasoning_tokens,
                      "answer_tokens": r.answer_tokens, "trace": r.trace})
         return
-    if show_thinking and r.reasoning:
+    if cfg.show_thinking and r.reasoning:
         console.print(r.reasoning, style="dim", markup=False, soft_wrap=True)
         console.print()
     console.print(r.answer_text or "(no answer text)", markup=False, soft_wrap=True)

@@ -19,25 +19,10 @@ reasoning models are trained on single turns whose reasoning is dropped from the
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, replace
 
-import typer
-
-from ponder.cli.ask import (
-    EXTRA_BODY_HELP,
-    MODEL_HELP,
-    THINKING_HELP,
-    TIMEOUT_HELP,
-    TOKENIZER_HELP,
-    check_forcing,
-    completion_notes,
-    console,
-    load,
-    make_params,
-    print_stream,
-    token_line,
-)
-from ponder.cli.common import user_errors
+from ponder.cli.ask import GenerateOptions, check_forcing, completion_notes, console, print_stream, token_line
+from ponder.cli.configcli import command
 
 HELP = "commands: /think on|off · /effort low|medium|high|off · /budget N|off · /reset · /exit"
 
@@ -70,32 +55,21 @@ class ChatState:
         return f"unknown command {line.strip()!r}; {HELP}"
 
 
-@user_errors
-def chat(
-    model: str = typer.Argument(..., help=MODEL_HELP),
-    effort: Optional[str] = typer.Option(None, help="Reasoning effort low|medium|high (change with /effort)."),
-    thinking_budget: Optional[int] = typer.Option(None, min=0, help="Most thinking tokens per reply (change with /budget)."),
-    min_thinking: int = typer.Option(0, min=0, help="Budget forcing (s1): at least this many thinking tokens, via 'Wait' (local models)."),
-    temperature: float = typer.Option(0.6, min=0.0, help="Sampling temperature (0 = greedy)."),
-    top_p: float = typer.Option(0.95, help="Nucleus sampling threshold (1 = off)."),
-    max_tokens: int = typer.Option(512, min=1, help="Most generated tokens per reply (with a budget: per answer)."),
-    seed: Optional[int] = typer.Option(None, help="Sampling seed."),
-    system: Optional[str] = typer.Option(None, help="System prompt (default: none; r1, r1-zero: R1's prompts)."),
-    thinking: str = typer.Option("auto", help=THINKING_HELP),
-    show_thinking: bool = typer.Option(True, "--show-thinking/--hide-thinking", help="Start with the thinking shown or hidden (toggle with /think on|off)."),
-    extra_body: Optional[str] = typer.Option(None, "--extra-body", help=EXTRA_BODY_HELP),
-    timeout: Optional[float] = typer.Option(None, min=1, help=TIMEOUT_HELP),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
-) -> None:
+@dataclass
+class ChatConfig(GenerateOptions):
+    """Options of ``ponder chat`` (effort and budget change with /effort and /budget)."""
+
+
+def run_chat(cfg: ChatConfig) -> None:
     """Chat with a model; /think on|off shows or hides its thinking."""
     from ponder.format import history_turn
     from ponder.generate import GenerationError, prompt
 
-    _, budget = make_params(effort, thinking_budget, min_thinking, 1, temperature, top_p, max_tokens, seed)
-    backend = load(model, thinking, extra_body, timeout, tokenizer)
+    _, budget = cfg.params()
+    backend = cfg.load()
     check_forcing(backend, budget)
-    state = ChatState(show_thinking, effort, thinking_budget)
-    console.print(f"chatting with {model} · {HELP}", style="cyan", markup=False)
+    state = ChatState(cfg.show_thinking, cfg.effort, cfg.thinking_budget)
+    console.print(f"chatting with {cfg.model} · {HELP}", style="cyan", markup=False)
     while True:
         try:
             line = console.input("[bold green]you>[/] ")
@@ -111,13 +85,12 @@ def chat(
             console.print(msg, style="cyan", markup=False)
             continue
         try:
-            sampling, budget = make_params(state.effort, state.thinking_budget, min_thinking, 1, temperature,
-                                           top_p, max_tokens, seed)
+            sampling, budget = replace(cfg, effort=state.effort, thinking_budget=state.thinking_budget).params()
         except GenerationError as e:  # e.g. /budget below --min-thinking: say so, keep chatting
             console.print(f"error: {e}", style="red", markup=False)
             continue
         messages = state.history + [{"role": "user", "content": line}]
-        events = backend.stream(prompt(backend, messages, system).payload, sampling, budget)
+        events = backend.stream(prompt(backend, messages, cfg.system).payload, sampling, budget)
         try:
             c = print_stream(events, state.show)
         except KeyboardInterrupt:  # Ctrl-C stops this reply, not the chat
@@ -126,3 +99,7 @@ def chat(
             continue
         console.print(token_line(c.reasoning_tokens, c.answer_tokens, completion_notes(c)), style="cyan")
         state.history = messages + [history_turn(c.answer_text(), c.text)]
+
+
+chat = command(ChatConfig, run_chat, "Chat with a model; /think on|off shows or hides its thinking.",
+               positional="model", deprecated_flag=False)

@@ -26,12 +26,17 @@ def _cli_type(tp: Any) -> Any:
     return Optional[str]  # str, lists (comma-separated) and anything else arrive as text
 
 
-def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | None = None) -> Callable:
+def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | tuple[str, ...] | None = None,
+            deprecated_flag: bool = True) -> Callable:
     """A function with a typer-readable signature that builds ``cls`` and calls ``run(cfg)``.
 
-    ``positional``: a field given as the first argument instead of a flag (``MODEL``, as every
-    command that takes a model has it); its old ``--flag`` still works, with a deprecation note.
+    ``positional``: fields given as arguments, in this order, instead of flags (``MODEL`` first,
+    as every command that takes a model has it). With ``deprecated_flag`` the first one's old
+    ``--flag`` still works, with a deprecation note. A field's ``flag`` metadata (``option(...,
+    flag="--show-thinking/--hide-thinking")``) replaces its generated flag name.
     """
+    args = (positional,) if isinstance(positional, str) else tuple(positional or ())
+    positional = args[0] if args and deprecated_flag else None
     hints = typing.get_type_hints(cls)
     params = [
         inspect.Parameter(
@@ -51,15 +56,18 @@ def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | No
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         flag = "--" + f.name.replace("_", "-")
-        if f.name == positional:
-            params.insert(0, inspect.Parameter(
+        if f.name in args:
+            params.insert(args.index(f.name), inspect.Parameter(
                 f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
                 default=typer.Argument(None, help=f.metadata.get("help", ""), show_default=False)))
-            params.append(inspect.Parameter(
-                f"{f.name}_flag", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                default=typer.Option(None, flag, hidden=True, help=f"Deprecated: give {f.name.upper()} first.")))
+            if f.name == positional:
+                params.append(inspect.Parameter(
+                    f"{f.name}_flag", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                    default=typer.Option(None, flag, hidden=True, help=f"Deprecated: give {f.name.upper()} first.")))
             continue
-        if _base_type(hints[f.name]) is bool:
+        if "flag" in f.metadata:
+            flag = f.metadata["flag"]
+        elif _base_type(hints[f.name]) is bool:
             flag = f"{flag}/--no-{f.name.replace('_', '-')}"
         params.append(
             inspect.Parameter(

@@ -42,9 +42,9 @@ def _run(cfg: EvalConfig) -> None:
     m = res.metrics
     if "sweep" in m:
         for row in m["sweep"]:
-            p = row["pass@1"]
-            console.print(f"budget {row['budget']:>6}: pass@1 {100 * p['mean']:.1f}% "
-                          f"[{100 * p['low']:.1f}, {100 * p['high']:.1f}]  reasoning tokens {row['reasoning_tokens']:.0f}")
+            console.print(f"budget {row['budget']:>6}: pass@1 {100 * row['accuracy']:.1f}% "
+                          f"[{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]  "
+                          f"reasoning tokens {row['mean_reasoning_tokens']:.0f}  cut off {100 * row['cut_off_rate']:.0f}%")
     else:
         p = m["pass@1"]
         ks = ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in m["pass@k"].items() if k != "1")

@@ -49,11 +49,11 @@ from typing import Iterable
 
 from ponder.config import option
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
-from ponder.format import MODES
+from ponder.format import MODES, looped
 from ponder.generate.backends import load_backend, prompt
+from ponder.generate.scoring import BatchShapeError, score_batch
 from ponder.generate.types import Backend, Budget, Completion, GenerationError, SamplingParams
 from ponder.io import RecordWriter, check_resume, read_records, write_json_atomic
-from ponder.tasks import judge
 
 SAMPLES = "samples.jsonl"
 STRATEGY = "strategy.jsonl"
@@ -63,6 +63,7 @@ STATE = "state.json"
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
     "top_p", "max_tokens", "seed", "template", "thinking", "system", "extra_body", "tokenizer",
+    "min_thinking", "min_thinking_frac", "max_waits", "loop_guard",
 )  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
 
 
@@ -92,7 +93,11 @@ class EvalConfig:
     seed: int = option(0, "Seed from which every request's sampling seed is derived.")
     out: str | None = option(None, "Run directory (default runs/eval/<model>-<task>-<time>).")
     resume: bool = option(False, "Continue the run in --out, skipping finished (problem, sample) pairs.")
-    budgets: list[int] = option([], "Thinking budgets to sweep (e.g. 64,128,256): one sub-run each + accuracy-vs-budget plot.")
+    budgets: list[int] = option([], "Thinking budgets to sweep (e.g. 64,128,256): one sub-run each + accuracy-vs-budget CSV and plot.")
+    min_thinking: int = option(0, "Budget forcing (s1): replace an earlier </think> with 'Wait' until this many reasoning tokens.")
+    min_thinking_frac: float = option(0.0, "With --budgets: force at least this share of each budget with 'Wait' (0 = cut-off only).")
+    max_waits: int = option(2, "Most 'Wait's inserted per sample by budget forcing.")
+    loop_guard: str = option("", "Reasoning-loop breaker: close (force </think> on a loop), stop (end the sample there) or '' (off); local models and ponder serve.")
     by: list[str] = option([], "Meta fields to break results down by (e.g. subject,level or digits).")
     template: str = option("think", "Answer format the judge expects: think (<think>…</think>answer) or r1-zero (only an <answer> block counts).")
     thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off (no thinking).")
@@ -121,6 +126,16 @@ class EvalConfig:
             raise EvalError(f"budgets must be >= 0, got {self.budgets}")
         if self.budgets and (self.effort or self.thinking_budget is not None):
             raise EvalError("--budgets sweeps the thinking budget: do not also give --effort or --thinking-budget")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise EvalError(f"budgets has duplicates: {self.budgets}")
+        if not 0 <= self.min_thinking_frac <= 1:
+            raise EvalError(f"min_thinking_frac must be in [0, 1], got {self.min_thinking_frac}")
+        if self.min_thinking_frac and not self.budgets:
+            raise EvalError("--min-thinking-frac is a share of each budget of --budgets: use --min-thinking for one run")
+        if self.min_thinking < 0 or self.max_waits < 0:
+            raise EvalError("min_thinking and max_waits must be >= 0")
+        if self.loop_guard not in ("", "close", "stop"):
+            raise EvalError(f"loop_guard must be close, stop or '' (off), got {self.loop_guard!r}")
         if self.thinking not in MODES:
             raise EvalError(f"thinking must be auto, on or off, got {self.thinking!r}")
         if self.template not in ("think", "r1-zero"):
@@ -137,9 +152,14 @@ class EvalConfig:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed)
 
     def budget(self) -> Budget | None:
-        if self.effort is None and self.thinking_budget is None:
+        if self.effort is None and self.thinking_budget is None and not self.min_thinking and not self.loop_guard:
             return None
-        return Budget(thinking_budget=self.thinking_budget, effort=self.effort)
+        return Budget(thinking_budget=self.thinking_budget, effort=self.effort, min_thinking=self.min_thinking,
+                      max_waits=self.max_waits, loop_guard=self.loop_guard or None)
+
+    @property
+    def forcing(self) -> bool:
+        return bool(self.min_thinking or self.min_thinking_frac)
 
 
 # ---------------------------------------------------------------------------- backends
@@ -182,6 +202,10 @@ def sample_record(example: dict, j: int, prompt_text, c: Completion, verdict, se
         "tokens": c.reasoning_tokens + c.answer_tokens,
         "finish_reason": c.finish_reason,
         "truncated": c.finish_reason == "length",
+        "forced_close": c.forced_close,
+        "looped": looped(c.reasoning or c.answer),  # a model that does not think loops in its answer
+        "loop_breaks": c.loop_breaks,
+        "waits": c.waits,
         "tokens_estimated": c.estimated,
         "thinking_budget": budget,
         "seed": seed,
@@ -245,15 +269,27 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     if backend is None:
         backend = load_model(cfg.model, cfg.thinking, concurrency=cfg.concurrency, max_retries=cfg.retries,
                              timeout=cfg.timeout, extra_body=cfg.extra_body or None, tokenizer=cfg.tokenizer or None)
+    if cfg.loop_guard and not backend.capabilities.loop_guard:
+        raise EvalError("--loop-guard watches every token as it is decoded: it needs a local checkpoint or a "
+                        "`ponder serve` endpoint")
+    if cfg.forcing and not backend.capabilities.forcing:
+        raise EvalError("budget forcing (--min-thinking) rewrites the reasoning as it is written: it needs a local "
+                        "checkpoint, an endpoint with --tokenizer (raw completions) or a `ponder serve` endpoint")
     if not cfg.budgets:
         return _run_one(cfg, out, task, examples, backend, progress, console)
     prepare_out(cfg, out)
     results = []
-    for b in cfg.budgets:
-        sub = replace(cfg, budgets=[], thinking_budget=b, out=str(out / f"budget-{b}"),
+    for b in cfg.budgets:  # one ordinary run per budget: records, resume and metrics as for any run
+        sub = replace(cfg, budgets=[], thinking_budget=b, min_thinking=cfg.min_thinking or int(cfg.min_thinking_frac * b),
+                      min_thinking_frac=0.0, out=str(out / f"budget-{b}"),
                       resume=cfg.resume and (out / f"budget-{b}" / CONFIG).is_file())
         results.append((b, _run_one(sub, out / f"budget-{b}", task, examples, backend, progress, console)))
-    metrics = write_budget_report(out, cfg, [(b, r.metrics) for b, r in results])
+    note = None
+    if backend.budget_honoured is False:  # only max_tokens = budget + answer bounded the reasoning
+        note = "the server ignored the thinking budget: this sweeps max_tokens = budget + max_tokens"
+        if console is not None:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    metrics = write_budget_report(out, cfg, [(b, r.metrics) for b, r in results], note=note)
     return RunResult(out, metrics, sum(r.new_samples for _, r in results))
 
 
@@ -346,15 +382,13 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
     last_save = time.perf_counter()
 
     def work(call):
-        prompts = [prompt(backend, ex["prompt"], cfg.system or None) for ex, _ in call]
         ex0, miss = call[0]
         seed = request_seed(cfg.seed, ex0["id"], miss[0])
         t = time.perf_counter()
-        groups = _call_with_retries(backend, [p.payload for p in prompts], len(miss), cfg.sampling(seed), budget,
-                                    cfg.retries, stop)
-        if len(groups) != len(call) or any(len(g) != len(miss) for g in groups):
-            raise EvalError(f"backend returned {[len(g) for g in groups]} completions for {len(call)} prompts × {len(miss)}")
-        return prompts, groups, time.perf_counter() - t, seed
+        scored = score_batch(backend, task, [ex for ex, _ in call], sampling=cfg.sampling(seed), budget=budget,
+                             system=cfg.system or None, template=cfg.template, samples=miss,
+                             generate=lambda ps, n, sp, b: _call_with_retries(backend, ps, n, sp, b, cfg.retries, stop))
+        return scored, time.perf_counter() - t, seed
 
     bar = Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(),
@@ -377,11 +411,13 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
             while pending:
                 finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    call = pending.pop(fut)
+                    pending.pop(fut)
                     try:
-                        prompts, groups, seconds, seed = fut.result()
+                        scored, seconds, seed = fut.result()
                     except EvalError:
                         raise
+                    except BatchShapeError as e:
+                        raise EvalError(str(e)) from None
                     except GenerationError as e:
                         if not remote:  # a local engine refuses only bad input: no point going on
                             raise EvalError(f"generation failed: {e}") from None
@@ -406,15 +442,14 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
                                 f"(last: {failed[-1]}); the {seen} finished samples are kept in "
                                 f"{out / SAMPLES} -- fix the endpoint and rerun with --resume") from None
                         continue
-                    per_sample = seconds / max(1, sum(len(g) for g in groups))
-                    for (ex, miss), p, group in zip(call, prompts, groups):
-                        for j, c in zip(miss, group):
-                            v = judge(task, c, ex, template=cfg.template)
-                            shown = p.text if p.text is not None else p.messages
-                            writer.write(sample_record(ex, j, shown, c, v, per_sample, tb, seed))
-                            written += 1
-                            seen += 1
-                            correct += bool(v.correct)
+                    per_sample = seconds / max(1, sum(len(g) for g in scored))
+                    for s in (s for group in scored for s in group):
+                        shown = s.prompt.text if s.prompt.text is not None else s.prompt.messages
+                        writer.write(sample_record(s.example, s.sample, shown, s.completion, s.verdict, per_sample,
+                                                   tb, seed))
+                        written += 1
+                        seen += 1
+                        correct += bool(s.verdict.correct)
                     bar.update(tid, completed=seen, acc=f"{correct / seen:.3f}")
                     if time.perf_counter() - last_save > 5:
                         save_state()

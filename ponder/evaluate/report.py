@@ -102,6 +102,10 @@ def compute_metrics(records: list[dict], examples: list[dict], cfg, *, wall_seco
         },
         "maj@k_ci": _ci(maj_k[n]),
         "truncated_share": _mean([float(r["truncated"]) for r in used]),
+        "cut_off_share": _mean([float(bool(r.get("forced_close"))) for r in used]),
+        "looped_share": _mean([float(bool(r.get("looped"))) for r in used]),
+        "loop_breaks": sum(int(r.get("loop_breaks") or 0) for r in all_samples),
+        "waits_per_sample": _mean([float(r.get("waits") or 0) for r in used]),
         "unclosed": sum(1 for r in all_samples if r.get("unclosed")),
         "unclosed_share": _mean([float(bool(r.get("unclosed"))) for r in used]),
         "no_answer_share": _mean([float(r.get("answer") is None) for r in used]),
@@ -181,6 +185,8 @@ def metrics_markdown(metrics: dict) -> list[str]:
         f"| tokens per sample: reasoning / answer / total | {_f(t['per_sample']['reasoning'], False)} / {_f(t['per_sample']['answer'], False)} / {_f(t['per_sample']['total'], False)} |",
         f"| tokens per problem (n samples) | {_f(t['per_problem']['total'], False)} |",
         f"| truncated completions (hit max_tokens) | {_f(metrics['truncated_share'])} |",
+        f"| looped reasoning (a cycle repeated: ponder.format.loops) | {_f(metrics.get('looped_share'))} |",
+        f"| loops broken by --loop-guard | {metrics.get('loop_breaks', 0)} |",
         f"| completions with no extractable answer | {_f(metrics['no_answer_share'])} |",
         f"| wall time (s) | {_f(metrics['wall_seconds'], False)} |",
         f"| tokens/s (generated) | {_f(metrics['tokens_per_second'], False)} |",
@@ -273,40 +279,84 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
     return path
 
 
-def write_budget_report(out: Path, cfg, runs: list[tuple[int, dict]]) -> dict:
-    """The accuracy-vs-thinking-budget curve of a ``--budgets`` sweep: ``budget.png``,
-    ``report.md`` and ``metrics.json`` (one row per budget) in the sweep directory."""
+#: the files of a thinking-budget sweep (``ponder eval --budgets`` and ``ponder budget-curve``)
+CURVE_CSV, CURVE_PNG = "budget_curve.csv", "budget_curve.png"
+#: the columns of ``budget_curve.csv``, one row per budget (accuracy is pass@1 with its 95% interval)
+CURVE_COLUMNS = ("budget", "accuracy", "ci_low", "ci_high", "maj@n", "mean_reasoning_tokens", "mean_answer_tokens",
+                 "cut_off_rate", "mean_waits", "truncated_share", "problems", "samples", "failed_requests")
+
+
+def write_budget_report(out: Path, cfg, runs: list[tuple[int, dict]], note: str | None = None) -> dict:
+    """The accuracy-vs-thinking-budget curve of a sweep: ``budget_curve.csv``, ``budget_curve.png``,
+    ``report.md`` and ``metrics.json`` (``sweep``: one row per budget) in the sweep directory.
+    ``note``: what the sweep really varied, when not the budget (a server that ignored it)."""
+    import csv
+
     from ponder.io import write_json_atomic
 
-    rows = [{"budget": b, "pass@1": m["pass@1"], f"maj@{cfg.n}": m["maj@k"][str(cfg.n)],
-             "reasoning_tokens": m["tokens"]["per_sample"]["reasoning"], "truncated_share": m["truncated_share"],
-             "problems": m["complete_problems"], "failed_requests": m.get("failed_requests", 0)} for b, m in runs]
-
-    def draw(ax):
-        bs = [r["budget"] for r in rows]
-        mean = [r["pass@1"]["mean"] for r in rows]
-        ax.fill_between(bs, [r["pass@1"]["low"] for r in rows], [r["pass@1"]["high"] for r in rows], alpha=0.2)
-        ax.plot(bs, mean, "o-", label="pass@1 (95% CI)")
-        ax.plot(bs, [r[f"maj@{cfg.n}"] for r in rows], "s--", label=f"maj@{cfg.n}")
-        if all(b > 0 for b in bs):
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(bs, [str(b) for b in bs])
-        ax.set_xlabel("thinking budget (tokens)")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.legend()
-        ax.set_title(f"accuracy vs thinking budget: {cfg.task}")
-
-    _plot(out / "budget.png", draw)
+    rows = []
+    for b, m in runs:
+        p = m["pass@1"]
+        rows.append({"budget": b, "accuracy": p["mean"], "ci_low": p["low"], "ci_high": p["high"],
+                     "maj@n": m["maj@k"][str(cfg.n)], "mean_reasoning_tokens": m["tokens"]["per_sample"]["reasoning"],
+                     "mean_answer_tokens": m["tokens"]["per_sample"]["answer"], "cut_off_rate": m["cut_off_share"],
+                     "mean_waits": m["waits_per_sample"], "truncated_share": m["truncated_share"],
+                     "problems": m["complete_problems"], "samples": m["samples"],
+                     "failed_requests": m.get("failed_requests", 0), "pass@1": p})
+    with open(out / CURVE_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    mode = note or ("cut-off" + (f" + forcing {cfg.min_thinking_frac:g}·B" if cfg.min_thinking_frac else ""))
+    problems = rows[0]["problems"] if rows else 0
+    _plot_curve(rows, out / CURVE_PNG, f"{cfg.task}: accuracy vs thinking budget ({mode}, n={cfg.n}, {problems} problems)",
+                cfg.n)
     lines = [f"# Thinking-budget sweep: {cfg.model} on {cfg.task}", "",
-             f"n={cfg.n} samples per problem, temperature {cfg.temperature}; one run per budget in `budget-<B>/`.", "",
-             f"| budget | pass@1 [95% CI] | maj@{cfg.n} | reasoning tokens / sample | truncated | problems |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['budget']} | {_f(r['pass@1']['mean'])} [{_f(r['pass@1']['low'])}, {_f(r['pass@1']['high'])}] | "
-              f"{_f(r[f'maj@{cfg.n}'])} | {_f(r['reasoning_tokens'], False)} | {_f(r['truncated_share'])} | {r['problems']} |"
-              for r in rows]
-    lines += ["", "![accuracy vs thinking budget](budget.png)", ""]
+             f"n={cfg.n} samples per problem, temperature {cfg.temperature}; {mode}; one run per budget in `budget-<B>/`.",
+             "", f"| budget | pass@1 [95% CI] | maj@{cfg.n} | reasoning tokens / sample | cut off | waits | truncated | problems |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['budget']} | {_f(r['accuracy'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}] | {_f(r['maj@n'])} | "
+              f"{_f(r['mean_reasoning_tokens'], False)} | {_f(r['cut_off_rate'])} | {r['mean_waits']:.2f} | "
+              f"{_f(r['truncated_share'])} | {r['problems']} |" for r in rows]
+    lines += ["", f"![accuracy vs thinking budget]({CURVE_PNG})", ""]
     (out / "report.md").write_text("\n".join(lines))
-    metrics = {"model": cfg.model, "task": cfg.task, "n": cfg.n, "sweep": rows}
+    metrics = {"model": cfg.model, "task": cfg.task, "n": cfg.n, "note": note, "sweep": rows}
     write_json_atomic(out / METRICS, metrics)
     return metrics
+
+
+def _plot_curve(rows: list[dict], path: Path, title: str, n: int) -> None:
+    """Accuracy (with its 95% interval; maj@n too when n > 1) and mean reasoning tokens against the budget."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = sorted(rows, key=lambda r: r["budget"])
+    xs = [r["budget"] for r in pts]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    try:
+        ax.plot(xs, [r["accuracy"] for r in pts], "o-", color="tab:blue", label="accuracy (pass@1)")
+        ax.fill_between(xs, [r["ci_low"] for r in pts], [r["ci_high"] for r in pts], color="tab:blue", alpha=0.15)
+        if n > 1:
+            ax.plot(xs, [r["maj@n"] for r in pts], "^:", color="tab:green", label=f"maj@{n}")
+        ax.set_xlabel("thinking budget (tokens)")
+        ax.set_ylabel("accuracy", color="tab:blue")
+        ax.set_ylim(0, 1.02)
+        pos = [x for x in xs if x > 0]
+        if pos and max(pos) / min(pos) >= 8:  # budgets doubling: log2 axis (linear near a budget of 0)
+            ax.set_xscale("symlog", base=2, linthresh=min(pos)) if 0 in xs else ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(x) for x in xs])
+        ax2 = ax.twinx()
+        ax2.plot(xs, [r["mean_reasoning_tokens"] for r in pts], "s--", color="tab:orange", label="mean reasoning tokens")
+        ax2.set_ylabel("mean reasoning tokens", color="tab:orange")
+        ax2.set_ylim(bottom=0)
+        ax.set_title("\n".join(textwrap.wrap(title, 72, break_on_hyphens=False)), fontsize=9)  # long specs wrap
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)

@@ -8,6 +8,7 @@ One owner for how a model's text becomes a verdict (docs/format.md):
   completion into reasoning and answer; ``Parsed.answer_text`` is the text an answer is read from.
 * ``final_answer`` (``ponder.format.extract``): the documented extraction rules.
 * the judge (``ponder.tasks.judge``) turns an answer into a ``Verdict`` against a task's gold.
+* ``find_loop`` / ``tail_loop`` (``ponder.format.loops``): a cycle repeated inside the reasoning.
 
 Nothing else in ponder builds a prompt or splits a completion.
 """
@@ -26,6 +27,7 @@ from ponder.format.extract import (
     last_number,
     statements,
 )
+from ponder.format.loops import Loop, find_loop, looped, tail_loop
 from ponder.format.parse import STARTS, Parsed, ReasoningSplitter, Start, parse, start_of
 from ponder.format.render import (
     EMPTY_THINK,
@@ -61,10 +63,10 @@ def extract_answer(completion: str, start: Start | bool | None = "plain", fallba
 
 
 __all__ = [
-    "ANSWER_CLOSE", "ANSWER_OPEN", "EMPTY_THINK", "Extraction", "FALLBACKS", "MODES", "Parsed", "Prompt",
+    "ANSWER_CLOSE", "ANSWER_OPEN", "EMPTY_THINK", "Extraction", "FALLBACKS", "Loop", "MODES", "Parsed", "Prompt",
     "R1_SYSTEM", "R1_ZERO_SYSTEM", "ReasoningSplitter", "RenderError", "STARTS", "SYSTEMS", "Start", "TAGS",
     "TEMPLATES", "THINK_CLOSE", "THINK_OPEN", "Thinking", "ThinkingMode", "after_equals", "answer_like", "boxes",
     "build_messages", "canonical", "completion_after", "canonical_groups", "clean", "conversation", "decide_thinking", "ends_in_think", "extract_answer",
-    "final_answer", "format_completion", "history_turn", "knows_think_tags", "last_boxed", "last_number", "parse",
+    "final_answer", "find_loop", "format_completion", "looped", "tail_loop", "history_turn", "knows_think_tags", "last_boxed", "last_number", "parse",
     "render", "start_of", "statements", "system_text", "template_inserts_system",
 ]

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ponder.format.tags import ANSWER_CLOSE, ANSWER_OPEN
+from ponder.format.tags import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 
 MAX_BARE = 64  # a bare answer part longer than this is an explanation, not an answer
 MAX_VALUE = 120  # a statement's value longer than this is prose
@@ -111,10 +111,12 @@ def clean(value: str) -> str:
 
 def answer_like(value: str) -> bool:
     """True when ``value`` reads as an answer rather than prose: at most ``MAX_VALUE``
-    characters, fewer than five words, and not opening like a sentence ("a", "the", "because"…).
-    "18 dollars", "\\frac{1}{2}", "x = 3", "(B)", "Tuesday" pass; "a sum of two numbers" fails."""
+    characters, fewer than five words, not opening like a sentence ("a", "the", "because"…) and
+    without a think tag. "18 dollars", "\\frac{1}{2}", "x = 3", "(B)", "Tuesday" pass; "a sum of
+    two numbers" fails, and so does "5</think>7": a stray tag means two candidates, and which one a
+    grader reads first is not a rule a reward should pay for."""
     v = value.strip()
-    if not v or len(v) > MAX_VALUE:
+    if not v or len(v) > MAX_VALUE or THINK_OPEN in v or THINK_CLOSE in v:
         return False
     words = _WORD.findall(v)
     if len(words) >= 5:

@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
-from ponder.format import THINK_CLOSE, THINK_OPEN, ReasoningSplitter, decide_thinking, ends_in_think
+from ponder.format import THINK_CLOSE, THINK_OPEN, ReasoningSplitter, decide_thinking, ends_in_think, tail_loop
 from ponder.format.parse import held_prefix
 from ponder.generate.decode import FastLlama, HFRunner, ThreadTuner, forward, sample
 from ponder.generate.types import (
@@ -62,7 +62,7 @@ class _Row:
     """The state of one completion while it is generated."""
 
     __slots__ = ("plen", "ids", "lps", "cols", "phase", "think_from", "reason_end", "forced", "waits",
-                 "forced_close", "finish", "text", "off", "read")
+                 "forced_close", "finish", "text", "off", "read", "loop_breaks", "loop_from")
 
     def __init__(self, plen: int, phase: int):
         self.plen = plen  # prompt tokens
@@ -75,6 +75,8 @@ class _Row:
         self.forced: deque[tuple[int, bool]] = deque()  # tokens to emit next: (id, closes think)
         self.waits = 0
         self.forced_close = False
+        self.loop_breaks = 0
+        self.loop_from = 0  # len(ids) after the last broken loop (the guard looks after it)
         self.finish: str | None = None
         self.text, self.off, self.read = "", 0, 0  # incremental detokenisation (stop strings)
 
@@ -197,7 +199,7 @@ class LocalEngine:
             rows = self._run(enc, pre, n, sampling, budget, tuner, on_token)
         self.threads_used = tuner.best
         return [[make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop, self.eos_ids,
-                                 forced_close=r.forced_close, waits=r.waits)
+                                 forced_close=r.forced_close, waits=r.waits, loop_breaks=r.loop_breaks)
                  for r in rows[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
@@ -212,7 +214,8 @@ class LocalEngine:
         rows_of = torch.arange(P).repeat_interleave(n)  # [B] prompt of each row, grouped
         plan = self._plan(sp, budget)
         tb, forcing, close_seq, eos = plan.tb, plan.forcing, plan.close_q, plan.eos
-        simple = tb is None and not forcing and not sp.stop  # no per-row phase or text tracking
+        # no per-row phase, loop or text tracking
+        simple = tb is None and not forcing and not sp.stop and budget.loop_guard is None
         m = len(self.close_ids)
         # the most cache columns a row can use: its tokens (a thinking budget adds the reasoning,
         # the forced close and a second max_tokens of answer) plus columns of taken-back tokens
@@ -314,9 +317,12 @@ class LocalEngine:
             r.phase, r.reason_end = ANSWER, len(r.ids)
         elif r.phase == PRE and self.open_ids and r.ids[-len(self.open_ids):] == self.open_ids:
             r.phase, r.think_from = THINK, len(r.ids)
-        if tb is not None and r.phase == THINK and not r.forced_close and len(r.ids) - r.think_from >= tb:
+        if (tb is not None and r.phase == THINK and not r.forced_close and len(r.ids) - r.think_from >= tb
+                and not any(closes for _, closes in r.forced)):  # (a close the loop guard queued finishes)
             r.forced = deque(plan.close_q)  # the model wrote its budget: close (the tags are not counted)
             r.forced_close = True
+        if budget.loop_guard and not forced and not r.forced and tok not in eos:
+            self._guard(r, plan)
         if not forced and tok in eos:
             r.finish = "eos"
         elif tb is None and len(r.ids) >= sp.max_tokens:
@@ -334,6 +340,19 @@ class LocalEngine:
                 if any(s in tail for s in sp.stop):
                     r.finish = "stop"
         return tok
+
+    def _guard(self, r: _Row, plan: "_Plan") -> None:
+        """The loop breaker: is the row's current section (think block or answer) stuck in a cycle?"""
+        budget = plan.budget
+        since = max(r.loop_from, r.think_from if r.phase == THINK else r.reason_end)
+        if tail_loop(r.ids, budget.loop_span, budget.loop_repeats, start=since) is None:
+            return
+        r.loop_breaks += 1
+        if budget.loop_guard == "close" and r.phase == THINK:
+            r.forced = deque(plan.close_q)  # answer now, from what the reasoning reached
+            r.loop_from = len(r.ids) + len(plan.close_q)
+        else:
+            r.finish = "stop"
 
     def stream(self, prompt: str, sampling: SamplingParams | None = None,
                budget: Budget | None = None) -> Iterator[tuple[str, object]]:

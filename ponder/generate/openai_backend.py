@@ -68,11 +68,14 @@ from ponder.format import THINK_CLOSE, ReasoningSplitter, decide_thinking, ends_
 from ponder.generate.openai_raw import raw_run
 from ponder.generate.openai_wire import (
     Choice,
+    adapted,
     api_key_from,
     counted,
     finish_of,
     load_tokenizer,
     reasoning_field,
+    retryable,
+    status_of,
     to_messages,
 )
 from ponder.generate.types import (
@@ -87,13 +90,14 @@ from ponder.generate.types import (
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({408, 409, 429})
 #: the fields a thinking budget is sent in, for the servers that read each
 BUDGET_FIELDS = ("thinking_token_budget", "thinking_budget_tokens", "thinking")
 #: fields ponder adds that a strict server may reject; each is dropped (once) when it is
 OPTIONAL_FIELDS = (*BUDGET_FIELDS, "chat_template_kwargs")
 #: reasoning this far past the budget (tokens) means the server ignored it
 BUDGET_SLACK = 16
+NO_LOOP_GUARD = ("loop_guard watches every token as it is decoded, which an endpoint does not let a client do "
+                 "(raw completions generate in segments): use a local checkpoint or a `ponder serve` endpoint")
 
 
 class OpenAIBackend:
@@ -166,12 +170,12 @@ class OpenAIBackend:
         the server's ``GET /models`` the first time (``detect``)."""
         if self.raw:
             return Capabilities(local=False, token_level=False, streaming=False, concurrent=True,
-                                logprobs=False, retries=True, budgets="exact", forcing=True)
+                                logprobs=False, retries=True, budgets="exact", forcing=True, loop_guard=False)
         if self.ponder_server is None:
             self.detect()
         return Capabilities(local=False, token_level=False, streaming=True, concurrent=True,
                             logprobs=self.logprobs, retries=True, budgets="server",
-                            forcing=bool(self.ponder_server))
+                            forcing=bool(self.ponder_server), loop_guard=bool(self.ponder_server))
 
     def detect(self) -> None:
         """Ask ``GET /models`` (once) whether the server is ``ponder serve`` and lists the model."""
@@ -222,6 +226,10 @@ class OpenAIBackend:
                     "server does not allow: use a local checkpoint or GGUF file, or a `ponder serve` endpoint"
                 )
             extra["ponder"] = {"strategy": "single", "n": 1, "min_thinking": budget.min_thinking}
+        if budget.loop_guard:
+            if not self.ponder_server:
+                raise GenerationError(NO_LOOP_GUARD)
+            extra.setdefault("ponder", {})["loop_guard"] = budget.loop_guard
         # a generic server's max_tokens bounds reasoning + answer; ponder serve's bounds the answer
         # when a budget is given (as the local engine does), so it gets max_tokens unchanged
         if sampling.top_k:
@@ -284,13 +292,15 @@ class OpenAIBackend:
         if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
             raise GenerationError("sampling must be a SamplingParams and budget a Budget")
         if self.raw:
+            if budget.loop_guard:
+                raise GenerationError(NO_LOOP_GUARD)
             for i, p in enumerate(prompts):
                 if not isinstance(p, str):
                     raise GenerationError(f"prompts[{i}]: with a tokenizer the backend takes rendered prompt strings "
                                           "(ponder.generate.prompt renders them)")
             return list(prompts), n, sampling, budget
         msgs = [to_messages(p, i) for i, p in enumerate(prompts)]
-        if msgs and not (budget.forcing and self.ponder_server is None):
+        if msgs and not ((budget.forcing or budget.loop_guard) and self.ponder_server is None):
             self.request_kwargs(sampling, budget)  # validate before any request (forcing: after detection)
         return msgs, n, sampling, budget
 
@@ -337,7 +347,7 @@ class OpenAIBackend:
         except Exception as e:  # noqa: BLE001 - no /models route: generic; unreachable: ask again next call
             log.info("could not list models at %s (%s); treating it as a generic server", self.base_url,
                      self.describe(e))
-            if not _retryable(e):
+            if not retryable(e):
                 self.ponder_server = False
 
     def close(self) -> None:
@@ -396,7 +406,7 @@ class OpenAIBackend:
 
     def _adapt(self, e: Exception, kw: dict) -> bool:
         """Drop a field the server rejected (logprobs, a budget field); True when retrying may help."""
-        status, msg = _status(e), str(e).lower()
+        status, msg = status_of(e), str(e).lower()
         if status not in (400, 422):
             return False
         if kw.get("logprobs") and "logprob" in msg:
@@ -415,7 +425,7 @@ class OpenAIBackend:
     async def _with_retries_async(self, call: Callable[[], Awaitable], kw: dict):
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
-            if attempt and not (last is not None and _adapted(last)):
+            if attempt and not (last is not None and adapted(last)):
                 await asyncio.sleep(self._delay(attempt))
             with self._lock:
                 self.requests += 1
@@ -441,7 +451,7 @@ class OpenAIBackend:
         if self._adapt(e, kw):
             e._ponder_adapted = True  # type: ignore[attr-defined]  # retry at once, no backoff
             return e
-        if not _retryable(e):
+        if not retryable(e):
             raise GenerationError(f"server {self.base_url} refused the request for model {self.model!r}: "
                                   f"{self.describe(e)}") from e
         log.info("request to %s failed (attempt %d): %s", self.base_url, attempt + 1, self.describe(e))
@@ -455,7 +465,7 @@ class OpenAIBackend:
         """One line for an error, with a hint where the fix is known (a 404 without ``/v1``)."""
         if e is None:
             return "no error recorded"
-        s = _status(e)
+        s = status_of(e)
         msg = (str(e).strip() or type(e).__name__).splitlines()[0]
         text = f"HTTP {s}: {msg}" if s is not None else f"{type(e).__name__}: {msg}"
         if s == 404 and not self.base_url.rstrip("/").endswith("/v1"):
@@ -559,10 +569,6 @@ class OpenAIBackend:
         yield "done", counted([Choice(text, pre, finish, [])], usage, self.warn_once)[0]
 
 
-def _adapted(e: Exception) -> bool:
-    return bool(getattr(e, "_ponder_adapted", False))
-
-
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.run_forever()
@@ -581,19 +587,6 @@ def _close_live() -> None:
             b.close()
         except Exception:  # noqa: BLE001 - best effort while the interpreter shuts down
             pass
-
-
-def _status(e: Exception) -> int | None:
-    return getattr(e, "status_code", None)
-
-
-def _retryable(e: Exception) -> bool:
-    import openai
-
-    if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):
-        return True
-    s = _status(e)
-    return s is not None and (s in RETRY_STATUS or s >= 500)
 
 
 __all__: Sequence[str] = ("OpenAIBackend", "api_key_from", "to_messages")

@@ -1,5 +1,5 @@
 """The wire format of OpenAI-compatible endpoints, for ``OpenAIBackend``: messages, response fields,
-finish reasons, API keys, a served model's tokenizer.
+finish reasons, usage and token counts, API keys, which errors to retry, a served model's tokenizer.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def counted(raw: list[Choice], usage: Any, warn_once: Callable[[str, str], None]
     if total and not plausible:
         warn_once("usage", f"usage reports {total} completion tokens for {len(raw)} choices that need "
                            f"about {need}: token counts are estimated from the text")
+    # ponder serve's usage.loop_breaks (its loop guard): a count per request, so per choice only for n=1
+    breaks = (getattr(usage, "loop_breaks", None) or 0) if usage is not None and len(raw) == 1 else 0
     out = []
     weights = [max(1, r + a) for r, a in est]
     r_weights = [max(1, r) if p.reasoning else 0 for (r, _), p in zip(est, parts)]
@@ -116,5 +118,29 @@ def counted(raw: list[Choice], usage: Any, warn_once: Callable[[str, str], None]
         out.append(Completion(text=c.text, token_ids=[], reasoning=p.reasoning, answer=p.answer,
                               reasoning_tokens=rt, answer_tokens=at, finish_reason=c.finish,  # type: ignore[arg-type]
                               logprobs=c.logprobs, think_closed=p.think_closed, prefilled=c.prefilled,
-                              estimated=not plausible))
+                              estimated=not plausible, loop_breaks=int(breaks)))
     return out
+
+
+#: statuses worth retrying besides 5xx (timeouts, conflicts, rate limits)
+RETRY_STATUS = frozenset({408, 409, 429})
+
+
+def status_of(e: Exception) -> int | None:
+    """The HTTP status of an ``openai`` error (None: no response, e.g. a connection error)."""
+    return getattr(e, "status_code", None)
+
+
+def retryable(e: Exception) -> bool:
+    """A failure a retry may fix: no connection, a timeout, 408/409/429 or a 5xx."""
+    import openai
+
+    if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):
+        return True
+    s = status_of(e)
+    return s is not None and (s in RETRY_STATUS or s >= 500)
+
+
+def adapted(e: Exception) -> bool:
+    """The request failed on a field that was then dropped: retry at once, without backoff."""
+    return bool(getattr(e, "_ponder_adapted", False))

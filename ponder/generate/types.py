@@ -56,6 +56,10 @@ def effort_table_for(context_length: int | None, n_params: int | None = None) ->
 DEFAULT_CLOSE_TEXT = "\n" + THINK_CLOSE + "\n"
 
 
+#: what the loop guard does on a loop (None: no guard)
+LOOP_ACTIONS = (None, "close", "stop")
+
+
 class GenerationError(ValueError):
     """Bad generation input (parameters, prompts, budgets); the message names the problem."""
 
@@ -124,6 +128,12 @@ class Budget:
         arXiv:2501.19393, section 3.1): when the model tries to close ``</think>`` before this
         many reasoning tokens, the ``</think>`` is not emitted and ``wait_token`` is appended
         instead, at most ``max_waits`` times per completion.
+    loop_guard: the reasoning-loop breaker (``ponder.format.loops``): while decoding, a cycle of
+        up to 64 tokens repeated back to back over at least ``loop_span`` tokens and
+        ``loop_repeats`` cycles is a loop. ``"close"``: inside the think block, force
+        ``close_text`` and let the model answer (a loop in the answer stops it); ``"stop"``: end
+        the completion there (finish "stop"). Each break counts in ``Completion.loop_breaks``.
+        None: off. Engines with token-level control run it (local models, ``ponder serve``).
     """
 
     thinking_budget: int | None = None
@@ -132,8 +142,15 @@ class Budget:
     wait_token: str = "Wait"
     max_waits: int = 1
     close_text: str = DEFAULT_CLOSE_TEXT
+    loop_guard: str | None = None
+    loop_span: int = 24
+    loop_repeats: int = 3
 
     def __post_init__(self) -> None:
+        if self.loop_guard not in LOOP_ACTIONS:
+            raise GenerationError(f"loop_guard must be close, stop or None, got {self.loop_guard!r}")
+        if self.loop_span < 2 or self.loop_repeats < 2:
+            raise GenerationError(f"loop_span and loop_repeats must be >= 2, got {self.loop_span}, {self.loop_repeats}")
         tb = self.thinking_budget
         if tb is not None and (not isinstance(tb, int) or tb < 0):
             raise GenerationError(f"thinking_budget must be None or an int >= 0, got {tb!r}")
@@ -199,6 +216,7 @@ class Completion:
     think_closed: bool = False  # a </think> ended the reasoning
     forced_close: bool = False  # the thinking budget cut the reasoning off
     waits: int = 0  # "Wait"s inserted by budget forcing
+    loop_breaks: int = 0  # loops the loop guard broke (Budget.loop_guard)
     prefilled: bool | None = False  # the prompt ended in <think> (None: unknown, a server's template)
     estimated: bool = False  # token counts are estimates (the server reported no usable usage)
     prompt_tokens: int | None = None  # the prompt's tokens as an endpoint counted them
@@ -245,6 +263,7 @@ class Capabilities:
     budgets: how a thinking budget is honoured: "exact" (token level), "server" (sent in the
         fields known servers read; the server may ignore it) or "none".
     forcing: budget forcing (``min_thinking``) is available.
+    loop_guard: the reasoning-loop breaker (``Budget.loop_guard``) is available.
     """
 
     local: bool
@@ -255,6 +274,7 @@ class Capabilities:
     retries: bool = False
     budgets: Literal["exact", "server", "none"] = "exact"
     forcing: bool = True
+    loop_guard: bool = True
 
 
 @runtime_checkable
@@ -342,6 +362,7 @@ def make_completion(
     eos_ids: frozenset[int] = frozenset(),
     forced_close: bool = False,
     waits: int = 0,
+    loop_breaks: int = 0,
 ) -> Completion:
     """Build a ``Completion``: decode, cut at a stop string, split reasoning/answer, count tokens.
 
@@ -381,5 +402,6 @@ def make_completion(
         think_closed=p.think_closed,
         forced_close=forced_close,
         waits=waits,
+        loop_breaks=loop_breaks,
         prefilled=prefilled,
     )

@@ -197,7 +197,10 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
                    for i, c in enumerate(comps)]
         return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
                 "usage": usage(prompt_tokens(plan, comps), sum(c.reasoning_tokens + c.answer_tokens for c in comps),
-                               sum(c.reasoning_tokens for c in comps))}
+                               sum(c.reasoning_tokens for c in comps), loop_breaks(plan, comps))}
+
+    def loop_breaks(plan: Plan, comps: list[Completion]) -> int | None:
+        return sum(c.loop_breaks for c in comps) if plan.budget.loop_guard else None
 
     def prompt_tokens(plan: Plan, comps: list[Completion]) -> int:
         """The prompt's tokens: counted here for a local model, the upstream server's count for
@@ -276,7 +279,7 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
                        reasoning_tokens=sum(c.reasoning_tokens for c in comps))
             if include_usage and comps:
                 yield chunk(rid, model, created, usage_=usage(prompt_tokens(plan, comps), rec["completion_tokens"],
-                                                               rec["reasoning_tokens"]))
+                                                               rec["reasoning_tokens"], loop_breaks(plan, comps)))
             yield "data: [DONE]\n\n"
             ended = True
         finally:

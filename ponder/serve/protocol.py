@@ -15,6 +15,8 @@ Reasoning controls (one of them per request):
   is pre-filled for a model that knows the tags).
 * ``thinking: {"type": "enabled", "budget_tokens": N}`` (Anthropic style) -> ``Budget(thinking_budget=N)``;
   ``{"type": "disabled"}`` -> no thinking.
+* ``ponder: {"loop_guard": "close"}`` (extension): the reasoning-loop breaker (``Budget.loop_guard``;
+  usage then carries ``loop_breaks``).
 * ``ponder: {"strategy": "majority", "n": 8, "min_thinking": 0}`` (extension): a test-time
   strategy of ``ponder.strategies`` runs per request.
 
@@ -77,9 +79,10 @@ class Thinking(_Strict):
 
 
 class PonderOptions(_Strict):
-    strategy: str
+    strategy: str | None = None  # None: plain generation (with the options below)
     n: int = 1
     min_thinking: int = 0
+    loop_guard: Literal["close", "stop"] | None = None
 
 
 class StreamOptions(_Strict):
@@ -166,7 +169,7 @@ def parse_request(raw: bytes) -> ChatRequest:
     if req.top_logprobs:
         raise ApiError("top_logprobs is not supported (only 0): ponder returns the chosen tokens' log-probs",
                        param="top_logprobs", code="unsupported_parameter")
-    if req.logprobs and (req.stream or req.ponder is not None or req.model == "auto"):
+    if req.logprobs and (req.stream or (req.ponder is not None and req.ponder.strategy) or req.model == "auto"):
         raise ApiError("logprobs are returned for plain non-streamed requests only (not with stream, "
                        "ponder strategies or model auto)", param="logprobs", code="unsupported_parameter")
     for name in ("frequency_penalty", "presence_penalty"):
@@ -260,19 +263,20 @@ def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> P
                            f"{req.thinking.budget_tokens}", param="thinking.budget_tokens", code="invalid_value")
         budget_tokens, effort = req.thinking.budget_tokens, None
 
-    strategy, strategy_n, min_thinking = None, 1, 0
+    strategy, strategy_n, min_thinking, loop_guard = None, 1, 0, None
     if req.ponder is not None:
         strategy, strategy_n, min_thinking = req.ponder.strategy, req.ponder.n, req.ponder.min_thinking
+        loop_guard = req.ponder.loop_guard
         if not 1 <= strategy_n <= cfg.max_n:
             raise ApiError(f"ponder.n must be between 1 and {cfg.max_n}, got {strategy_n}", param="ponder.n",
                            code="invalid_value")
-        if req.n != 1:
+        if req.n != 1 and strategy is not None:
             raise ApiError("a ponder strategy returns one answer: use ponder.n for samples, not n", param="n",
                            code="invalid_value")
     if req.model == "auto" and strategy is None:
         strategy = "auto"
     try:
-        budget = Budget(thinking_budget=budget_tokens, effort=effort, min_thinking=min_thinking)
+        budget = Budget(thinking_budget=budget_tokens, effort=effort, min_thinking=min_thinking, loop_guard=loop_guard)
     except GenerationError as e:
         raise ApiError(str(e), param="ponder.min_thinking" if min_thinking else "thinking", code="invalid_value") from None
 
@@ -345,10 +349,15 @@ def finish(reason: str) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int, loop_breaks: int | None = None) -> dict:
+    """OpenAI's usage object; ``loop_breaks`` (ponder's, only when the request set a loop guard):
+    the loops ``ponder.loop_guard`` broke."""
+    u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+         "total_tokens": prompt_tokens + completion_tokens,
+         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+    if loop_breaks is not None:
+        u["loop_breaks"] = loop_breaks
+    return u
 
 
 def chunk(rid: str, model: str, created: int, index: int | None = None, delta: dict | None = None,

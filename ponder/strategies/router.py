@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 
 from ponder.format import Prompt
 from ponder.generate.types import Budget, SamplingParams
-from ponder.strategies.base import StrategyError, StrategyResult, check_int, payload, verdict
-from ponder.strategies.run import STRATEGIES, register_strategy, run_batch, run_strategy
+from ponder.strategies.base import StrategyError, StrategyResult, check_int, payload
+from ponder.strategies.run import STRATEGIES, register_strategy, run_strategy
 
 THINK_INTENT = re.compile(r"\b(think (very )?(hard|harder|carefully|deeply|step by step)|take your time|"
                           r"reason carefully|be thorough)\b", re.I)
@@ -133,11 +133,17 @@ def router_report(backend, task, examples: Sequence[Any], prompts: Sequence[str]
     if len(examples) != len(prompts) or not prompts:
         raise StrategyError(f"router_report needs one prompt per example and at least one, got "
                             f"{len(prompts)} prompts and {len(examples)} examples")
+    from rich.progress import track
+
+    from ponder.generate.scoring import sample_and_score
+
     runs = {}
     for name, b in (("never_think", Budget(thinking_budget=fast_budget)), ("always_think", budget)):
-        rs = run_batch("single", backend, list(prompts), sampling=sampling, budget=b, task=task,
-                       examples=list(examples), progress=progress)
-        runs[name] = [(verdict(r.samples[0], task, ex).correct, r.tokens) for r, ex in zip(rs, examples)]
+        groups = sample_and_score(backend, task, list(examples), n=1, sampling=sampling, budget=b, prompts=list(prompts))
+        if progress:
+            groups = track(groups, total=len(prompts), description=name, transient=True)
+        runs[name] = [(g[0].verdict.correct, g[0].completion.reasoning_tokens + g[0].completion.answer_tokens)
+                      for g in groups]
     routes = [route(backend, p, difficulty, threshold, probe, sampling.seed if sampling else None) for p in prompts]
     runs["router"] = [(runs["always_think" if r["path"] == "think" else "never_think"][i][0],
                        runs["always_think" if r["path"] == "think" else "never_think"][i][1] + r["probe_tokens"])

@@ -52,8 +52,9 @@ OWN_MODELS = Thinking("auto", "model", "ponder's own models open their think blo
 #: Parameters below which a model counts as one of ponder's tiny ones for the default learning rates.
 TINY_PARAMS = 50_000_000
 #: stage -> (learning rate for a tiny model, for a real one). Tiny randomly initialised models
-#: need large steps; a pretrained 135M+ model at those rates forgets how to stop (SmolLM2 at
-#: SFT 5e-4 emitted EOS at once after 3 steps). The real-model rates are TRL's and open-r1's.
+#: need large steps; a pretrained 135M+ model at those rates is wrecked (SmolLM2 after 3 SFT
+#: steps at 5e-4 ended every completion at its first token). The real-model rates are TRL's and
+#: open-r1's.
 DEFAULT_LR = {"sft": (5e-4, 2e-5), "grpo": (1e-4, 1e-6)}
 
 

@@ -17,11 +17,12 @@ vLLM; see docs/training.md). bench/train.py measures local vs trl.
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
-     "reasoning_length", "think_share", "kl", "lr", "seconds"}
+     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds"}
 
 ``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
 the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
-think block, ``kl`` TRL's estimate against the reference model (null when ``beta=0``: no
+think block, ``looped_share`` the share whose reasoning repeats a cycle
+(``ponder.format.loops``), ``kl`` TRL's estimate against the reference model (null when ``beta=0``: no
 reference model is kept then).
 """
 
@@ -139,7 +140,8 @@ class WithCompletionMetrics:
     values are averaged over the step), so the metrics ride on the first reward: its name
     (TRL's log key) and values are untouched. Logged: ``ponder/accuracy`` (the judge),
     ``ponder/reasoning_length`` (tokens), ``ponder/think_share`` (completions whose reasoning
-    was closed by ``</think>``; the prompt's pre-fill is read from the prompt itself).
+    was closed by ``</think>``; the prompt's pre-fill is read from the prompt itself),
+    ``ponder/looped_share`` (completions whose reasoning repeats a cycle: ``ponder.format.loops``).
     """
 
     def __init__(self, inner, tokenizer):
@@ -147,7 +149,7 @@ class WithCompletionMetrics:
         self.__name__ = getattr(inner, "__name__", type(inner).__name__)
 
     def __call__(self, completions: list, **kwargs: Any):
-        from ponder.format import parse
+        from ponder.format import looped, parse
         from ponder.rewards import _inputs
         from ponder.rewards.functions import correctness
 
@@ -159,6 +161,7 @@ class WithCompletionMetrics:
             lengths = [len(self.tokenizer.encode(p.reasoning, add_special_tokens=False)) for p in parsed]
             log_metric("ponder/reasoning_length", sum(lengths) / len(lengths))
             log_metric("ponder/think_share", sum(p.think_closed and p.has_reasoning for p in parsed) / len(parsed))
+            log_metric("ponder/looped_share", sum(looped(p.reasoning) for p in parsed) / len(parsed))
             judged = [ok for ok, _ in correctness(completions, dict(kwargs)) if ok is not None]
             if judged:
                 log_metric("ponder/accuracy", sum(judged) / len(judged))
@@ -246,6 +249,7 @@ METRIC_KEYS = {
     "completions/mean_length": "completion_length",
     "ponder/reasoning_length": "reasoning_length",
     "ponder/think_share": "think_share",
+    "ponder/looped_share": "looped_share",
     "ponder/accuracy": "accuracy",
     "frac_reward_zero_std": "zero_spread",
     "completions/clipped_ratio": "clipped_ratio",
