@@ -1,7 +1,7 @@
 """Benchmark: ``ponder eval`` throughput against an endpoint (concurrency 1 vs 16), and the
 harness's own cost per sample.
 
-1. **Endpoint throughput.** A local OpenAI-compatible server (``ponder.evaluate.testing.
+1. **Endpoint throughput.** A local OpenAI-compatible server (``ponder.testing.
    scripted_server``: real HTTP on 127.0.0.1, uvicorn) answers every request after a fixed
    latency (default 100 ms, a stand-in for a real server's generation time; it answers correctly,
    so every run must score 100%). The same ``run_eval`` (addition task, n=1, ``--limit`` problems)
@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ponder.evaluate.harness import EvalConfig, run_eval  # noqa: E402
-from ponder.evaluate.testing import arithmetic_answer, scripted_server  # noqa: E402
 from ponder.generate.types import Completion  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
+from ponder.testing import arithmetic_answer, scripted_server  # noqa: E402
 
 TASK = "addition:digits=3,n_test=500"
 

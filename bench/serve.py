@@ -1,7 +1,7 @@
 """Benchmark: ``ponder serve`` with 32 concurrent clients against the same requests sent one at a time.
 
 The server is the real command, ``ponder serve DIR`` in its own process, over a randomly
-initialised Llama saved here (no download; ``ponder.serve.testing.tiny_engine``, hidden
+initialised Llama saved here (no download; ``ponder.testing.tiny_engine``, hidden
 ``--hidden``, ``--layers`` layers; its EOS logit is zeroed so every completion has exactly
 ``--budget`` reasoning and ``--max-tokens`` answer tokens unless the sampled model closes
 ``</think>`` itself). Each request asks a different
@@ -37,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ponder.serve.testing import tiny_engine  # noqa: E402
+from ponder.testing import tiny_engine  # noqa: E402
 
 
 def free_port() -> int:

@@ -84,7 +84,7 @@ def _agreeing_prompts(model_dir: Path, question: str, tmp_path: Path) -> dict[st
 
 
 def test_every_consumer_renders_one_prompt_for_a_ponder_model(tmp_path):
-    from ponder.serve.testing import tiny_engine
+    from ponder.testing import tiny_engine
 
     d = tmp_path / "tiny"
     tiny_engine(save_to=d)

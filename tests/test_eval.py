@@ -254,7 +254,7 @@ def test_significance_tests_against_hand_values():
 
 
 def test_cli_eval_local_model_and_compare(tmp_path):
-    from ponder.serve.testing import tiny_engine
+    from ponder.testing import tiny_engine
 
     model = tmp_path / "tiny"
     tiny_engine(save_to=model)

@@ -1,6 +1,6 @@
 """ponder eval against a real OpenAI-compatible HTTP server on 127.0.0.1.
 
-The server (``ponder.evaluate.testing.scripted_server``) answers arithmetic questions correctly
+The server (``ponder.testing.scripted_server``) answers arithmetic questions correctly
 after a fixed latency, so accuracy must be exactly 100%, and the number of requests in flight at
 once shows whether the harness really runs them concurrently (bounded by --concurrency).
 """
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.evaluate.harness import EndpointError, EvalConfig, read_records, run_eval
-from ponder.evaluate.testing import scripted_server
+from ponder.testing import scripted_server
 
 TASK = "addition:digits=2,n_test=12"
 
@@ -94,7 +94,7 @@ def test_eval_against_ponder_serve(tmp_path):
     """The project's own server (ponder serve, tiny random model): the thinking budget reaches the
     server, token counts come back from it, and every sample is recorded and scored."""
     from ponder.serve import Running, ServeConfig, create_app
-    from ponder.serve.testing import tiny_engine
+    from ponder.testing import tiny_engine
 
     with Running(create_app(tiny_engine(), ServeConfig(log_requests=False), "tiny")) as s:
         cfg = EvalConfig(model=f"openai:tiny@{s.url}/v1", task="addition:digits=1,n_test=3", n=2, max_tokens=6,

@@ -1,6 +1,6 @@
 """The harness end to end on real benchmarks: reference solutions score 100%, perturbed ones 0%.
 
-Every item of GSM8K test (1,319) and MATH-500 (500) from /work/shared/data is used. The
+Every item of GSM8K test (1,319) and MATH-500 (500) from ../shared/data is used. The
 "model" answers each question with the dataset's own reference solution (GSM8K ``#### N``,
 MATH ``\\boxed{}``), as raw text; the perturbed run replaces the final answer by ``(gold)+1``.
 
@@ -11,6 +11,7 @@ Two MATH-500 perturbations once slipped through the verifier (``(x=5)+1`` vs ``x
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fakes import FakeBackend, question_of
@@ -52,6 +53,10 @@ class Reference(FakeBackend):
         return out
 
 
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
 @pytest.mark.parametrize("task", ["gsm8k", "math500"])
 def test_reference_solutions_score_100_and_perturbed_0(task, tmp_path):
     examples = list(get_task(task).examples("test"))

@@ -72,7 +72,7 @@ def scripted(monkeypatch):
     import torch
 
     import ponder.generate.local as local
-    from ponder.serve.testing import tiny_engine
+    from ponder.testing import tiny_engine
 
     engine = tiny_engine()
     cycle = [engine.tokenizer.convert_tokens_to_ids(t) for t in ("a", "b", "c")]

@@ -241,7 +241,7 @@ def test_against_ponder_serve_budgets_are_exact():
     the engine gives directly -- split, token counts and log-probs -- with the budget exact."""
     from ponder.serve import Running, ServeConfig, create_app
     from ponder.serve.protocol import Message, render_messages
-    from ponder.serve.testing import tiny_engine
+    from ponder.testing import tiny_engine
 
     engine = tiny_engine()
     sp, budget = SamplingParams(temperature=0, max_tokens=8), Budget(thinking_budget=12)

@@ -19,7 +19,9 @@ from ponder.cli.main import app
 from ponder.config import option
 from ponder.tasks import get_task
 from ponder.train import pipeline
-from ponder.train.pipeline import Kind, PipelineError, ReferencesConfig, resolve, run_recipe, run_references
+from ponder.train.pipeline import Kind, PipelineError, resolve, run_recipe
+from ponder.train.references import ReferencesConfig
+from ponder.train.references import run as run_references
 
 runner = CliRunner()
 CALLS: list[str] = []

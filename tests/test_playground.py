@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from ponder.serve import Running, ServeConfig, create_app
-from ponder.serve.testing import tiny_engine
+from ponder.testing import tiny_engine
 
 PAGE = resources.files("ponder.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

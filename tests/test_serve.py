@@ -1,6 +1,6 @@
 """ponder serve: the OpenAI-compatible API, driven by the official ``openai`` client on loopback.
 
-The model is ``ponder.serve.testing.tiny_engine``: a random tiny Llama whose EOS logit is 0, so
+The model is ``ponder.testing.tiny_engine``: a random tiny Llama whose EOS logit is 0, so
 completions run exactly to their limits. Its prompts open the think block; a thinking budget
 forces ``</think>``, after which the "answer" follows: with ``budget_tokens=B`` and
 ``max_tokens=M`` a completion has exactly B + C reasoning tokens (C: the forced ``\n</think>``,
@@ -21,7 +21,7 @@ from ponder.cli.main import app as cli
 from ponder.generate import Budget, SamplingParams
 from ponder.serve import Running, ServeConfig, create_app, summarize
 from ponder.serve.protocol import Message, render_messages
-from ponder.serve.testing import tiny_engine
+from ponder.testing import tiny_engine
 
 Q = [{"role": "user", "content": "What is 3 + 4?"}]
 C = 2  # the forced "\n</think>" of a thinking budget: two tokens of ponder's tokenizer

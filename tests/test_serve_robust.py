@@ -15,7 +15,7 @@ import pytest
 
 from ponder.serve import Running, ServeConfig, create_app
 from ponder.serve.metrics import JsonLines
-from ponder.serve.testing import tiny_engine
+from ponder.testing import tiny_engine
 
 OK = {"model": "tiny", "messages": [{"role": "user", "content": "What is 1 + 1?"}], "max_tokens": 3}
 

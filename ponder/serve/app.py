@@ -71,7 +71,8 @@ class ServerState:
 
 
 def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponder") -> FastAPI:
-    """The app serving ``backend`` (a ``LocalEngine`` or any ``Backend``) under ``model_name``."""
+    """The app serving ``backend`` (a ``LocalEngine`` or any ``Backend``) under ``model_name``:
+    its routes call the module-level handlers below with the one ``ServerState``."""
     cfg = cfg or ServeConfig()
     state = ServerState(backend, cfg, cfg.model_name or model_name)
 
@@ -90,21 +91,6 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
                        code="not_found" if exc.status_code == 404 else "method_not_allowed")
         return JSONResponse(err.body(), status_code=exc.status_code)
 
-    def authorize(request: Request) -> None:
-        if cfg.api_key is None:
-            return
-        got = request.headers.get("authorization", "")
-        token = got[7:].strip() if got[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(token.encode(), cfg.api_key.encode()):
-            raise ApiError("missing or incorrect API key: send 'Authorization: Bearer <key>'", status=401,
-                           code="invalid_api_key")
-
-    def fail(err: ApiError, rid: str, endpoint: str, t0: float, rec: dict) -> JSONResponse:
-        state.stats.request(endpoint, err.status, time.perf_counter() - t0)
-        state.log({**rec, "status": err.status, "error": err.message,
-                   "latency_ms": round(1000 * (time.perf_counter() - t0), 1)})
-        return JSONResponse(err.body(), status_code=err.status, headers={"x-request-id": rid})
-
     @app.get("/", response_class=HTMLResponse)
     def playground() -> HTMLResponse:
         return HTMLResponse(page)
@@ -116,214 +102,258 @@ def create_app(backend, cfg: ServeConfig | None = None, model_name: str = "ponde
 
     @app.get("/metrics")
     def metrics(request: Request) -> Response:
-        try:
-            authorize(request)
-        except ApiError as e:
-            return JSONResponse(e.body(), status_code=e.status)
-        return PlainTextResponse(state.stats.render(state.batcher.pending()),
-                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+        return metrics_text(state, request)
 
     @app.get("/v1/models")
     def models(request: Request) -> Response:
-        try:
-            authorize(request)
-        except ApiError as e:
-            return JSONResponse(e.body(), status_code=e.status)
-        created = int(state.stats.started)
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "ponder"}
-            for name in (state.model_name, "auto")]})
+        return list_models(state, request)
 
     @app.post(CHAT)
     async def chat(request: Request) -> Response:
-        t0 = time.perf_counter()
-        rid = "chatcmpl-" + uuid.uuid4().hex[:24]
-        rec: dict = {"request_id": rid, "endpoint": CHAT}
-        admitted = False
-        try:
-            authorize(request)
-            raw = await read_body(request, cfg.max_body_bytes)
-            req = parse_request(raw)
-            rec.update(model=req.model, stream=req.stream, n=req.n)
-            if req.model not in (state.model_name, "auto"):
-                raise ApiError(f"model {req.model!r} does not exist; this server has {state.model_name!r} and 'auto'",
-                               status=404, param="model", code="model_not_found")
-            plan = plan_request(req, cfg, backend, state.max_positions)
-            rec.update(prompt_tokens=plan.prompt_tokens, strategy=plan.strategy)
-            if not state.stats.admit(cfg.max_concurrent):
-                raise ApiError(f"the server is busy ({cfg.max_concurrent} requests in flight); retry later",
-                               status=429, type="rate_limit_error", code="server_busy")
-            admitted = True
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            if req.stream:
-                gen = stream_strategy if plan.strategy else stream_plain
-                admitted = False  # the stream releases its slot when it ends or the client leaves
-                end = StreamEnd(state, rec, t0, done)
-                return EventStream(gen(rid, req.model, plan, include_usage, rec, end), end,
-                                   media_type="text/event-stream",
-                                   headers={"x-request-id": rid, "cache-control": "no-cache"})
-            if plan.strategy:
-                body = await run_strategy(rid, req.model, plan)
-            else:
-                job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget)
-                comps = (await asyncio.wrap_future(job.future))[0]
-                body = completion_body(rid, req.model, plan, comps)
-            u = body["usage"]
-            rec.update(completion_tokens=u["completion_tokens"],
-                       reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
-            done(rec, 200, t0)
-            return JSONResponse(body, headers={"x-request-id": rid})
-        except ApiError as e:
-            return fail(e, rid, CHAT, t0, rec)
-        except ValueError as e:  # GenerationError, StrategyError: the request asked for something invalid
-            return fail(ApiError(str(e), code="invalid_value"), rid, CHAT, t0, rec)
-        except Exception as e:  # noqa: BLE001 - a bug must not kill the server; the log has the trace
-            log.exception("request %s failed", rid)
-            return fail(ApiError(f"internal error: {type(e).__name__}: {e}", status=500, type="server_error",
-                                 code="internal_error"), rid, CHAT, t0, rec)
-        finally:
-            if admitted:
-                state.stats.release()
-
-    def done(rec: dict, status: int, t0: float) -> None:
-        seconds = time.perf_counter() - t0
-        state.stats.request(CHAT, status, seconds, rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0),
-                            rec.get("reasoning_tokens", 0))
-        state.log({**rec, "status": status, "latency_ms": round(1000 * seconds, 1)})
-
-    def completion_body(rid: str, model: str, plan: Plan, comps: list[Completion]) -> dict:
-        choices = [{"index": i, "message": message(c.answer, c.reasoning, cfg.reasoning),
-                    "finish_reason": finish(c.finish_reason), "logprobs": logprobs(c) if plan.logprobs else None}
-                   for i, c in enumerate(comps)]
-        return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
-                "usage": usage(prompt_tokens(plan, comps), sum(c.reasoning_tokens + c.answer_tokens for c in comps),
-                               sum(c.reasoning_tokens for c in comps), loop_breaks(plan, comps))}
-
-    def loop_breaks(plan: Plan, comps: list[Completion]) -> int | None:
-        return sum(c.loop_breaks for c in comps) if plan.budget.loop_guard else None
-
-    def prompt_tokens(plan: Plan, comps: list[Completion]) -> int:
-        """The prompt's tokens: counted here for a local model, the upstream server's count for
-        an endpoint when it reported one."""
-        reported = [c.prompt_tokens for c in comps if c.prompt_tokens is not None]
-        return reported[0] if reported and not backend.capabilities.local else plan.prompt_tokens
-
-    def logprobs(c: Completion) -> dict:
-        """OpenAI's logprobs object over the generated tokens: all of them with ``--reasoning full``,
-        the answer's only otherwise. The engine's log-probs are of the raw model distribution
-        (before temperature and top-p; docs/generation.md)."""
-        if not backend.capabilities.token_level or len(c.logprobs) != len(c.token_ids):
-            return {"content": None}  # a remote backend: its own server's log-probs are not passed on
-        start = 0 if cfg.reasoning == "full" else c.reasoning_tokens  # hidden reasoning stays hidden
-        ids, lps = c.token_ids[start:], c.logprobs[start:]
-        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
-                            for t, lp in zip((backend.decode([i]) for i in ids), lps)]}
-
-    async def run_strategy(rid: str, model: str, plan: Plan) -> dict:
-        from ponder.strategies import run_strategy as run
-
-        name = "router" if plan.strategy == "auto" else plan.strategy
-        r = await asyncio.to_thread(run, name, state.batched, plan.prompt, n=plan.strategy_n,
-                                    sampling=plan.sampling, budget=plan.budget)
-        chosen = r.completion
-        answer_text = chosen.answer if chosen is not None else r.answer_text
-        finish_reason = finish(chosen.finish_reason) if chosen is not None else "stop"
-        trace = json.loads(json.dumps(r.trace, default=str))
-        return {"id": rid, "object": "chat.completion", "created": now(), "model": model,
-                "choices": [{"index": 0, "message": message(answer_text, r.reasoning, cfg.reasoning),
-                             "finish_reason": finish_reason, "logprobs": None}],
-                "usage": usage(plan.prompt_tokens, r.tokens, r.reasoning_tokens),
-                "ponder": {"strategy": trace.get("strategy", name), "n": plan.strategy_n, "answer": r.answer,
-                           "samples": len(r.samples), "tokens": r.tokens, "reasoning_tokens": r.reasoning_tokens,
-                           "answer_tokens": r.answer_tokens, "trace": trace}}
-
-    def delta(rid: str, model: str, created: int, index: int, kind: str, text: str) -> str:
-        d = {"content": text} if kind == "answer" else {"reasoning_content": text, "reasoning": text}
-        return chunk(rid, model, created, index, d)
-
-    async def stream_plain(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, end: "StreamEnd"):
-        """SSE: a role chunk per choice, reasoning deltas, content deltas, finish chunks, usage, [DONE]."""
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-        streams = state.batcher.streams
-
-        def on_token(row: int, ids: list[int]) -> None:  # batcher thread -> event loop
-            loop.call_soon_threadsafe(q.put_nowait, (row, list(ids)))
-
-        job = end.job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget,
-                                             on_token if streams else None)
-        job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, (None, None)))
-        rows = [RowStream(plan.prompt.start, backend.decode if streams else None, backend.eos_ids,
-                          plan.sampling.stop, cfg.reasoning) for _ in range(plan.n)]
-        created, status, ended = now(), 200, False
-        try:
-            for i in range(plan.n):
-                yield chunk(rid, model, created, i, {"role": "assistant", "content": ""})
-            while True:
-                row, ids = await q.get()
-                if row is None:
-                    break
-                for kind, text in rows[row].feed(ids):
-                    yield delta(rid, model, created, row, kind, text)
-            try:
-                comps = job.future.result()[0]
-            except ValueError as e:
-                status = 400
-                yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
-                comps = []
-            for i, c in enumerate(comps):
-                for kind, text in rows[i].final(c):
-                    yield delta(rid, model, created, i, kind, text)
-                yield chunk(rid, model, created, i, {}, finish(c.finish_reason))
-            rec.update(completion_tokens=sum(c.reasoning_tokens + c.answer_tokens for c in comps),
-                       reasoning_tokens=sum(c.reasoning_tokens for c in comps))
-            if include_usage and comps:
-                yield chunk(rid, model, created, usage_=usage(prompt_tokens(plan, comps), rec["completion_tokens"],
-                                                               rec["reasoning_tokens"], loop_breaks(plan, comps)))
-            yield "data: [DONE]\n\n"
-            ended = True
-        finally:
-            end(ended, status)
-
-    async def stream_strategy(rid: str, model: str, plan: Plan, include_usage: bool, rec: dict, end: "StreamEnd"):
-        """A strategy's answer is known only at its end: the stream sends it in one piece per part."""
-        created, status, ended = now(), 200, False
-        try:
-            yield chunk(rid, model, created, 0, {"role": "assistant", "content": ""})
-            try:
-                body = await run_strategy(rid, model, plan)
-            except ValueError as e:
-                status = 400
-                yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
-                yield "data: [DONE]\n\n"
-                ended = True
-                return
-            msg = body["choices"][0]["message"]
-            if msg.get("reasoning_content"):
-                yield delta(rid, model, created, 0, "reasoning", msg["reasoning_content"])
-            yield delta(rid, model, created, 0, "answer", msg["content"])
-            yield chunk(rid, model, created, 0, {}, body["choices"][0]["finish_reason"])
-            u = body["usage"]
-            rec.update(completion_tokens=u["completion_tokens"],
-                       reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
-            if include_usage:
-                last = json.loads(chunk(rid, model, created, usage_=u)[6:])
-                last["ponder"] = body["ponder"]
-                yield f"data: {json.dumps(last)}\n\n"
-            yield "data: [DONE]\n\n"
-            ended = True
-        finally:
-            end(ended, status)
+        return await chat_completions(state, request)
 
     return app
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def authorize(state: ServerState, request: Request) -> None:
+    if state.cfg.api_key is None:
+        return
+    got = request.headers.get("authorization", "")
+    token = got[7:].strip() if got[:7].lower() == "bearer " else ""
+    if not hmac.compare_digest(token.encode(), state.cfg.api_key.encode()):
+        raise ApiError("missing or incorrect API key: send 'Authorization: Bearer <key>'", status=401,
+                       code="invalid_api_key")
+
+
+def fail(state: ServerState, err: ApiError, rid: str, endpoint: str, t0: float, rec: dict) -> JSONResponse:
+    state.stats.request(endpoint, err.status, time.perf_counter() - t0)
+    state.log({**rec, "status": err.status, "error": err.message,
+               "latency_ms": round(1000 * (time.perf_counter() - t0), 1)})
+    return JSONResponse(err.body(), status_code=err.status, headers={"x-request-id": rid})
+
+
+def metrics_text(state: ServerState, request: Request) -> Response:
+    try:
+        authorize(state, request)
+    except ApiError as e:
+        return JSONResponse(e.body(), status_code=e.status)
+    return PlainTextResponse(state.stats.render(state.batcher.pending()),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def list_models(state: ServerState, request: Request) -> Response:
+    try:
+        authorize(state, request)
+    except ApiError as e:
+        return JSONResponse(e.body(), status_code=e.status)
+    created = int(state.stats.started)
+    return JSONResponse({"object": "list", "data": [
+        {"id": name, "object": "model", "created": created, "owned_by": "ponder"}
+        for name in (state.model_name, "auto")]})
+
+
+async def chat_completions(state: ServerState, request: Request) -> Response:
+    """``POST /v1/chat/completions``: parse, plan, admit, then answer whole or as a stream."""
+    t0 = time.perf_counter()
+    rid = "chatcmpl-" + uuid.uuid4().hex[:24]
+    rec: dict = {"request_id": rid, "endpoint": CHAT}
+    admitted = False
+    try:
+        authorize(state, request)
+        raw = await read_body(request, state.cfg.max_body_bytes)
+        req = parse_request(raw)
+        rec.update(model=req.model, stream=req.stream, n=req.n)
+        if req.model not in (state.model_name, "auto"):
+            raise ApiError(f"model {req.model!r} does not exist; this server has {state.model_name!r} and 'auto'",
+                           status=404, param="model", code="model_not_found")
+        plan = plan_request(req, state.cfg, state.backend, state.max_positions)
+        rec.update(prompt_tokens=plan.prompt_tokens, strategy=plan.strategy)
+        if not state.stats.admit(state.cfg.max_concurrent):
+            raise ApiError(f"the server is busy ({state.cfg.max_concurrent} requests in flight); retry later",
+                           status=429, type="rate_limit_error", code="server_busy")
+        admitted = True
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        if req.stream:
+            gen = stream_strategy if plan.strategy else stream_plain
+            admitted = False  # the stream releases its slot when it ends or the client leaves
+            end = StreamEnd(state, rec, t0)
+            return EventStream(gen(state, rid, req.model, plan, include_usage, rec, end), end,
+                               media_type="text/event-stream",
+                               headers={"x-request-id": rid, "cache-control": "no-cache"})
+        if plan.strategy:
+            body = await run_strategy(state, rid, req.model, plan)
+        else:
+            job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget)
+            comps = (await asyncio.wrap_future(job.future))[0]
+            body = completion_body(state, rid, req.model, plan, comps)
+        u = body["usage"]
+        rec.update(completion_tokens=u["completion_tokens"],
+                   reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
+        done(state, rec, 200, t0)
+        return JSONResponse(body, headers={"x-request-id": rid})
+    except ApiError as e:
+        return fail(state, e, rid, CHAT, t0, rec)
+    except ValueError as e:  # GenerationError, StrategyError: the request asked for something invalid
+        return fail(state, ApiError(str(e), code="invalid_value"), rid, CHAT, t0, rec)
+    except Exception as e:  # noqa: BLE001 - a bug must not kill the server; the log has the trace
+        log.exception("request %s failed", rid)
+        return fail(state, ApiError(f"internal error: {type(e).__name__}: {e}", status=500, type="server_error",
+                             code="internal_error"), rid, CHAT, t0, rec)
+    finally:
+        if admitted:
+            state.stats.release()
+
+
+def done(state: ServerState, rec: dict, status: int, t0: float) -> None:
+    seconds = time.perf_counter() - t0
+    state.stats.request(CHAT, status, seconds, rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0),
+                        rec.get("reasoning_tokens", 0))
+    state.log({**rec, "status": status, "latency_ms": round(1000 * seconds, 1)})
+
+
+def completion_body(state: ServerState, rid: str, model: str, plan: Plan, comps: list[Completion]) -> dict:
+    choices = [{"index": i, "message": message(c.answer, c.reasoning, state.cfg.reasoning),
+                "finish_reason": finish(c.finish_reason), "logprobs": logprobs(state, c) if plan.logprobs else None}
+               for i, c in enumerate(comps)]
+    return {"id": rid, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
+            "usage": usage(prompt_tokens(state, plan, comps), sum(c.reasoning_tokens + c.answer_tokens for c in comps),
+                           sum(c.reasoning_tokens for c in comps), loop_breaks(plan, comps))}
+
+
+def loop_breaks(plan: Plan, comps: list[Completion]) -> int | None:
+    return sum(c.loop_breaks for c in comps) if plan.budget.loop_guard else None
+
+
+def prompt_tokens(state: ServerState, plan: Plan, comps: list[Completion]) -> int:
+    """The prompt's tokens: counted here for a local model, the upstream server's count for
+    an endpoint when it reported one."""
+    reported = [c.prompt_tokens for c in comps if c.prompt_tokens is not None]
+    return reported[0] if reported and not state.backend.capabilities.local else plan.prompt_tokens
+
+
+def logprobs(state: ServerState, c: Completion) -> dict:
+    """OpenAI's logprobs object over the generated tokens: all of them with ``--reasoning full``,
+    the answer's only otherwise. The engine's log-probs are of the raw model distribution
+    (before temperature and top-p; docs/generation.md)."""
+    if not state.backend.capabilities.token_level or len(c.logprobs) != len(c.token_ids):
+        return {"content": None}  # a remote backend: its own server's log-probs are not passed on
+    start = 0 if state.cfg.reasoning == "full" else c.reasoning_tokens  # hidden reasoning stays hidden
+    ids, lps = c.token_ids[start:], c.logprobs[start:]
+    return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
+                        for t, lp in zip((state.backend.decode([i]) for i in ids), lps)]}
+
+
+async def run_strategy(state: ServerState, rid: str, model: str, plan: Plan) -> dict:
+    from ponder.strategies import run_strategy as run
+
+    name = "router" if plan.strategy == "auto" else plan.strategy
+    r = await asyncio.to_thread(run, name, state.batched, plan.prompt, n=plan.strategy_n,
+                                sampling=plan.sampling, budget=plan.budget)
+    chosen = r.completion
+    answer_text = chosen.answer if chosen is not None else r.answer_text
+    finish_reason = finish(chosen.finish_reason) if chosen is not None else "stop"
+    trace = json.loads(json.dumps(r.trace, default=str))
+    return {"id": rid, "object": "chat.completion", "created": now(), "model": model,
+            "choices": [{"index": 0, "message": message(answer_text, r.reasoning, state.cfg.reasoning),
+                         "finish_reason": finish_reason, "logprobs": None}],
+            "usage": usage(plan.prompt_tokens, r.tokens, r.reasoning_tokens),
+            "ponder": {"strategy": trace.get("strategy", name), "n": plan.strategy_n, "answer": r.answer,
+                       "samples": len(r.samples), "tokens": r.tokens, "reasoning_tokens": r.reasoning_tokens,
+                       "answer_tokens": r.answer_tokens, "trace": trace}}
+
+
+def delta(rid: str, model: str, created: int, index: int, kind: str, text: str) -> str:
+    d = {"content": text} if kind == "answer" else {"reasoning_content": text, "reasoning": text}
+    return chunk(rid, model, created, index, d)
+
+
+async def stream_plain(state: ServerState, rid: str, model: str, plan: Plan, include_usage: bool, rec: dict,
+                       end: "StreamEnd"):
+    """SSE: a role chunk per choice, reasoning deltas, content deltas, finish chunks, usage, [DONE]."""
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+    streams = state.batcher.streams
+
+    def on_token(row: int, ids: list[int]) -> None:  # batcher thread -> event loop
+        loop.call_soon_threadsafe(q.put_nowait, (row, list(ids)))
+
+    job = end.job = state.batcher.submit([plan.prompt.payload], plan.n, plan.sampling, plan.budget,
+                                         on_token if streams else None)
+    job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(q.put_nowait, (None, None)))
+    rows = [RowStream(plan.prompt.start, state.backend.decode if streams else None, state.backend.eos_ids,
+                      plan.sampling.stop, state.cfg.reasoning) for _ in range(plan.n)]
+    created, status, ended = now(), 200, False
+    try:
+        for i in range(plan.n):
+            yield chunk(rid, model, created, i, {"role": "assistant", "content": ""})
+        while True:
+            row, ids = await q.get()
+            if row is None:
+                break
+            for kind, text in rows[row].feed(ids):
+                yield delta(rid, model, created, row, kind, text)
+        try:
+            comps = job.future.result()[0]
+        except ValueError as e:
+            status = 400
+            yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
+            comps = []
+        for i, c in enumerate(comps):
+            for kind, text in rows[i].final(c):
+                yield delta(rid, model, created, i, kind, text)
+            yield chunk(rid, model, created, i, {}, finish(c.finish_reason))
+        rec.update(completion_tokens=sum(c.reasoning_tokens + c.answer_tokens for c in comps),
+                   reasoning_tokens=sum(c.reasoning_tokens for c in comps))
+        if include_usage and comps:
+            yield chunk(rid, model, created, usage_=usage(prompt_tokens(state, plan, comps), rec["completion_tokens"],
+                                                           rec["reasoning_tokens"], loop_breaks(plan, comps)))
+        yield "data: [DONE]\n\n"
+        ended = True
+    finally:
+        end(ended, status)
+
+
+async def stream_strategy(state: ServerState, rid: str, model: str, plan: Plan, include_usage: bool, rec: dict,
+                          end: "StreamEnd"):
+    """A strategy's answer is known only at its end: the stream sends it in one piece per part."""
+    created, status, ended = now(), 200, False
+    try:
+        yield chunk(rid, model, created, 0, {"role": "assistant", "content": ""})
+        try:
+            body = await run_strategy(state, rid, model, plan)
+        except ValueError as e:
+            status = 400
+            yield f"data: {json.dumps(ApiError(str(e), code='invalid_value').body())}\n\n"
+            yield "data: [DONE]\n\n"
+            ended = True
+            return
+        msg = body["choices"][0]["message"]
+        if msg.get("reasoning_content"):
+            yield delta(rid, model, created, 0, "reasoning", msg["reasoning_content"])
+        yield delta(rid, model, created, 0, "answer", msg["content"])
+        yield chunk(rid, model, created, 0, {}, body["choices"][0]["finish_reason"])
+        u = body["usage"]
+        rec.update(completion_tokens=u["completion_tokens"],
+                   reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"])
+        if include_usage:
+            last = json.loads(chunk(rid, model, created, usage_=u)[6:])
+            last["ponder"] = body["ponder"]
+            yield f"data: {json.dumps(last)}\n\n"
+        yield "data: [DONE]\n\n"
+        ended = True
+    finally:
+        end(ended, status)
 
 
 class StreamEnd:
     """Ends a streamed request exactly once: frees its slot, logs it and, when the client left
     before the end, cancels its generation job (its rows stop in the engine at the next token)."""
 
-    def __init__(self, state: ServerState, rec: dict, t0: float, done):
-        self.state, self.rec, self.t0, self.done = state, rec, t0, done
+    def __init__(self, state: ServerState, rec: dict, t0: float):
+        self.state, self.rec, self.t0 = state, rec, t0
         self.job = None
         self.ended = False
 
@@ -337,7 +367,7 @@ class StreamEnd:
             self.state.stats.disconnected()
             self.rec["disconnected"] = True
         self.state.stats.release()
-        self.done(self.rec, status if completed else 499, self.t0)
+        done(self.state, self.rec, status if completed else 499, self.t0)
 
 
 class EventStream(StreamingResponse):

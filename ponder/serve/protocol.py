@@ -224,9 +224,32 @@ def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> P
     """Check the request against the server's limits and turn it into a generation ``Plan``.
 
     ``backend``: what serves it (its tokenizer, thinking decision, effort table and token count);
-    ``max_positions``: the model's context length (None: unknown).
+    ``max_positions``: the model's context length (None: unknown). The steps, in order: the
+    limits, the thinking (effort or budget), the ``ponder`` extension, the prompt, the room the
+    context leaves, the sampling.
     """
-    local = backend.capabilities.local
+    stop = _check_limits(req, cfg)
+    think, budget_tokens, effort = _thinking(req, cfg, backend.capabilities.local)
+    strategy, strategy_n, budget = _extension(req, cfg, budget_tokens, effort)
+    prompt = render_messages(req.messages, backend, think)
+    if prompt.text is not None:
+        n_prompt = backend.count_tokens(prompt.text)
+    else:  # a remote backend applies its own chat template: its count is an estimate until it reports
+        n_prompt = backend.count_tokens("\n".join(m["content"] for m in prompt.messages))
+    tb = budget.resolve(backend.effort_table) if think else None
+    requested = _max_tokens(req, cfg, n_prompt, tb, max_positions)
+    try:
+        sampling = SamplingParams(
+            temperature=1.0 if req.temperature is None else float(req.temperature),
+            top_p=1.0 if req.top_p is None else float(req.top_p),
+            max_tokens=requested, stop=tuple(stop), seed=req.seed)
+    except GenerationError as e:
+        raise ApiError(str(e), param=str(e).split(" ", 1)[0], code="invalid_value") from None
+    return Plan(prompt, n_prompt, req.n, sampling, budget, strategy, strategy_n, bool(req.logprobs))
+
+
+def _check_limits(req: ChatRequest, cfg) -> list[str]:
+    """The request's shape against the server's limits; returns its stop strings."""
     if not req.messages:
         raise ApiError("messages must contain at least one message", param="messages", code="invalid_value")
     if len(req.messages) > cfg.max_messages:
@@ -244,25 +267,30 @@ def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> P
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     if len(stop) > 4 or any(not s for s in stop):
         raise ApiError("stop must be at most 4 non-empty strings", param="stop", code="invalid_value")
+    return stop
 
+
+def _thinking(req: ChatRequest, cfg, local: bool) -> tuple[bool, int | None, str | None]:
+    """``(think, budget_tokens, effort)`` from ``reasoning_effort`` or ``thinking``."""
     if req.reasoning_effort is not None and req.thinking is not None:
         raise ApiError("give reasoning_effort or thinking, not both", param="thinking", code="invalid_value")
-    think, budget_tokens, effort = True, None, cfg.default_effort
     if req.reasoning_effort == "none" or (req.thinking is not None and req.thinking.type == "disabled"):
-        think, effort = False, None
-        if not local:  # a remote backend: ask its server for a zero thinking budget
-            budget_tokens = 0
-    elif req.reasoning_effort is not None:
-        effort = req.reasoning_effort
-    elif req.thinking is not None:
+        return False, (None if local else 0), None  # a remote backend: ask its server for a zero budget
+    if req.reasoning_effort is not None:
+        return True, None, req.reasoning_effort
+    if req.thinking is not None:
         if req.thinking.budget_tokens is None:
             raise ApiError("thinking.budget_tokens is required when thinking.type is 'enabled'",
                            param="thinking.budget_tokens", code="missing_required_parameter")
         if not 0 <= req.thinking.budget_tokens <= cfg.max_tokens_limit:
             raise ApiError(f"thinking.budget_tokens must be in 0..{cfg.max_tokens_limit}, got "
                            f"{req.thinking.budget_tokens}", param="thinking.budget_tokens", code="invalid_value")
-        budget_tokens, effort = req.thinking.budget_tokens, None
+        return True, req.thinking.budget_tokens, None
+    return True, None, cfg.default_effort
 
+
+def _extension(req: ChatRequest, cfg, budget_tokens: int | None, effort: str | None) -> tuple[str | None, int, Budget]:
+    """``(strategy, strategy_n, budget)``: the ``ponder`` extension (and model ``auto``)."""
     strategy, strategy_n, min_thinking, loop_guard = None, 1, 0, None
     if req.ponder is not None:
         strategy, strategy_n, min_thinking = req.ponder.strategy, req.ponder.n, req.ponder.min_thinking
@@ -279,18 +307,17 @@ def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> P
         budget = Budget(thinking_budget=budget_tokens, effort=effort, min_thinking=min_thinking, loop_guard=loop_guard)
     except GenerationError as e:
         raise ApiError(str(e), param="ponder.min_thinking" if min_thinking else "thinking", code="invalid_value") from None
+    return strategy, strategy_n, budget
 
-    prompt = render_messages(req.messages, backend, think)
-    if prompt.text is not None:
-        n_prompt = backend.count_tokens(prompt.text)
-    else:  # a remote backend applies its own chat template: its count is an estimate until it reports
-        n_prompt = backend.count_tokens("\n".join(m["content"] for m in prompt.messages))
+
+def _max_tokens(req: ChatRequest, cfg, n_prompt: int, tb: int | None, max_positions: int | None) -> int:
+    """The request's ``max_tokens`` (or the default), checked against the room the context leaves
+    after the prompt and the thinking budget."""
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if requested is not None and not 1 <= requested <= cfg.max_tokens_limit:
         raise ApiError(f"max_tokens must be between 1 and {cfg.max_tokens_limit}, got {requested}",
                        param="max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens",
                        code="invalid_value")
-    tb = budget.resolve(backend.effort_table) if think else None
     extra = 0 if tb is None else tb + 8  # reasoning, its forced close, then max_tokens of answer
     if max_positions is not None:
         room = max_positions - n_prompt - extra
@@ -302,15 +329,7 @@ def plan_request(req: ChatRequest, cfg, backend, max_positions: int | None) -> P
                 + (f", the thinking budget {tb}" if tb is not None else "")
                 + f" and max_tokens {requested}, but the model's context is {max_positions} tokens",
                 param="messages" if room < 1 else "max_tokens", code="context_length_exceeded")
-    requested = requested or cfg.default_max_tokens
-    try:
-        sampling = SamplingParams(
-            temperature=1.0 if req.temperature is None else float(req.temperature),
-            top_p=1.0 if req.top_p is None else float(req.top_p),
-            max_tokens=requested, stop=tuple(stop), seed=req.seed)
-    except GenerationError as e:
-        raise ApiError(str(e), param=str(e).split(" ", 1)[0], code="invalid_value") from None
-    return Plan(prompt, n_prompt, req.n, sampling, budget, strategy, strategy_n, bool(req.logprobs))
+    return requested or cfg.default_max_tokens
 
 
 # --------------------------------------------------------------------------- responses

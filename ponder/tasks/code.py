@@ -36,7 +36,7 @@ from ponder.config import option
 from ponder.format import ANSWER_CLOSE, ANSWER_OPEN
 from ponder.io import json_objects
 from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
-from ponder.tasks.synthetic import build_options, check_split
+from ponder.tasks.toolkit import build_options, check_split
 from ponder.verify.sandbox import Limits, SandboxError, check_tests, run_code
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)

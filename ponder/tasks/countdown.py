@@ -33,7 +33,7 @@ from ponder.config import option
 from ponder.format import final_answer, format_completion
 from ponder.tasks import safe_eval
 from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
-from ponder.tasks.synthetic import build_options, check_split, sample_unique
+from ponder.tasks.toolkit import build_options, check_split, sample_unique
 
 # Precedence for printing: a child needs parentheses when it binds less tightly than its
 # position requires. Exact arithmetic makes a*(b/c) == a*b/c and a+(b-c) == a+b-c, so only

@@ -41,7 +41,7 @@ from ponder.config import option
 from ponder.format import last_boxed
 from ponder.io import json_objects
 from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
-from ponder.tasks.synthetic import build_options, check_split
+from ponder.tasks.toolkit import build_options, check_split
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GOLD_EXTRACTS = (None, "boxed", "gsm8k", "integer")

@@ -1,17 +1,10 @@
-"""Synthetic tasks generated from a seed: multi-digit ``addition`` and ``multiplication``.
+"""Synthetic tasks generated from a seed: multi-digit ``addition`` and ``multiplication``
+(Countdown lives in ``countdown.py``; the splits and sampling all tasks share in ``toolkit.py``).
 
-Also the machinery the synthetic tasks share (Countdown lives in ``countdown.py``):
-
-* **Disjoint splits.** Every problem has a canonical key (``addition:68,457``: operands sorted,
-  so ``457+68`` and ``68+457`` are the same problem). A salted BLAKE2 hash of the key puts one
-  problem in ten into ``test`` and the rest into ``train``. The partition depends on the
-  problem alone -- not on the seed, the sizes or the difficulty options -- so *any* train set
-  and *any* test set of the same task are disjoint, however large. Within a split, problems
-  are distinct.
-* **Sampling.** ``sample_unique`` draws problems from a seeded ``random.Random`` and keeps
-  those of the requested split not seen before. When the whole problem space is small
-  (addition of 1- and 2-digit numbers: at most ``ENUMERATE_LIMIT`` ordered pairs) the split
-  is enumerated and shuffled instead: the default size is then capped at what the split
+* **Splits and sampling** (``ponder.tasks.toolkit``): one problem in ten is a test problem, by
+  a hash of its canonical key, so any train and test sets are disjoint. When the whole problem
+  space is small (addition of 1- and 2-digit numbers: at most ``ENUMERATE_LIMIT`` ordered
+  pairs) the split is enumerated and shuffled instead: the default size is then capped at what the split
   holds, and explicitly asking for more is an error.
 * **Reference reasoning.** ``meta["solution"]`` is the chain of thought a model should write
   inside ``<think>``: short, regular lines meant as SFT targets for a tiny model.
@@ -22,75 +15,19 @@ Also the machinery the synthetic tasks share (Countdown lives in ``countdown.py`
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
-from ponder.config import ConfigError, from_dict, option
+from ponder.config import option
 from ponder.format import format_completion
 from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
+from ponder.tasks.toolkit import build_options, check_split, sample_unique, split_of
 
-SPLITS = ("train", "test")
-TEST_ONE_IN = 10  # one problem in ten belongs to the test split
-_SALT = "ponder-split-v1"  # changing it re-partitions every synthetic task: don't
-ENUMERATE_LIMIT = 100_000  # problem spaces up to this size are enumerated, not sampled
-MAX_MISSES = 20_000  # consecutive useless draws before concluding a split is exhausted
-DEFAULT_SIZES = {"train": 10_000, "test": 500}
 MAX_DIGITS = 9  # column names below go up to "billions" (a 9-digit sum has 10 columns)
-
-O = TypeVar("O")
-T = TypeVar("T")
-
-
-def build_options(cls: type[O], options: dict[str, Any], task: str) -> O:
-    """Options dataclass ``cls`` from keyword/string values; bad input is a ``TaskError``."""
-    try:
-        return from_dict(cls, options, where=task)
-    except ConfigError as e:
-        raise TaskError(str(e)) from None
-
-
-def check_split(split: str, task: str) -> None:
-    """Refuse a split other than train/test, naming the task."""
-    if split not in SPLITS:
-        raise TaskError(f"{task}: unknown split {split!r}; choose train or test")
-
-
-def split_of(key: str) -> str:
-    """The split a problem belongs to, from its canonical key (stable across runs and seeds)."""
-    digest = hashlib.blake2b(f"{_SALT}:{key}".encode(), digest_size=8).digest()
-    return "test" if int.from_bytes(digest, "big") % TEST_ONE_IN == 0 else "train"
-
-
-def sample_unique(
-    draw: Callable[[random.Random], tuple[str, T] | None],
-    split: str,
-    n: int,
-    rng: random.Random,
-    what: str,
-) -> Iterator[T]:
-    """Yield ``n`` distinct problems of ``split`` from ``draw(rng) -> (key, problem) | None``.
-
-    ``draw`` returns None for a rejected attempt (e.g. a Countdown target out of range).
-    Raises ``TaskError`` after ``MAX_MISSES`` consecutive draws that give nothing new.
-    """
-    seen: set[str] = set()
-    misses = 0
-    while len(seen) < n:
-        got = draw(rng)
-        if got is None or got[0] in seen or split_of(got[0]) != split:
-            misses += 1
-            if misses > MAX_MISSES:
-                raise TaskError(
-                    f"{what}: found only {len(seen)} distinct {split} problems of {n} requested; "
-                    "ask for fewer or widen the difficulty range"
-                )
-            continue
-        misses = 0
-        seen.add(got[0])
-        yield got[1]
+ENUMERATE_LIMIT = 100_000  # problem spaces up to this size are enumerated, not sampled
+DEFAULT_SIZES = {"train": 10_000, "test": 500}
 
 
 # --------------------------------------------------------------------------- scoring

@@ -41,6 +41,16 @@ CONFIG_FILE = "ponder_config.json"
 CPU_FLAGS: dict[str, Any] = {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
 
 
+def trainer_args(save_every: int, seed: int, device: str) -> dict[str, Any]:
+    """The TrainingArguments every Trainer stage shares: checkpoints every ``save_every`` steps
+    (the last two kept, for resume), a metrics row every step (ponder writes metrics.jsonl
+    itself: no report_to, no tqdm), the seed, no dataloader workers, and the CPU flags unless
+    ``device`` is "auto"."""
+    return {"save_strategy": "steps", "save_steps": save_every, "save_total_limit": 2, "logging_steps": 1,
+            "report_to": "none", "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
+            **(CPU_FLAGS if device == "cpu" else {})}
+
+
 class StageError(ValueError):
     """A stage cannot run with the given inputs (bad data file, unusable checkpoint, …)."""
 

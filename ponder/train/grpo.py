@@ -304,15 +304,7 @@ def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **override
         mask_truncated_completions=cfg.mask_truncated,
         use_vllm=cfg.generator == "vllm",
         vllm_mode="colocate",
-        save_strategy="steps",
-        save_steps=cfg.save_every,
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        seed=cfg.seed,
-        dataloader_num_workers=0,
-        **{**(common.CPU_FLAGS if cfg.device == "cpu" else {}), **overrides},
+        **{**common.trainer_args(cfg.save_every, cfg.seed, cfg.device), **overrides},
     )
 
 

@@ -38,13 +38,12 @@ import importlib
 import json
 import time
 from dataclasses import asdict, dataclass, fields
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from ponder.config import ConfigError, apply_overrides, from_dict, load_yaml, option
+from ponder.config import ConfigError, apply_overrides, from_dict, load_yaml
 from ponder.io import write_json_atomic
 from ponder.train.checkpoint import is_done
 
@@ -55,59 +54,6 @@ RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 class PipelineError(ValueError):
     """A recipe cannot run as written; the message names the recipe key or stage."""
-
-
-# --------------------------------------------------------------------------- the references stage
-
-
-@dataclass
-class ReferencesConfig:
-    """Cold-start SFT data: the task's own worked solutions as ``{prompt, completion}`` lines."""
-
-    model: str = option("", "Checkpoint whose tokenizer's chat template frames each prompt ('' = the plain layout).")
-    task: str = option("addition:digits=3", "Task spec (addition, multiplication and countdown have reference solutions).")
-    split: str = option("train", "Task split to take problems from.")
-    limit: int = option(200, "Number of problems (a small cold-start set, as in DeepSeek-R1).")
-    template: str = option("think", "Completion template: think or r1-zero.")
-    thinking: str = option("auto", "Thinking mode of the prompts (auto: as the model decides; see docs/format.md).")
-    out: str = option("runs/references.jsonl", "Output JSONL.")
-
-
-def run_references(cfg: ReferencesConfig) -> Path:
-    """Write ``cfg.out`` atomically (a re-run with the file present does nothing)."""
-    from ponder.format import completion_after
-    from ponder.tasks import get_task
-    from ponder.train.common import OWN_MODELS, prompt_for, thinking_for
-
-    out = Path(cfg.out)
-    if out.is_file():
-        return out
-    tok, thinking = None, OWN_MODELS
-    if cfg.model:
-        from transformers import AutoConfig, AutoTokenizer
-
-        from ponder.models import check_checkpoint
-
-        path = str(check_checkpoint(cfg.model))
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        thinking = thinking_for(tok, AutoConfig.from_pretrained(path, local_files_only=True), cfg.thinking)
-    task = get_task(cfg.task)
-    lines = []
-    for ex in islice(task.examples(cfg.split), cfg.limit):
-        try:
-            completion = task.reference_completion(ex, cfg.template)
-        except (KeyError, ValueError) as e:
-            raise PipelineError(f"references: task {cfg.task!r} has no reference solutions ({e})") from None
-        prompt = prompt_for(ex["prompt"], tok, thinking)
-        lines.append({"prompt": prompt, "completion": completion_after(prompt, completion),
-                      "provenance": {"task": cfg.task, "id": ex["id"], "source": "reference"}})
-    if not lines:
-        raise PipelineError(f"references: task {cfg.task!r} split {cfg.split!r} is empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
-    tmp.replace(out)
-    return out
 
 
 # --------------------------------------------------------------------------- stage kinds
@@ -142,7 +88,7 @@ KINDS: dict[str, Kind] = {
     "grpo": Kind("ponder.train.grpo:GRPOConfig", "ponder.train.grpo:run"),
     "distill": Kind("ponder.train.distill:DistillConfig", "ponder.train.distill:run"),
     "sample": Kind("ponder.train.sample:SampleConfig", "ponder.train.sample:run", data="samples.jsonl"),
-    "references": Kind("ponder.train.pipeline:ReferencesConfig", "ponder.train.pipeline:run_references",
+    "references": Kind("ponder.train.references:ReferencesConfig", "ponder.train.references:run",
                        data="references.jsonl"),
 }
 
@@ -349,5 +295,5 @@ def run_recipe(recipe: str | Path | dict, overrides: list[str] | None = None, un
     return results
 
 
-__all__ = ["KINDS", "Kind", "PipelineError", "ReferencesConfig", "Stage", "find_recipe",
-           "load_recipe", "resolve", "run_recipe", "run_references"]
+__all__ = ["KINDS", "Kind", "PipelineError", "Stage", "find_recipe",
+           "load_recipe", "resolve", "run_recipe"]

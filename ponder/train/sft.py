@@ -82,15 +82,7 @@ def trainer_args(cfg: SFTConfig, out: Path, lr: float | None = None):
         max_length=cfg.max_length,
         completion_only_loss=True,
         packing=False,
-        save_strategy="steps",
-        save_steps=cfg.save_every,
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        seed=cfg.seed,
-        dataloader_num_workers=0,
-        **(common.CPU_FLAGS if cfg.device == "cpu" else {}),
+        **common.trainer_args(cfg.save_every, cfg.seed, cfg.device),
     )
 
 
