@@ -2,7 +2,8 @@
 
 The dataclass stays the single source of truth for names, types, defaults and help, so the CLI,
 the YAML recipes and the saved ``ponder_config.json`` can never drift apart. Precedence:
-dataclass default < ``--config FILE.yaml`` < explicit ``--option`` flags < ``--set key=value``.
+dataclass default < (a command's ``base``, e.g. an eval protocol) < ``--config FILE.yaml`` <
+explicit ``--option`` flags < ``--set key=value``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ def _cli_type(tp: Any) -> Any:
 
 
 def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | tuple[str, ...] | None = None,
-            deprecated_flag: bool = True) -> Callable:
+            deprecated_flag: bool = True, base: Callable[[dict], dict] | None = None) -> Callable:
     """A function with a typer-readable signature that builds ``cls`` and calls ``run(cfg)``.
 
     ``positional``: fields given as arguments, in this order, instead of flags (``MODEL`` first,
     as every command that takes a model has it). With ``deprecated_flag`` the first one's old
     ``--flag`` still works, with a deprecation note. A field's ``flag`` metadata (``option(...,
-    flag="--show-thinking/--hide-thinking")``) replaces its generated flag name.
+    flag="--show-thinking/--hide-thinking")``) replaces its generated flag name. ``base(data)``
+    puts defaults under the assembled values (``ponder eval --protocol``: the protocol's fields).
     """
     args = (positional,) if isinstance(positional, str) else tuple(positional or ())
     positional = args[0] if args and deprecated_flag else None
@@ -94,6 +96,8 @@ def command(cls: type, run: Callable[[Any], Any], doc: str, positional: str | tu
                     kwargs[positional] = flagged
         data.update({k: v for k, v in kwargs.items() if v is not None})
         data = apply_overrides(data, overrides)
+        if base is not None:
+            data = base(data)
         cfg = from_dict(cls, data, where=cls.__name__)
         return run(cfg)
 

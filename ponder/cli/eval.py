@@ -1,7 +1,8 @@
 """``ponder eval MODEL --task TASK …`` and ``ponder eval compare RUN1 RUN2 …``.
 
 ``eval`` is a group whose default command is the evaluation itself: ``ponder eval MODEL …`` is
-routed to ``ponder eval run MODEL …`` unless the first word names a subcommand (``compare``).
+routed to ``ponder eval run MODEL …`` unless the first word names a subcommand (``compare``,
+``protocols``).
 Every option of ``run`` comes from ``ponder.evaluate.harness.EvalConfig`` (help text included).
 """
 
@@ -17,7 +18,8 @@ from typer.core import TyperGroup
 
 from ponder.cli.common import fail, user_errors
 from ponder.cli.configcli import command
-from ponder.evaluate.harness import EvalConfig
+from ponder.evaluate.harness import PROTOCOL_KEYS, EvalConfig
+from ponder.evaluate.protocol import resolve
 
 console = Console()
 
@@ -50,6 +52,9 @@ def _run(cfg: EvalConfig) -> None:
         ks = ", ".join(f"pass@{k} {100 * v:.1f}%" for k, v in m["pass@k"].items() if k != "1")
         console.print(f"pass@1 {100 * p['mean']:.1f}% [95% CI {100 * p['low']:.1f}, {100 * p['high']:.1f}] over "
                       f"{m['complete_problems']} problems × n={m['n']}" + (f"; {ks}" if ks else ""), highlight=False)
+        for rule, c in list((m.get("extractions") or {}).items())[1:]:
+            console.print(f"pass@1 with extraction {rule}: {100 * c['mean']:.1f}% [95% CI {100 * c['low']:.1f}, "
+                          f"{100 * c['high']:.1f}]", highlight=False)
         console.print(f"maj@{m['n']} {100 * m['maj@k'][str(m['n'])]:.1f}%, strategy {m['strategy']['name']} "
                       f"{100 * m['strategy']['accuracy']['mean']:.1f}%, {res.new_samples} new samples", highlight=False)
         if m["incomplete_problems"]:
@@ -64,7 +69,8 @@ def _run(cfg: EvalConfig) -> None:
         fail(f"{failed} request(s) failed for good; last error: {m.get('last_error')}", code=1)
 
 
-run_cmd = command(EvalConfig, _run, "Sample MODEL on a task, score every sample, write records, metrics and a report.")
+run_cmd = command(EvalConfig, _run, "Sample MODEL on a task, score every sample, write records, metrics and a report.",
+                  base=lambda data: resolve(data, PROTOCOL_KEYS))
 # MODEL is positional: swap the generated --model option for an argument (same field, same help)
 _params = [
     p.replace(default=typer.Argument(None, help="Local checkpoint directory or openai:<model>@<base_url>.",
@@ -97,3 +103,19 @@ def compare(
     if as_json:
         with open(as_json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
+
+
+@app.command("protocols")
+@user_errors
+def protocols(name: Optional[str] = typer.Argument(None, help="Show this protocol's fields and source.")) -> None:
+    """The evaluation protocols --protocol takes: what each sets and where it comes from."""
+    from ponder.evaluate.protocol import load_protocol, protocol_names
+
+    for pname in [name] if name else protocol_names():
+        p = load_protocol(pname, PROTOCOL_KEYS)
+        console.print(f"[bold]{p.name}[/]  {p.path}", highlight=False)
+        console.print(f"  {p.description}", highlight=False, soft_wrap=True)
+        console.print(f"  source: {p.source}", highlight=False, soft_wrap=True)
+        if name:
+            for k, v in p.fields.items():
+                console.print(f"  {k}: {v!r}", highlight=False)

@@ -5,6 +5,7 @@ Layout of a run directory (``--out``)::
     config.json        the EvalConfig (what was asked; --resume refuses a different one)
     samples.jsonl      one record per (problem, sample), appended and flushed as produced
     strategy.jsonl     one record per problem when --strategy is a ponder.strategies name
+    protocol.json      with --protocol: the protocol (source, file hash) and the fields overridden
     metrics.json       every number of the report, recomputed from the records
     report.md + *.png  the human-readable report (``ponder.evaluate.report``)
     budget-<B>/        one such run per thinking budget of a --budgets sweep
@@ -12,7 +13,9 @@ Layout of a run directory (``--out``)::
 Prompts and verdicts. Every prompt is ``ponder.format.render`` of the question under the
 model's thinking decision (``--thinking auto|on|off``), the same prompt training, ``ask`` and
 ``serve`` give the model; every sample is judged by ``ponder.tasks.judge``, the definition of
-correct the ``accuracy`` reward uses.
+correct the ``accuracy`` reward uses. A protocol (``--protocol``, ``ponder.evaluate.protocol``)
+can change the wording, add few-shot examples, send raw text instead of the chat template and
+judge with another extraction rule; the run then records which protocol and what differed.
 
 Reproducibility. Each request's sampling seed is derived from ``--seed``, the problem id and
 the first sample index of the request (``request_seed``); against an endpoint every problem is
@@ -48,6 +51,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ponder.config import option
+from ponder.evaluate.protocol import PromptBuilder, also_judged, check_extract, load_protocol, scoring_task
+from ponder.evaluate.protocol import record as protocol_record
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
 from ponder.format import MODES, looped
 from ponder.generate.backends import load_backend, prompt
@@ -59,12 +64,22 @@ SAMPLES = "samples.jsonl"
 STRATEGY = "strategy.jsonl"
 CONFIG = "config.json"
 STATE = "state.json"
+PROTOCOL = "protocol.json"
 #: config fields that change what is generated: --resume refuses a run whose values differ.
 GENERATION_KEYS = (
     "model", "task", "split", "n", "strategy", "effort", "thinking_budget", "temperature",
     "top_p", "max_tokens", "seed", "template", "thinking", "system", "extra_body", "tokenizer",
-    "min_thinking", "min_thinking_frac", "max_waits", "loop_guard",
+    "min_thinking", "min_thinking_frac", "max_waits", "loop_guard", "protocol", "prompt_template", "shots",
+    "chat_template", "stop", "extract",
 )  # fmt: skip  (not limit: resuming with a larger --limit extends a run to more problems)
+
+
+#: fields a protocol may set (the rest name the run, not the measurement).
+PROTOCOL_KEYS = (
+    "split", "n", "strategy", "effort", "thinking_budget", "temperature", "top_p", "max_tokens", "seed", "template",
+    "thinking", "system", "min_thinking", "max_waits", "loop_guard", "prompt_template", "shots", "chat_template",
+    "stop", "extract",
+)  # fmt: skip
 
 
 class EvalError(ValueError):
@@ -109,6 +124,12 @@ class EvalConfig:
     timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder, /v1/completions.")
+    protocol: str = option("", "Evaluation protocol (ponder eval protocols): r1, lm-eval-gsm8k, qwen-math, ponder or a .yaml file; its fields are defaults that flags and --set override.")
+    prompt_template: str = option("", "User text with {question} replaced by the problem (empty: the bare question).")
+    shots: int = option(0, "Worked examples from the task's train split put before each question (few-shot).")
+    chat_template: bool = option(True, "Render with the model's chat template; off sends raw text (an endpoint then needs --tokenizer).")
+    stop: list[str] = option([], "Strings that end a completion (cut before the first one).")
+    extract: list[str] = option([], "Extraction rules: the first decides correct, the rest are reported beside it (lm-eval-strict, lm-eval-flexible, ponder; empty: the task's own).")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -134,6 +155,16 @@ class EvalConfig:
             raise EvalError("--min-thinking-frac is a share of each budget of --budgets: use --min-thinking for one run")
         if self.min_thinking < 0 or self.max_waits < 0:
             raise EvalError("min_thinking and max_waits must be >= 0")
+        if self.shots < 0:
+            raise EvalError(f"shots must be >= 0, got {self.shots}")
+        if self.prompt_template and "{question}" not in self.prompt_template:
+            raise EvalError("prompt_template must contain {question} (where the problem goes)")
+        try:
+            check_extract(self.extract)
+            if self.protocol:
+                load_protocol(self.protocol, PROTOCOL_KEYS)  # a bad name or file fails before any work
+        except ValueError as e:
+            raise EvalError(str(e)) from None
         if self.loop_guard not in ("", "close", "stop"):
             raise EvalError(f"loop_guard must be close, stop or '' (off), got {self.loop_guard!r}")
         if self.thinking not in MODES:
@@ -149,7 +180,8 @@ class EvalConfig:
             raise EvalError(str(e)) from None
 
     def sampling(self, seed: int) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed)
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=seed,
+                              stop=tuple(self.stop))
 
     def budget(self) -> Budget | None:
         if self.effort is None and self.thinking_budget is None and not self.min_thinking and not self.loop_guard:
@@ -250,7 +282,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     """Run ``cfg`` (one run, or a sweep with ``cfg.budgets``); writes records, metrics and report."""
     from ponder.tasks import get_task
 
-    task = get_task(cfg.task)
+    task = scoring_task(get_task(cfg.task), cfg.extract)  # the protocol's extraction decides correct
     examples = list(islice(task.examples(cfg.split), cfg.limit))
     if not examples:
         raise EvalError(f"task {cfg.task!r} has no {cfg.split} examples")
@@ -275,15 +307,19 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     if cfg.forcing and not backend.capabilities.forcing:
         raise EvalError("budget forcing (--min-thinking) rewrites the reasoning as it is written: it needs a local "
                         "checkpoint, an endpoint with --tokenizer (raw completions) or a `ponder serve` endpoint")
+    try:
+        builder = PromptBuilder(cfg, getattr(task, "base", task), backend)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     if not cfg.budgets:
-        return _run_one(cfg, out, task, examples, backend, progress, console)
+        return _run_one(cfg, out, task, examples, backend, progress, console, builder)
     prepare_out(cfg, out)
     results = []
     for b in cfg.budgets:  # one ordinary run per budget: records, resume and metrics as for any run
         sub = replace(cfg, budgets=[], thinking_budget=b, min_thinking=cfg.min_thinking or int(cfg.min_thinking_frac * b),
                       min_thinking_frac=0.0, out=str(out / f"budget-{b}"),
                       resume=cfg.resume and (out / f"budget-{b}" / CONFIG).is_file())
-        results.append((b, _run_one(sub, out / f"budget-{b}", task, examples, backend, progress, console)))
+        results.append((b, _run_one(sub, out / f"budget-{b}", task, examples, backend, progress, console, builder)))
     note = None
     if backend.budget_honoured is False:  # only max_tokens = budget + answer bounded the reasoning
         note = "the server ignored the thinking budget: this sweeps max_tokens = budget + max_tokens"
@@ -293,8 +329,10 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     return RunResult(out, metrics, sum(r.new_samples for _, r in results))
 
 
-def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunResult:
+def _run_one(cfg, out, task, examples, backend, show_progress, console, builder) -> RunResult:
     prepare_out(cfg, out)
+    if cfg.protocol:
+        write_json_atomic(out / PROTOCOL, protocol_record(cfg))
     records = read_records(out / SAMPLES, repair=True)
     known = {e["id"] for e in examples}
     done: dict[str, set[int]] = {}
@@ -313,9 +351,9 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
         write_json_atomic(state_path, {**state, "wall_seconds": base_wall + time.perf_counter() - t0})
 
     current = [r for r in records if r.get("id") in known and 0 <= r.get("sample", -1) < cfg.n]
-    new, failed = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state)
+    new, failed = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state, builder)
     if cfg.strategy != "majority":
-        _run_strategy(cfg, out, task, examples, backend, show_progress, console)
+        _run_strategy(cfg, out, task, examples, backend, show_progress, console, builder)
     save_state()
     state = json.loads(state_path.read_text())
     records = read_records(out / SAMPLES)
@@ -354,7 +392,8 @@ def _call_with_retries(backend, prompts, n, sampling, budget, retries: int, stop
             delay = min(delay * 2, 8.0)
 
 
-def _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state) -> tuple[int, list[str]]:
+def _generate(cfg, out, task, todo, backend, records, show_progress, console, save_state,
+              builder) -> tuple[int, list[str]]:
     """Generate the missing samples of ``todo``; returns how many records were written and the
     last error of every request that failed for good (its problem stays incomplete)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -385,7 +424,8 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
         ex0, miss = call[0]
         seed = request_seed(cfg.seed, ex0["id"], miss[0])
         t = time.perf_counter()
-        scored = score_batch(backend, task, [ex for ex, _ in call], sampling=cfg.sampling(seed), budget=budget,
+        exs = [ex for ex, _ in call]
+        scored = score_batch(backend, task, exs, sampling=cfg.sampling(seed), budget=budget, prompts=builder.prompts(exs),
                              system=cfg.system or None, template=cfg.template, samples=miss,
                              generate=lambda ps, n, sp, b: _call_with_retries(backend, ps, n, sp, b, cfg.retries, stop))
         return scored, time.perf_counter() - t, seed
@@ -445,8 +485,11 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
                     per_sample = seconds / max(1, sum(len(g) for g in scored))
                     for s in (s for group in scored for s in group):
                         shown = s.prompt.text if s.prompt.text is not None else s.prompt.messages
-                        writer.write(sample_record(s.example, s.sample, shown, s.completion, s.verdict, per_sample,
-                                                   tb, seed))
+                        rec = sample_record(s.example, s.sample, shown, s.completion, s.verdict, per_sample, tb, seed)
+                        if len(cfg.extract) > 1:  # the protocol's other extraction rules, same completion
+                            rec["extractions"] = also_judged(getattr(task, "base", task), cfg.extract, s.completion,
+                                                             s.example, cfg.template)
+                        writer.write(rec)
                         written += 1
                         seen += 1
                         correct += bool(s.verdict.correct)
@@ -463,7 +506,7 @@ def _generate(cfg, out, task, todo, backend, records, show_progress, console, sa
     return written, failed
 
 
-def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True, console=None) -> None:
+def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True, console=None, builder=None) -> None:
     """``ponder.strategies.run_batch`` over the problems not yet in strategy.jsonl, in chunks
     (``batch_size`` problems locally, ``concurrency`` against an endpoint) whose records are
     appended as each chunk finishes, so an interrupted strategy pass resumes like the samples."""
@@ -487,7 +530,8 @@ def _run_strategy(cfg, out, task, examples, backend, show_progress: bool = True,
             job = bar.add_task(f"strategy {cfg.strategy}", total=len(todo))
             for s in range(0, len(todo), chunk):
                 exs = todo[s:s + chunk]
-                prompts = [prompt(backend, ex["prompt"], cfg.system or None) for ex in exs]
+                prompts = (builder.prompts(exs) if builder is not None else None) or [
+                    prompt(backend, ex["prompt"], cfg.system or None) for ex in exs]
                 t = time.perf_counter()
                 results = run_batch(cfg.strategy, backend, prompts, n=n,
                                     sampling=cfg.sampling(request_seed(cfg.seed, exs[0]["id"], -1)),

@@ -125,6 +125,17 @@ def compute_metrics(records: list[dict], examples: list[dict], cfg, *, wall_seco
         metrics["strategy"] = {"name": cfg.strategy, "accuracy": _ci(vals), "problems": len(vals),
                                "tokens_per_problem": _mean([r["tokens"] for r in srec.values() if r.get("tokens") is not None])}
     metrics["by"] = {f: breakdown(per_problem, f) for f in cfg.by}
+    extract = list(getattr(cfg, "extract", []) or [])
+    if len(extract) > 1:  # a protocol's other extraction rules on the same completions
+        metrics["extractions"] = {extract[0]: metrics["pass@1"]}
+        for rule in extract[1:]:
+            metrics["extractions"][rule] = _ci([
+                _mean([float(bool((by_id[p][j].get("extractions") or {}).get(rule, {}).get("correct"))) for j in range(n)])
+                for p in complete])
+    if getattr(cfg, "protocol", ""):
+        from ponder.evaluate.protocol import overrides
+
+        metrics["protocol"] = {"name": cfg.protocol, "overrides": overrides(cfg)}
     metrics["per_problem"] = {p: {k: v for k, v in d.items() if k != "meta"} for p, d in per_problem.items()}
     return metrics
 
@@ -179,6 +190,8 @@ def metrics_markdown(metrics: dict) -> list[str]:
     return [
         "| metric | value |", "|---|---|",
         f"| pass@1 (mean over n={metrics['n']}, 95% CI) | {_f(p1['mean'])} [{_f(p1['low'])}, {_f(p1['high'])}] |",
+        *(f"| pass@1, extraction `{rule}` (95% CI) | {_f(c['mean'])} [{_f(c['low'])}, {_f(c['high'])}] |"
+          for rule, c in (metrics.get("extractions") or {}).items()),
         *(f"| pass@{k} (unbiased) | {_f(v)} |" for k, v in metrics["pass@k"].items() if k != "1"),
         *(f"| maj@{k} | {_f(v)} |" for k, v in metrics["maj@k"].items()),
         f"| strategy `{st['name']}` accuracy | {_f(st['accuracy']['mean'])} [{_f(st['accuracy']['low'])}, {_f(st['accuracy']['high'])}] |",
@@ -226,6 +239,11 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
         + (f", thinking budget {cfg.thinking_budget}" if cfg.thinking_budget is not None else "")
         + (f", effort {cfg.effort}" if cfg.effort else "") + ".", "",
     ]
+    if metrics.get("protocol"):
+        ov = metrics["protocol"]["overrides"]
+        lines += [f"Protocol **{metrics['protocol']['name']}** (`protocol.json`: source and file hash)"
+                  + ("; fields overridden: " + ", ".join(f"`{k}` {v['protocol']!r} → {v['used']!r}" for k, v in ov.items())
+                     if ov else "; no field overridden") + ".", ""]
     if metrics["incomplete_problems"]:
         lines += [f"**Incomplete:** {metrics['incomplete_problems']} problems lack some of their n samples and are "
                   "left out of every accuracy number; rerun with `--resume` to finish them.", ""]
