@@ -2,7 +2,8 @@
 of ponder without a model or a server: one deliberate place (``tests/`` holds the rest).
 
 * ``tiny_engine()``: a ``LocalEngine`` over a fresh tiny model, built in memory in a second.
-* ``scripted_server()``: an OpenAI-compatible server on 127.0.0.1 that answers arithmetic.
+* ``scripted_server()``: an OpenAI-compatible server on 127.0.0.1 that answers arithmetic (and,
+  by model name, the scripted behaviours the OpenAI backend's tests need).
 
 ## tiny_engine
 
@@ -29,19 +30,35 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
 seconds (asyncio, so concurrent requests overlap as on a real server). ``failing`` (or
 ``fail_after`` = N: after N requests) makes requests answer HTTP 500, to test that a failing
-endpoint stops a run; ``srv.requests`` and
-``srv.max_in_flight`` count what the server saw.
+endpoint stops a run; ``srv.requests``, ``srv.max_in_flight`` and ``srv.bodies`` (every request
+body) record what the server saw.
+
+The model name picks other behaviours (``BEHAVIOURS``), for the OpenAI backend's tests:
+
+* ``rc`` / ``rs`` / ``tags``: reasoning in ``reasoning_content``, in ``reasoning``, or as
+  ``<think>`` tags in the content; ``rc`` reports usage with reasoning_tokens, ``tags`` none.
+  Streaming (``stream: true``) sends the reasoning in 4-character deltas (``tags``: the whole
+  text in 3-character pieces, so tags split across chunks), then a usage chunk.
+* ``flaky``: answers 503 while ``srv.fails["flaky"] > 0`` (the test sets it), then as ``rc``.
+* ``broken``: always 500. ``missing``: 404 (a model the server does not have).
+* ``one``: ignores ``n``, always one choice. ``nolp``: 400 when logprobs are asked for.
+* ``n1usage``: ``n`` choices but the usage of one (as llama.cpp's server reports it).
+* ``slow``: sleeps 100 ms per request (to count requests in flight).
+* ``const``: answers ``\\boxed{42}`` except choice 1, which answers ``\\boxed{7}`` (for votes).
+
+Their answers are ``ans:<question>:<choice index>``, reasoning ``thinking about <question> step <i>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,12 +121,89 @@ class ServerState:
     max_in_flight: int = 0
     failing: bool = False
     fail_after: int | None = None  # answer HTTP 500 once this many requests were served
+    #: every request body, with the Authorization header as ``_auth`` and the client's port as
+    #: ``_port`` (the same port on two requests = one reused keep-alive connection)
+    bodies: list[dict] = field(default_factory=list)
+    #: model name -> how many more requests answer HTTP 503 ("overloaded"), then it answers
+    fails: dict[str, int] = field(default_factory=dict)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: models that answer with reasoning in a separate field (``reasoning_content``)
+_RC_MODELS = ("rc", "flaky", "slow", "one", "nolp", "const", "n1usage")
+#: the named behaviours; any other model name is the arithmetic ``scripted`` model
+BEHAVIOURS = _RC_MODELS + ("rs", "tags", "broken", "missing")
+
+
+def _parts(model: str, q: str, i: int) -> tuple[str, str]:
+    if model == "const":  # for votes: every choice but the second answers 42
+        return f"reasoning {i}", "\\boxed{42}" if i != 1 else "\\boxed{7}"
+    return f"thinking about {q} step {i}", f"ans:{q}:{i}"
+
+
+def _named(model: str, q: str, body: dict) -> dict:
+    """The non-streamed response of a named behaviour (see the module docstring)."""
+    n = 1 if model == "one" else body.get("n") or 1
+    choices = []
+    for i in range(n):
+        r, a = _parts(model, q, i)
+        msg = {"role": "assistant", "content": a}
+        if model in _RC_MODELS:
+            msg["reasoning_content"] = r
+        elif model == "rs":
+            msg["reasoning"] = r
+        else:
+            msg["content"] = f"<think>{r}</think>{a}"
+        ch = {"index": i, "message": msg, "finish_reason": "stop"}
+        if body.get("logprobs"):
+            ch["logprobs"] = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
+                                         for w in a.split(":")]}
+        choices.append(ch)
+    resp = {"id": "x", "object": "chat.completion", "created": 0, "model": model, "choices": choices}
+    if model != "tags":
+        per = 1 if model == "n1usage" else n  # llama.cpp's server reports one choice's usage for n
+        resp["usage"] = {"prompt_tokens": 5, "completion_tokens": 20 * per, "total_tokens": 5 + 20 * per,
+                         "completion_tokens_details": {"reasoning_tokens": 12 * per}}
+    return resp
+
+
+async def _sse(model: str, q: str):
+    r, a = _parts(model, q, 0)
+    if model == "tags":
+        text = f"<think>{r}</think>{a}"
+        pieces = [{"content": text[i:i + 3]} for i in range(0, len(text), 3)]  # tags split across chunks
+    else:
+        key = "reasoning" if model == "rs" else "reasoning_content"
+        pieces = [{key: r[i:i + 4]} for i in range(0, len(r), 4)] + [{"content": a[:3]}, {"content": a[3:]}]
+    for i, d in enumerate(pieces):
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                 "choices": [{"index": 0, "delta": d, "finish_reason": "stop" if i == len(pieces) - 1 else None}]}
+        yield f"data: {json.dumps(chunk)}\n\n"
+    usage = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17,
+                       "completion_tokens_details": {"reasoning_tokens": 9}}}
+    yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _arithmetic(state: ServerState, body: dict, question: str, answer: Callable[[str], str | None]) -> dict:
+    ans = answer(question)
+    reasoning = f"I compute {question.strip()}"
+    content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
+    n = int(body.get("n") or 1)
+    choices = [{"index": i, "finish_reason": "stop", "logprobs": None,
+                "message": {"role": "assistant", "content": content}} for i in range(n)]
+    r_tok, a_tok = max(1, len(reasoning) // 4), max(1, (len(content) - len(reasoning)) // 4)
+    return {"id": f"cmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "scripted"), "choices": choices,
+            "usage": {"prompt_tokens": len(question) // 4, "completion_tokens": n * (r_tok + a_tok),
+                      "total_tokens": n * (r_tok + a_tok) + len(question) // 4,
+                      "completion_tokens_details": {"reasoning_tokens": n * r_tok}}}
 
 
 @contextmanager
@@ -118,7 +212,7 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
     """Run the server in a background thread for the duration of the ``with`` block."""
     import uvicorn
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 
     state = ServerState(failing=failing)
     app = FastAPI()
@@ -127,31 +221,36 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
     async def chat(request: Request):
         body = await request.json()
         state.requests += 1
+        state.bodies.append({**body, "_auth": request.headers.get("authorization"),
+                             "_port": request.client.port if request.client else None})
+        model = str(body.get("model", ""))
+        if state.failing or (state.fail_after is not None and state.requests > state.fail_after) or model == "broken":
+            return JSONResponse({"error": {"message": "scripted failure"}}, status_code=500)
+        if model == "missing":
+            return JSONResponse({"error": {"message": "model 'missing' not found"}}, status_code=404)
+        if state.fails.get(model, 0) > 0:
+            state.fails[model] -= 1
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        if model == "nolp" and body.get("logprobs"):
+            return JSONResponse({"error": {"message": "logprobs are not supported"}}, status_code=400)
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            if latency:
-                await asyncio.sleep(latency)
-            if state.failing or (state.fail_after is not None and state.requests > state.fail_after):
-                return JSONResponse({"error": {"message": "scripted failure"}}, status_code=500)
-            question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-            ans = answer(question)
-            reasoning = f"I compute {question.strip()}"
-            content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
-            n = int(body.get("n") or 1)
-            choices = [{"index": i, "finish_reason": "stop", "logprobs": None,
-                        "message": {"role": "assistant", "content": content}} for i in range(n)]
-            r_tok, a_tok = max(1, len(reasoning) // 4), max(1, (len(content) - len(reasoning)) // 4)
-            return {"id": f"cmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "scripted"), "choices": choices,
-                    "usage": {"prompt_tokens": len(question) // 4, "completion_tokens": n * (r_tok + a_tok),
-                              "total_tokens": n * (r_tok + a_tok) + len(question) // 4,
-                              "completion_tokens_details": {"reasoning_tokens": n * r_tok}}}
+            if latency or model == "slow":
+                await asyncio.sleep(latency or 0.1)
         finally:
             state.in_flight -= 1
+        question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+        if model not in BEHAVIOURS:
+            return _arithmetic(state, body, question, answer)
+        if body.get("stream"):
+            return StreamingResponse(_sse(model, question), media_type="text/event-stream")
+        return _named(model, question, body)
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
+    port = free_port()
+    # a long keep-alive: a test checks that one connection serves calls made seconds apart
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False,
+                                           timeout_keep_alive=120))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20

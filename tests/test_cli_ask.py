@@ -1,7 +1,7 @@
 """``ponder ask`` and ``ponder chat`` (typer CliRunner), and token streaming from a local model.
 
 Two kinds of MODEL: a tiny random Llama saved to a temp dir (built here, nothing downloaded),
-and the fake OpenAI-compatible server of tests/fake_openai_server.py, whose replies are known
+and the scripted OpenAI-compatible server of ponder.testing (model ``rc``), whose replies are known
 ("thinking about Q step 0" / "ans:Q:0"), so what is shown or hidden can be checked exactly.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai_server import REQUESTS, serve
 from typer.testing import CliRunner
 
 from ponder.cli.main import app
 from ponder.generate import Budget, SamplingParams, load_backend, prompt
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
+from ponder.testing import scripted_server
 
 runner = CliRunner()
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
@@ -37,9 +37,14 @@ def engine(model_dir):
 
 
 @pytest.fixture(scope="module")
-def url():
-    with serve() as u:
-        yield u
+def srv():
+    with scripted_server() as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def url(srv):
+    return srv.base_url
 
 
 @pytest.mark.parametrize("thinking", ["auto", "on", "off"])
@@ -93,12 +98,12 @@ def test_ask_server_shows_or_hides_thinking(url):
     assert "thinking about" not in res.output and "thinking…" in res.output and "ans:q?:0" in res.output
 
 
-def test_ask_with_a_strategy_votes(url):
+def test_ask_with_a_strategy_votes(url, srv):
     res = runner.invoke(app, ["ask", f"openai:const@{url}", "q", "--strategy", "majority", "--n", "3", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["answer"] == "42" and out["samples"] == 3 and out["strategy"] == "majority"
-    assert REQUESTS[-1]["n"] == 3
+    assert srv.bodies[-1]["n"] == 3
     res = runner.invoke(app, ["ask", f"openai:const@{url}", "q", "--strategy", "majority", "--n", "3"])
     assert res.exit_code == 0, res.output
     assert "answer: 42" in res.output and "over 3 samples" in res.output and "votes 42: 2" in res.output
@@ -121,7 +126,7 @@ def test_ask_unknown_strategy(url):
     assert res.exit_code == 2 and "unknown strategy 'nope'" in res.output
 
 
-def test_chat_toggles_thinking_and_keeps_history(url):
+def test_chat_toggles_thinking_and_keeps_history(url, srv):
     res = runner.invoke(app, ["chat", f"openai:rc@{url}"],
                         input="hello\n/think off\nagain\n/budget 5\n/frob\n/exit\n")
     assert res.exit_code == 0, res.output
@@ -129,7 +134,7 @@ def test_chat_toggles_thinking_and_keeps_history(url):
     assert "thinking about hello step 0" in first and "ans:hello:0" in first
     assert "thinking about" not in second and "ans:again:0" in second
     assert "thinking budget 5 tokens" in second and "unknown command '/frob'" in second
-    body = REQUESTS[-1]  # the second turn carries the first answer, without its reasoning
+    body = srv.bodies[-1]  # the second turn carries the first answer, without its reasoning
     assert body["messages"] == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "ans:hello:0"},
                                 {"role": "user", "content": "again"}]
 

@@ -1,7 +1,8 @@
 """OpenAIBackend and load_backend against a REAL local OpenAI-compatible server.
 
-The server (tests/fake_openai_server.py) is a minimal FastAPI app run by uvicorn on 127.0.0.1;
-the model name picks its behaviour (reasoning field shapes, failures, ignored n, no logprobs).
+The server (``ponder.testing.scripted_server``) is a minimal FastAPI app run by uvicorn on
+127.0.0.1; the model name picks its behaviour (reasoning field shapes, failures, ignored n, no
+logprobs).
 """
 
 from __future__ import annotations
@@ -11,17 +12,22 @@ import threading
 import time
 
 import pytest
-from fake_openai_server import FAILS, INFLIGHT, REQUESTS, free_port, serve
 
 from ponder.generate import Budget, GenerationError, SamplingParams, estimate_tokens, prompt
 from ponder.generate.backends import ModelSpecError, load_backend, parse_model_spec
 from ponder.generate.openai_backend import OpenAIBackend
+from ponder.testing import free_port, scripted_server
 
 
 @pytest.fixture(scope="module")
-def url():
-    with serve() as u:
-        yield u
+def srv():
+    with scripted_server() as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def url(srv):
+    return srv.base_url
 
 
 def backend(url: str, model: str, **kw) -> OpenAIBackend:
@@ -56,7 +62,7 @@ def test_usage_of_one_choice_for_n_choices_is_replaced_by_estimates(url):
     assert [c.reasoning_tokens for c in g] == [estimate_tokens(c.reasoning) for c in g]
 
 
-def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url):
+def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url, srv):
     b = backend(url, "rc")
     b.generate(["q"], n=3)
     assert b.requests == 1
@@ -68,15 +74,15 @@ def test_n_is_one_request_per_prompt_and_falls_back_when_ignored(url):
     # a seed: one request per sample, each with its own seed (a request's choices share one)
     seeded = backend(url, "rc")
     assert len(seeded.generate(["q"], n=3, sampling=SamplingParams(seed=5))[0]) == 3 and seeded.requests == 3
-    assert sorted(r.get("seed") for r in REQUESTS[-3:]) == [5, 6, 7] and all(r["n"] == 1 for r in REQUESTS[-3:])
+    assert sorted(r.get("seed") for r in srv.bodies[-3:]) == [5, 6, 7] and all(r["n"] == 1 for r in srv.bodies[-3:])
 
 
-def test_retries_with_backoff_then_succeeds(url):
-    FAILS["flaky"] = 2
+def test_retries_with_backoff_then_succeeds(url, srv):
+    srv.fails["flaky"] = 2
     b = backend(url, "flaky", max_retries=3)
     t0 = time.perf_counter()
     assert b.generate(["hi"])[0][0].answer == "ans:hi:0"
-    assert b.requests == 3 and FAILS["flaky"] == 0
+    assert b.requests == 3 and srv.fails["flaky"] == 0
     assert time.perf_counter() - t0 >= 0.01 * (0.5 + 1)  # two backoff sleeps happened
 
 
@@ -101,68 +107,68 @@ def test_unreachable_server_raises_after_retries():
         b.generate(["hi"])
 
 
-def test_concurrency_is_bounded_and_used(url):
-    INFLIGHT["max"] = 0
+def test_concurrency_is_bounded_and_used(url, srv):
+    srv.max_in_flight = 0
     b = backend(url, "slow", concurrency=2)
     groups = b.generate([f"q{i}" for i in range(6)])
     assert [g[0].answer for g in groups] == [f"ans:q{i}:0" for i in range(6)]
-    assert INFLIGHT["max"] == 2
+    assert srv.max_in_flight == 2
 
 
-def test_the_client_and_its_connection_are_kept_across_calls(url):
+def test_the_client_and_its_connection_are_kept_across_calls(url, srv):
     with backend(url, "rc") as b:
         b.generate(["a"])
         b.generate(["b"])
-        assert REQUESTS[-1]["_port"] == REQUESTS[-2]["_port"]  # one keep-alive connection
+        assert srv.bodies[-1]["_port"] == srv.bodies[-2]["_port"]  # one keep-alive connection
     b.generate(["c"])  # closed: a new loop and client start on demand
-    assert REQUESTS[-1]["_port"] != REQUESTS[-2]["_port"]
+    assert srv.bodies[-1]["_port"] != srv.bodies[-2]["_port"]
     b.close()
 
 
-def test_concurrency_is_bounded_over_threads(url):
-    INFLIGHT["max"] = 0
+def test_concurrency_is_bounded_over_threads(url, srv):
+    srv.max_in_flight = 0
     b = backend(url, "slow", concurrency=2)
     threads = [threading.Thread(target=b.generate, args=([f"t{i}-{j}" for j in range(3)],)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert b.requests == 6 and INFLIGHT["max"] == 2
+    assert b.requests == 6 and srv.max_in_flight == 2
     b.close()
 
 
-def test_budgets_map_to_request_fields(url):
+def test_budgets_map_to_request_fields(url, srv):
     b = backend(url, "rc", effort_table={"low": 10, "medium": 20, "high": 40})
     b.generate(["q"], sampling=SamplingParams(max_tokens=50, top_k=5, stop=["##"]), budget=Budget(effort="high"))
-    body = REQUESTS[-1]
+    body = srv.bodies[-1]
     assert body["reasoning_effort"] == "high" and body["max_tokens"] == 90
     assert body["top_k"] == 5 and body["stop"] == ["##"]
     b.generate(["q"], sampling=SamplingParams(max_tokens=50), budget=Budget(thinking_budget=30))
-    body = REQUESTS[-1]
+    body = srv.bodies[-1]
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 30} and body["max_tokens"] == 80
     assert "reasoning_effort" not in body
-    n = len(REQUESTS)
+    n = len(srv.bodies)
     with pytest.raises(GenerationError, match="min-thinking.*local checkpoint"):
         b.generate(["q"], budget=Budget(min_thinking=5))
-    assert len(REQUESTS) == n  # rejected before any request
+    assert len(srv.bodies) == n  # rejected before any request
 
 
-def test_logprobs_are_read_and_dropped_when_the_server_rejects_them(url):
+def test_logprobs_are_read_and_dropped_when_the_server_rejects_them(url, srv):
     c = backend(url, "rc").generate(["q"])[0][0]
     assert c.logprobs == [-0.5, -0.5, -0.5] and c.mean_logprob == -0.5
     b = backend(url, "nolp")
     c = b.generate(["q"])[0][0]
     assert c.answer == "ans:q:0" and c.logprobs == [] and b.logprobs is False
-    assert "logprobs" not in REQUESTS[-1]
+    assert "logprobs" not in srv.bodies[-1]
 
 
-def test_message_prompts_and_api_key(url, monkeypatch):
+def test_message_prompts_and_api_key(url, monkeypatch, srv):
     monkeypatch.setenv("OPENAI_API_KEY", "env-key")
     b = load_backend(f"openai:rc@{url}")
     assert isinstance(b, OpenAIBackend) and b.model == "rc"
     msgs = prompt(b, "what?", system="be brief").payload
     b.generate([msgs])
-    body = REQUESTS[-1]
+    body = srv.bodies[-1]
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what?"}]
     assert body["_auth"] == "Bearer env-key"
     assert prompt(b, "what?").payload == [{"role": "user", "content": "what?"}]
@@ -264,7 +270,7 @@ def test_against_ponder_serve_budgets_are_exact():
     assert (streamed.reasoning, streamed.answer, streamed.reasoning_tokens) == (ref.reasoning, ref.answer, 12 + 2)
 
 
-def test_a_generic_server_is_detected_as_such(url):
+def test_a_generic_server_is_detected_as_such(url, srv):
     b = backend(url, "rc")
     b.generate(["q"], budget=Budget(thinking_budget=5), sampling=SamplingParams(max_tokens=7))
-    assert b.ponder_server is False and REQUESTS[-1]["max_tokens"] == 12  # budget + answer: the total bound
+    assert b.ponder_server is False and srv.bodies[-1]["max_tokens"] == 12  # budget + answer: the total bound

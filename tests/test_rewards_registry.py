@@ -222,10 +222,10 @@ def test_a_reward_served_over_http(tmp_path):
     import threading
 
     import uvicorn
-    from fake_openai_server import free_port
     from fastapi import FastAPI
 
     from ponder.rewards.remote import RemoteReward, RemoteRewardError
+    from ponder.testing import free_port
 
     app, seen, fails = FastAPI(), [], {"n": 1}
 
