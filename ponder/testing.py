@@ -27,7 +27,8 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
 ``POST /v1/chat/completions`` answers the arithmetic question in the last user message
 ("What is 12 + 7?") with ``<think>…</think>The answer is \\boxed{19}.`` -- ``n`` choices, a
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
-seconds (asyncio, so concurrent requests overlap as on a real server). ``failing`` (or
+seconds (asyncio, so concurrent requests overlap as on a real server); ``reply(question)``, when
+given, is the whole message content instead (code answers for ``humaneval``). ``failing`` (or
 ``fail_after`` = N: after N requests) makes requests answer HTTP 500, to test that a failing
 endpoint stops a run; ``srv.requests`` and
 ``srv.max_in_flight`` count what the server saw.
@@ -114,8 +115,12 @@ def _free_port() -> int:
 
 @contextmanager
 def scripted_server(latency: float = 0.0, failing: bool = False,
-                    answer: Callable[[str], str | None] = arithmetic_answer) -> Iterator[ServerState]:
-    """Run the server in a background thread for the duration of the ``with`` block."""
+                    answer: Callable[[str], str | None] = arithmetic_answer,
+                    reply: Callable[[str], str] | None = None) -> Iterator[ServerState]:
+    """Run the server in a background thread for the duration of the ``with`` block.
+
+    ``reply(question)``: the whole message content to send instead (code answers, prose), in place
+    of ``answer``'s boxed value."""
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
@@ -137,7 +142,10 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
             question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
             ans = answer(question)
             reasoning = f"I compute {question.strip()}"
-            content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
+            if reply is not None:
+                content = reply(question)
+            else:
+                content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
             n = int(body.get("n") or 1)
             choices = [{"index": i, "finish_reason": "stop", "logprobs": None,
                         "message": {"role": "assistant", "content": content}} for i in range(n)]
