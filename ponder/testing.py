@@ -28,7 +28,8 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
 ``POST /v1/chat/completions`` answers the arithmetic question in the last user message
 ("What is 12 + 7?") with ``<think>…</think>The answer is \\boxed{19}.`` -- ``n`` choices, a
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
-seconds (asyncio, so concurrent requests overlap as on a real server). ``failing`` (or
+seconds (asyncio, so concurrent requests overlap as on a real server); ``reply(question)``, when
+given, is the whole message content instead (code answers for ``humaneval``). ``failing`` (or
 ``fail_after`` = N: after N requests) makes requests answer HTTP 500, to test that a failing
 endpoint stops a run; ``srv.requests``, ``srv.max_in_flight`` and ``srv.bodies`` (every request
 body) record what the server saw.
@@ -191,10 +192,14 @@ async def _sse(model: str, q: str):
     yield "data: [DONE]\n\n"
 
 
-def _arithmetic(state: ServerState, body: dict, question: str, answer: Callable[[str], str | None]) -> dict:
+def _arithmetic(state: ServerState, body: dict, question: str, answer: Callable[[str], str | None],
+                reply: Callable[[str], str] | None) -> dict:
     ans = answer(question)
     reasoning = f"I compute {question.strip()}"
-    content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
+    if reply is not None:
+        content = reply(question)
+    else:
+        content = f"<think>{reasoning}</think>The answer is \\boxed{{{ans}}}." if ans is not None else "No idea."
     n = int(body.get("n") or 1)
     choices = [{"index": i, "finish_reason": "stop", "logprobs": None,
                 "message": {"role": "assistant", "content": content}} for i in range(n)]
@@ -208,8 +213,12 @@ def _arithmetic(state: ServerState, body: dict, question: str, answer: Callable[
 
 @contextmanager
 def scripted_server(latency: float = 0.0, failing: bool = False,
-                    answer: Callable[[str], str | None] = arithmetic_answer) -> Iterator[ServerState]:
-    """Run the server in a background thread for the duration of the ``with`` block."""
+                    answer: Callable[[str], str | None] = arithmetic_answer,
+                    reply: Callable[[str], str] | None = None) -> Iterator[ServerState]:
+    """Run the server in a background thread for the duration of the ``with`` block.
+
+    ``reply(question)``: the whole message content to send instead (code answers, prose), in place
+    of ``answer``'s boxed value."""
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -242,7 +251,7 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
             state.in_flight -= 1
         question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
         if model not in BEHAVIOURS:
-            return _arithmetic(state, body, question, answer)
+            return _arithmetic(state, body, question, answer, reply)
         if body.get("stream"):
             return StreamingResponse(_sse(model, question), media_type="text/event-stream")
         return _named(model, question, body)

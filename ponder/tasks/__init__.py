@@ -33,6 +33,7 @@ from ponder.tasks.base import BaseTask, Example, Task, TaskError, Verdict, confl
 from ponder.tasks.code import CodeTask
 from ponder.tasks.countdown import CountdownTask
 from ponder.tasks.files import AIME24Task, AMC23Task, GSM8KTask, JsonlTask, Math500Task, MathTask, MinervaTask
+from ponder.tasks.humaneval import HumanEvalTask
 from ponder.tasks.synthetic import AdditionTask, MultiplicationTask
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 #: name -> task class (its own factory; ``TASKS[name].Options`` lists its options)
 TASKS: Registry = Registry("task")
 for _cls in (AdditionTask, MultiplicationTask, CountdownTask, GSM8KTask, Math500Task, AIME24Task, AMC23Task,
-             MinervaTask, JsonlTask, MathTask, CodeTask):
+             MinervaTask, JsonlTask, MathTask, CodeTask, HumanEvalTask):
     TASKS.register(_cls.name, _cls)
 
 # split at commas that start a new "key=" item, so list values may contain commas
