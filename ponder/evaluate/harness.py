@@ -109,6 +109,7 @@ class EvalConfig:
     timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder, /v1/completions.")
+    check_contamination: list[str] = option([], "Training data (JSONL files or task specs) to check the problems against for shared 13-grams: writes contamination.json, reports pass@1 on the clean subset too.")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -295,6 +296,11 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
 
 def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunResult:
     prepare_out(cfg, out)
+    flagged = None  # contamination check: before generating, so bad training data fails fast
+    if cfg.check_contamination:
+        from ponder.evaluate.contamination import check_run
+
+        flagged = check_run(out, cfg.check_contamination, examples, cfg.task, cfg.split, show_progress, console)
     records = read_records(out / SAMPLES, repair=True)
     known = {e["id"] for e in examples}
     done: dict[str, set[int]] = {}
@@ -323,6 +329,10 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console) -> RunRe
     metrics = compute_metrics(records, examples, cfg, wall_seconds=state["wall_seconds"], strategy_records=strategy_records)
     metrics["failed_requests"] = len(failed)
     metrics["last_error"] = failed[-1] if failed else None
+    if flagged is not None:  # pass@1 on the problems that share no 13-gram with the training data
+        from ponder.evaluate.contamination import clean_metrics
+
+        metrics["contamination"] = clean_metrics(metrics, flagged, cfg.check_contamination)
     write_json_atomic(out / METRICS, metrics)
     write_report(out, cfg, metrics, records)
     return RunResult(out, metrics, new)
