@@ -263,8 +263,8 @@ def scan(train: Sequence[str], problems: list[Problem], *, n: int = NGRAM, min_o
             rows = texts = grams = 0
             for file, line, row in training_texts(spec, fields, train_split):
                 rows += 1
-                hit: dict[int, int] = {}  # problem -> its n-grams in this row
-                for text in row:
+                hit: dict[int, set[int]] = {}  # problem -> its distinct n-grams in this row
+                for text in dict.fromkeys(row):  # a row repeating a text (question = problem) counts it once
                     toks = tokens(text)
                     texts += 1
                     grams += max(0, len(toks) - n + 1)
@@ -274,12 +274,12 @@ def scan(train: Sequence[str], problems: list[Problem], *, n: int = NGRAM, min_o
                         for h in gram_hashes(toks, k):
                             for i in lookup.get(h, ()):
                                 problems[i].found.add(h)
-                                hit[i] = hit.get(i, 0) + 1
+                                hit.setdefault(i, set()).add(h)
                 for i, shared in hit.items():
                     p = problems[i]
                     p.source_lines += 1
                     if len(p.sources) < SOURCE_CAP:  # boilerplate shared by every row must not grow without bound
-                        p.sources[(file, line)] = shared
+                        p.sources[(file, line)] = len(shared)
                 bar.advance(job)
             stats.append({"source": spec, "rows": rows, "texts": texts, "ngrams": grams})
     return Overlap(problems, n, min_overlap, short_min, stats, time.perf_counter() - t0)
