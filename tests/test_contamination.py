@@ -176,9 +176,12 @@ def test_bad_training_data_is_one_line_exit_2(tmp_path, eval_file, content, mess
 
 
 def test_missing_or_unknown_inputs_exit_2(tmp_path, eval_file):
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"id": "a", "problem": "one"}\n{"id": "a", "problem": "two"}\n')
     for args, message in [(["missing.jsonl", "--eval", eval_file], "missing.jsonl: no such training file"),
                           (["gsm8k", "--eval", "nosuchtask"], "eval set 'nosuchtask': not a file, and not a task spec"),
-                          (["gsm8k", "--eval", str(tmp_path / "e.jsonl")], "e.jsonl: no such eval file")]:
+                          (["gsm8k", "--eval", str(tmp_path / "e.jsonl")], "e.jsonl: no such eval file"),
+                          (["gsm8k", "--eval", str(dup)], "dup.jsonl:2: duplicate id 'a' (first on line 1)")]:
         r = runner.invoke(app, ["data", "overlap", *args])
         assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
 

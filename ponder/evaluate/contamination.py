@@ -155,7 +155,7 @@ def eval_problems(spec: str, split: str = "test", field_name: str | None = None)
         return [Problem(str(ex["id"]), ex["prompt"]) for ex in _task_examples(spec, split, "eval set")]
     if not Path(spec).is_file():
         raise ContaminationError(f"{spec}: no such eval file")
-    out = []
+    out, seen = [], {}
     for n, row in json_objects(spec, ContaminationError):
         where = f"{spec}:{n}"
         names = [field_name] if field_name else EVAL_FIELDS
@@ -164,7 +164,11 @@ def eval_problems(spec: str, split: str = "test", field_name: str | None = None)
             raise ContaminationError(f"{where}: no problem text field (looked for {', '.join(names)})"
                                      + ("" if field_name else "; name it with --eval-field"))
         text = "\n".join(_texts_of(row[name], name, where))
-        out.append(Problem(str(row.get("id", row.get("unique_id", where))), text))
+        pid = str(row.get("id", row.get("unique_id", where)))
+        if pid in seen:  # results are keyed by id: two problems under one id would merge
+            raise ContaminationError(f"{where}: duplicate id {pid!r} (first on line {seen[pid]})")
+        seen[pid] = n
+        out.append(Problem(pid, text))
     if not out:
         raise ContaminationError(f"{spec}: no eval problems")
     return out

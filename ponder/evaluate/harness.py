@@ -109,7 +109,7 @@ class EvalConfig:
     timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
     extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder, /v1/completions.")
-    check_contamination: list[str] = option([], "Training data (JSONL files or task specs) to check the problems against for shared 13-grams: writes contamination.json, reports pass@1 on the clean subset too.")
+    check_contamination: list[str] = option([], "Training data (JSONL files or task specs, comma-separated) to check the problems against for shared 13-grams: writes contamination.json, reports pass@1 on the clean subset too.")
 
     def __post_init__(self) -> None:
         if not self.model:
