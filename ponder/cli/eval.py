@@ -57,6 +57,10 @@ def _run(cfg: EvalConfig) -> None:
                           f"{100 * c['high']:.1f}]", highlight=False)
         console.print(f"maj@{m['n']} {100 * m['maj@k'][str(m['n'])]:.1f}%, strategy {m['strategy']['name']} "
                       f"{100 * m['strategy']['accuracy']['mean']:.1f}%, {res.new_samples} new samples", highlight=False)
+        if m.get("contamination"):  # --check-contamination
+            from ponder.evaluate.contamination import console_line
+
+            console.print(console_line(m), highlight=False, soft_wrap=True)
         if m["incomplete_problems"]:
             console.print(f"[yellow]warning:[/] {m['incomplete_problems']} problems lack samples (failed requests) and "
                           "are left out of the metrics; rerun with --resume to finish them", highlight=False)

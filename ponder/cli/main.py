@@ -14,6 +14,7 @@ from ponder.cli import (
     budget,
     chat,
     choose,
+    data,
     demo,
     models,
     parse,
@@ -48,6 +49,7 @@ app.add_typer(models.app, name="models", help="Import a GGUF file as a Hugging F
 app.add_typer(tasks.app, name="tasks", help="List tasks, show their examples, score completions against them.")
 app.command("verify", help="Check whether an answer equals a gold answer (math equivalence).")(verify.verify)
 app.command("parse", help="Split completions into reasoning and answer and extract final answers (JSONL in, JSONL out).")(parse.parse)
+app.add_typer(data.app, name="data", help="Checks on training data: 13-gram overlap (contamination) with an eval set.")
 app.add_typer(rewards.app, name="rewards", help="List the reward functions, or score samples with them.")
 app.command("choose", help="Weighted decision matrix of reasoning models: catalog traits + your eval runs.")(choose.choose)
 

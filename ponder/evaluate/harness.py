@@ -130,6 +130,7 @@ class EvalConfig:
     chat_template: bool = option(True, "Render with the model's chat template; off sends raw text (an endpoint then needs --tokenizer).")
     stop: list[str] = option([], "Strings that end a completion (cut before the first one).")
     extract: list[str] = option([], "Extraction rules: the first decides correct, the rest are reported beside it (lm-eval-strict, lm-eval-flexible, ponder; empty: the task's own).")
+    check_contamination: list[str] = option([], "Training data (JSONL files or task specs, comma-separated) to check the problems against for shared 13-grams: writes contamination.json, reports pass@1 on the clean subset too.")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -333,6 +334,11 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console, builder)
     prepare_out(cfg, out)
     if cfg.protocol:
         write_json_atomic(out / PROTOCOL, protocol_record(cfg))
+    flagged = None  # contamination check: before generating, so bad training data fails fast
+    if cfg.check_contamination:
+        from ponder.evaluate.contamination import check_run
+
+        flagged = check_run(out, cfg.check_contamination, examples, cfg.task, cfg.split, show_progress, console)
     records = read_records(out / SAMPLES, repair=True)
     known = {e["id"] for e in examples}
     done: dict[str, set[int]] = {}
@@ -361,6 +367,10 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console, builder)
     metrics = compute_metrics(records, examples, cfg, wall_seconds=state["wall_seconds"], strategy_records=strategy_records)
     metrics["failed_requests"] = len(failed)
     metrics["last_error"] = failed[-1] if failed else None
+    if flagged is not None:  # pass@1 on the problems that share no 13-gram with the training data
+        from ponder.evaluate.contamination import clean_metrics
+
+        metrics["contamination"] = clean_metrics(metrics, flagged, cfg.check_contamination)
     write_json_atomic(out / METRICS, metrics)
     write_report(out, cfg, metrics, records)
     return RunResult(out, metrics, new)

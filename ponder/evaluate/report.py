@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ponder.evaluate.contamination import report_lines as contamination_lines
 from ponder.evaluate.metrics import canonical_groups, maj_at_k, mean_ci, pass_at_k
 
 METRICS = "metrics.json"  # every number of a run, recomputed from its records
@@ -253,6 +254,7 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
                   "`<think>` their text was judged as the answer (docs/format.md); a model that does not think "
                   "is better evaluated with `--thinking off`.", ""]
     lines += metrics_markdown(metrics) + [""]
+    lines += contamination_lines(metrics)  # pass@1 on the clean subset (--check-contamination)
     ks = [int(k) for k in metrics["pass@k"]]
     if metrics["complete_problems"] and len(ks) > 1:
         def draw(ax):
