@@ -25,7 +25,8 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
     with scripted_server(latency=0.05) as srv:
         run_eval(EvalConfig(model=srv.spec, task="addition", …))
 
-``POST /v1/chat/completions`` answers the arithmetic question in the last user message
+``GET /v1/models`` lists the one model ``scripted``. ``POST /v1/chat/completions`` answers the
+arithmetic question in the last user message
 ("What is 12 + 7?") with ``<think>…</think>The answer is \\boxed{19}.`` -- ``n`` choices, a
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
 seconds (asyncio, so concurrent requests overlap as on a real server); ``reply(question)``, when
@@ -225,6 +226,10 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
 
     state = ServerState(failing=failing)
     app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "ponder.testing"}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):

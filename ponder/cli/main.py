@@ -16,6 +16,7 @@ from ponder.cli import (
     choose,
     data,
     demo,
+    doctor,
     models,
     parse,
     rewards,
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.command("demo", help="Run the main job and print where its report is.")(demo.demo)
 app.command("ask", help="Ask a model one question: stream its thinking and answer, then the token counts.")(ask.ask)
 app.command("chat", help="Chat with a model interactively (/think on|off shows or hides the thinking).")(chat.chat)
+app.command("doctor", help="Check a model before using it: chat template, think tags, thinking mode, EOS, context, samples.")(doctor.doctor)
 app.add_typer(eval_cli.app, name="eval", help="Evaluate a model on a task (pass@k, maj@k, report), or compare runs.")
 app.command("budget-curve", help="Accuracy vs thinking budget on a task: writes a CSV and a PNG.")(budget.budget_curve)
 app.command("serve", help="Serve a model: OpenAI-compatible API keeping reasoning apart, plus a playground page.")(serve.serve)

@@ -1,0 +1,119 @@
+"""``ponder doctor``: the checks on ponder's own tiny checkpoint, on SmolLM2 (imported from its
+GGUF file) and on an endpoint, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from train_helpers import tiny_pretrain
+from typer.testing import CliRunner
+
+from ponder.cli.main import app
+from ponder.evaluate.doctor import DoctorConfig, DoctorError, diagnose
+from ponder.generate import LocalEngine
+from ponder.generate.backends import load_backend
+from ponder.testing import scripted_server
+from ponder.train import pretrain
+
+runner = CliRunner()
+
+
+def by_check(report) -> dict:
+    return {f.check: f for f in report.findings}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The cheapest trained ponder checkpoint (1 s of pretraining) and its loaded engine."""
+    path = pretrain.run(tiny_pretrain(tmp_path_factory.mktemp("doctor") / "base"))
+    return path, load_backend(str(path))
+
+
+def test_ponders_own_checkpoint_passes_the_tokenizer_and_record_checks(tiny):
+    path, engine = tiny
+    r = diagnose(DoctorConfig(model=str(path), problems=1, n=1, max_tokens=16), backend=engine)
+    f = by_check(r)
+    assert f["think-tokens"].status == "PASS" and r.facts["think_close_tokens"] == 1
+    assert f["system-prompt"].status == "PASS"  # ponder's template injects nothing
+    assert f["eos"].status == "PASS"
+    # the checkpoint records how it was trained, and auto reads it back
+    assert r.facts["thinking"]["auto"]["start"] == "model" and "records" in f["thinking-mode"].detail
+    assert f["training-template"].status == "PASS"
+    # trained on 96-token sequences: a 16-token answer fits, positions past 96 would be untrained
+    assert f["context"].status == "PASS" and r.facts["tokens_needed"] <= 96
+    assert len(r.facts["samples"]) == 2 and sum(s["greedy"] for s in r.facts["samples"]) == 1
+    assert r.failed == any(x.status == "FAIL" for x in r.findings)
+
+
+def test_settings_that_differ_from_training_are_warned_with_the_fix(tiny):
+    path, engine = tiny
+    on = LocalEngine(engine.model, engine.tokenizer, thinking="on")
+    r = diagnose(DoctorConfig(model=str(path), problems=1, n=0, max_tokens=200, thinking="on",
+                              template="r1-zero", system="r1"), backend=on)
+    f = by_check(r)["training-template"]
+    assert f.status == "WARN"
+    assert "--thinking auto" in f.fix and "--template think" in f.fix and "no --system" in f.fix
+    ctx = by_check(r)["context"]  # 200 answer tokens on a model trained on 96-token sequences
+    assert ctx.status == "WARN" and "96" in ctx.detail
+
+
+def test_smollm2_system_prompt_think_tags_and_unclosed_thinking(smollm2_dir):
+    """SmolLM2's ChatML template injects its own system prompt, its think tags are 3 tokens each,
+    and under --thinking on it never closes </think>: the fix is --thinking off."""
+    r = diagnose(DoctorConfig(model=str(smollm2_dir), problems=1, n=0, max_tokens=12, thinking="on"))
+    f = by_check(r)
+    assert f["system-prompt"].status == "WARN" and "SmolLM" in r.facts["injected_system"]
+    assert "--system" in f["system-prompt"].fix
+    assert f["think-tokens"].status == "WARN" and r.facts["think_open_tokens"] == 3
+    assert r.facts["think_close_tokens"] == 3 and "--thinking-budget" in f["think-tokens"].fix
+    assert f["samples-close"].status == "FAIL" and "--thinking off" in f["samples-close"].fix
+    assert f["eos"].status == "PASS" and r.facts["eos_token"] == "<|im_end|>"
+    assert r.facts["thinking"]["auto"]["start"] == "model"  # it knows no think tags
+    assert f["training-template"].status == "SKIP" and r.kind == "gguf-import"
+    assert r.facts["context_length"] == 8192 and f["context"].status == "PASS"
+
+
+def test_endpoint_checks_what_a_client_can_and_skips_the_rest():
+    with scripted_server() as srv:
+        r = diagnose(DoctorConfig(model=srv.spec, problems=2, n=1))
+        wrong = diagnose(DoctorConfig(model=srv.spec.replace("scripted@", "other@"), problems=1, n=0))
+    f = by_check(r)
+    assert f["endpoint-models"].status == "PASS" and r.kind == "endpoint"
+    for name in ("chat-template", "system-prompt", "think-tokens", "eos", "context", "training-template"):
+        assert f[name].status == "SKIP", name
+    assert f["reasoning-split"].status == "PASS" and "inline" in f["reasoning-split"].detail
+    # the scripted server thinks, closes </think> and answers arithmetic correctly
+    assert [f[c].status for c in ("samples-close", "samples-stop", "samples-answer", "samples-correct")] == ["PASS"] * 4
+    assert all(s["correct"] for s in r.facts["samples"]) and len(r.facts["samples"]) == 4
+    assert not r.failed
+    w = by_check(wrong)["endpoint-models"]
+    assert w.status == "FAIL" and srv.spec in w.fix  # the fix names the listed model
+
+
+def test_unreachable_endpoint_fails_and_skips_the_samples():
+    r = diagnose(DoctorConfig(model="openai:m@http://127.0.0.1:9/v1", timeout=5))
+    f = by_check(r)
+    assert f["endpoint-models"].status == "FAIL" and "start the server" in f["endpoint-models"].fix
+    assert f["samples-answer"].status == "SKIP" and r.failed
+
+
+def test_cli_exit_codes_and_json():
+    with scripted_server() as srv:
+        ok = runner.invoke(app, ["doctor", srv.spec, "--problems", "1", "--n", "0", "--json"])
+        bad = runner.invoke(app, ["doctor", srv.spec.replace("scripted@", "other@"), "--problems", "1", "--n", "0"])
+    assert ok.exit_code == 0, ok.output
+    out = json.loads(ok.stdout)
+    assert out["ok"] and out["counts"]["FAIL"] == 0 and {f["check"] for f in out["findings"]} >= {"samples-correct"}
+    assert bad.exit_code == 1 and "FAIL" in bad.stdout and "endpoint-models" in bad.stdout
+    missing = runner.invoke(app, ["doctor", "/nonexistent/checkpoint"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    unknown = runner.invoke(app, ["doctor", "/nonexistent/checkpoint", "--task", "nosuchtask"])
+    assert unknown.exit_code == 2 and "nosuchtask" in unknown.output
+
+
+def test_bad_options_are_rejected_before_anything_loads():
+    with pytest.raises(DoctorError, match="thinking must be"):
+        DoctorConfig(model="x", thinking="maybe")
+    with pytest.raises(DoctorError, match="problems"):
+        DoctorConfig(model="x", problems=0)
