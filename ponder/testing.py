@@ -25,7 +25,7 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
     with scripted_server(latency=0.05) as srv:
         run_eval(EvalConfig(model=srv.spec, task="addition", …))
 
-``GET /v1/models`` lists the one model ``scripted``. ``POST /v1/chat/completions`` answers the
+``GET /v1/models`` lists ``scripted`` and the named behaviours below. ``POST /v1/chat/completions`` answers the
 arithmetic question in the last user message
 ("What is 12 + 7?") with ``<think>…</think>The answer is \\boxed{19}.`` -- ``n`` choices, a
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
@@ -229,7 +229,8 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "ponder.testing"}]}
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "ponder.testing"}
+                                           for m in ("scripted", *BEHAVIOURS)]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
