@@ -27,7 +27,8 @@ A tiny OpenAI-compatible server for endpoint tests and ``bench/eval.py`` (real H
 ``POST /v1/chat/completions`` answers the arithmetic question in the last user message
 ("What is 12 + 7?") with ``<think>…</think>The answer is \\boxed{19}.`` -- ``n`` choices, a
 ``usage`` block with ``completion_tokens_details.reasoning_tokens`` -- after sleeping ``latency``
-seconds (asyncio, so concurrent requests overlap as on a real server). ``failing`` (or
+seconds (asyncio, so concurrent requests overlap as on a real server); ``GET /v1/models``
+lists the one model ``scripted``. ``failing`` (or
 ``fail_after`` = N: after N requests) makes requests answer HTTP 500, to test that a failing
 endpoint stops a run; ``srv.requests`` and
 ``srv.max_in_flight`` count what the server saw.
@@ -122,6 +123,11 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
 
     state = ServerState(failing=failing)
     app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models():  # what `ponder eval` records in its card; not counted in requests
+        return {"object": "list", "data": [{"id": "scripted", "object": "model", "created": int(time.time()),
+                                            "owned_by": "ponder.testing"}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):

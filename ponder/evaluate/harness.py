@@ -6,6 +6,7 @@ Layout of a run directory (``--out``)::
     samples.jsonl      one record per (problem, sample), appended and flushed as produced
     strategy.jsonl     one record per problem when --strategy is a ponder.strategies name
     metrics.json       every number of the report, recomputed from the records
+    card.json          the reproduction card: hashes of every input, versions, seeds, headline metrics
     report.md + *.png  the human-readable report (``ponder.evaluate.report``)
     budget-<B>/        one such run per thinking budget of a --budgets sweep
 
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ponder.config import option
+from ponder.evaluate.card import write_card
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
 from ponder.format import MODES, looped
 from ponder.generate.backends import load_backend, prompt
@@ -276,7 +278,9 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
         raise EvalError("budget forcing (--min-thinking) rewrites the reasoning as it is written: it needs a local "
                         "checkpoint, an endpoint with --tokenizer (raw completions) or a `ponder serve` endpoint")
     if not cfg.budgets:
-        return _run_one(cfg, out, task, examples, backend, progress, console)
+        res = _run_one(cfg, out, task, examples, backend, progress, console)
+        write_card(out, cfg, task, examples, backend, res.metrics, out / SAMPLES)  # card.json (ponder.evaluate.card)
+        return res
     prepare_out(cfg, out)
     results = []
     for b in cfg.budgets:  # one ordinary run per budget: records, resume and metrics as for any run
@@ -290,6 +294,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
         if console is not None:
             console.print(f"[yellow]warning:[/] {note}", highlight=False)
     metrics = write_budget_report(out, cfg, [(b, r.metrics) for b, r in results], note=note)
+    write_card(out, cfg, task, examples, backend, metrics, out / f"budget-{cfg.budgets[0]}" / SAMPLES)  # one card per sweep
     return RunResult(out, metrics, sum(r.new_samples for _, r in results))
 
 
