@@ -32,7 +32,7 @@ class _DefaultRun(TyperGroup):
 
 
 app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
-                  help="Evaluate a model on a task (ponder eval MODEL --task T), or compare runs.")
+                  help="Evaluate a model on a task (ponder eval MODEL --task T), compare runs, or reproduce a run's card.")
 
 
 def _run(cfg: EvalConfig) -> None:
@@ -58,7 +58,7 @@ def _run(cfg: EvalConfig) -> None:
         if m.get("unclosed"):
             console.print(f"note: {m['unclosed']} samples never closed </think> (see the report; --thinking off "
                           "if the model does not think)", highlight=False)
-    console.print(f"report: {res.out / 'report.md'}", highlight=False)
+    console.print(f"report: {res.out / 'report.md'}; reproduction card: {res.out / 'card.json'}", highlight=False)
     failed = m.get("failed_requests") or sum(r.get("failed_requests", 0) for r in m.get("sweep", []))
     if failed:
         fail(f"{failed} request(s) failed for good; last error: {m.get('last_error')}", code=1)
