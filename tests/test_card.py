@@ -215,3 +215,14 @@ def test_card_with_unknown_option_or_no_original_run(local_run, tmp_path):
     (bad / CARD).write_text(json.dumps(card))  # a card copied away from its run
     r, text = invoke("reproduce", str(bad))
     assert r.exit_code == 2 and "no metrics.json beside the card" in text
+
+
+def test_git_state_is_null_outside_a_checkout(tmp_path, monkeypatch):
+    import ponder
+    from ponder.evaluate.card import git_state
+
+    here = git_state()
+    assert here is None or (len(here["commit"]) == 40 and isinstance(here["dirty"], bool))
+    (tmp_path / "ponder").mkdir()
+    monkeypatch.setattr(ponder, "__file__", str(tmp_path / "ponder" / "__init__.py"))  # an installed copy
+    assert git_state() is None
