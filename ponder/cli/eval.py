@@ -1,8 +1,8 @@
-"""``ponder eval MODEL --task TASK …`` and ``ponder eval compare RUN1 RUN2 …``.
+"""``ponder eval MODEL --task TASK …``, ``ponder eval compare RUN1 RUN2 …`` and ``ponder eval reproduce CARD``.
 
 ``eval`` is a group whose default command is the evaluation itself: ``ponder eval MODEL …`` is
 routed to ``ponder eval run MODEL …`` unless the first word names a subcommand (``compare``,
-``protocols``).
+``protocols``, ``reproduce``).
 Every option of ``run`` comes from ``ponder.evaluate.harness.EvalConfig`` (help text included).
 """
 
@@ -34,7 +34,7 @@ class _DefaultRun(TyperGroup):
 
 
 app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
-                  help="Evaluate a model on a task (ponder eval MODEL --task T), or compare runs.")
+                  help="Evaluate a model on a task (ponder eval MODEL --task T), compare runs, or reproduce a run's card.")
 
 
 def _run(cfg: EvalConfig) -> None:
@@ -67,7 +67,7 @@ def _run(cfg: EvalConfig) -> None:
         if m.get("unclosed"):
             console.print(f"note: {m['unclosed']} samples never closed </think> (see the report; --thinking off "
                           "if the model does not think)", highlight=False)
-    console.print(f"report: {res.out / 'report.md'}", highlight=False)
+    console.print(f"report: {res.out / 'report.md'}; reproduction card: {res.out / 'card.json'}", highlight=False)
     failed = m.get("failed_requests") or sum(r.get("failed_requests", 0) for r in m.get("sweep", []))
     if failed:
         fail(f"{failed} request(s) failed for good; last error: {m.get('last_error')}", code=1)
@@ -123,3 +123,30 @@ def protocols(name: Optional[str] = typer.Argument(None, help="Show this protoco
         if name:
             for k, v in p.fields.items():
                 console.print(f"  {k}: {v!r}", highlight=False)
+
+
+@app.command("reproduce")
+@user_errors
+def reproduce(
+    card: str = typer.Argument(..., help="card.json of an eval run, or the run directory holding it."),
+    model: Optional[str] = typer.Option(None, help="Where the model is now (a checkpoint directory or "
+                                        "openai:<model>@<base_url>); default: the card's model."),
+    out: Optional[str] = typer.Option(None, help="Run directory of the re-run (default <run>-reproduce-<time>)."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run even when weights, tokenizer, chat "
+                                        "template, data or prompts differ from the card."),
+    exact: bool = typer.Option(False, "--exact", help="Also require every sample to be identical (greedy or "
+                               "seeded local runs on the same machine and versions)."),
+    alpha: float = typer.Option(0.05, help="Significance level of the paired bootstrap test."),
+) -> None:
+    """Recompute a card's inputs, name every difference, re-run its config and say whether the result
+    reproduces: exit 0 reproduced, 1 not reproduced, 2 bad input or differing inputs."""
+    from ponder.evaluate.reproduce import reproduce as run_reproduce
+
+    rep = run_reproduce(card, model=model, out=out, allow_mismatch=allow_mismatch, exact=exact, alpha=alpha,
+                        console=console)
+    if rep.reproduced:
+        console.print(f"[green]reproduced[/]: no significant difference from {rep.original} (alpha={alpha}); "
+                      f"new run {rep.out}", highlight=False)
+        return
+    console.print(f"[red]not reproduced[/]: {'; '.join(rep.reasons)}; new run {rep.out}", highlight=False)
+    raise typer.Exit(1)

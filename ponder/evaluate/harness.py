@@ -7,6 +7,7 @@ Layout of a run directory (``--out``)::
     strategy.jsonl     one record per problem when --strategy is a ponder.strategies name
     protocol.json      with --protocol: the protocol (source, file hash) and the fields overridden
     metrics.json       every number of the report, recomputed from the records
+    card.json          the reproduction card: hashes of every input, versions, seeds, headline metrics
     report.md + *.png  the human-readable report (``ponder.evaluate.report``)
     budget-<B>/        one such run per thinking budget of a --budgets sweep
 
@@ -53,6 +54,7 @@ from typing import Iterable
 from ponder.config import option
 from ponder.evaluate.protocol import PromptBuilder, also_judged, check_extract, load_protocol, scoring_task
 from ponder.evaluate.protocol import record as protocol_record
+from ponder.evaluate.card import write_card
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
 from ponder.format import MODES, looped
 from ponder.generate.backends import load_backend, prompt
@@ -313,7 +315,9 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
     except ValueError as e:
         raise EvalError(str(e)) from None
     if not cfg.budgets:
-        return _run_one(cfg, out, task, examples, backend, progress, console, builder)
+        res = _run_one(cfg, out, task, examples, backend, progress, console, builder)
+        write_card(out, cfg, task, examples, backend, res.metrics, out / SAMPLES)  # card.json (ponder.evaluate.card)
+        return res
     prepare_out(cfg, out)
     results = []
     for b in cfg.budgets:  # one ordinary run per budget: records, resume and metrics as for any run
@@ -327,6 +331,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
         if console is not None:
             console.print(f"[yellow]warning:[/] {note}", highlight=False)
     metrics = write_budget_report(out, cfg, [(b, r.metrics) for b, r in results], note=note)
+    write_card(out, cfg, task, examples, backend, metrics, out / f"budget-{cfg.budgets[0]}" / SAMPLES)  # one card per sweep
     return RunResult(out, metrics, sum(r.new_samples for _, r in results))
 
 
