@@ -229,8 +229,9 @@ def scripted_server(latency: float = 0.0, failing: bool = False,
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "ponder.testing"}
-                                           for m in ("scripted", *BEHAVIOURS)]}
+        # "created" changes on every call, as on real servers: a card must not record it
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": int(time.time()),
+                                            "owned_by": "ponder.testing"} for m in ("scripted", *BEHAVIOURS)]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):

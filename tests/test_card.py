@@ -165,7 +165,7 @@ def test_endpoint_card_and_reproduce(tmp_path):
         card = json.loads((run / CARD).read_text())
         m = card["model"]
         assert (m["kind"], m["model"], m["base_url"]) == ("openai", "scripted", srv.base_url)
-        assert m["served"]["ids"] == ["scripted"] and "created" not in m["served"]["model"]
+        assert m["served"]["ids"][0] == "scripted" and "created" not in m["served"]["model"]
         assert card["libraries"]["openai"] and card["chat_template_sha256"] is None  # the server applies its own
         assert len(card["prompts"]["per_problem"]) == 12
         r, text = invoke("reproduce", str(run), "--out", str(tmp_path / "same"))

@@ -52,9 +52,9 @@ from pathlib import Path
 from typing import Iterable
 
 from ponder.config import option
+from ponder.evaluate.card import write_card
 from ponder.evaluate.protocol import PromptBuilder, also_judged, check_extract, load_protocol, scoring_task
 from ponder.evaluate.protocol import record as protocol_record
-from ponder.evaluate.card import write_card
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
 from ponder.format import MODES, looped
 from ponder.generate.backends import load_backend, prompt
