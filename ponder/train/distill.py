@@ -57,7 +57,10 @@ class DistillConfig:
 
         if self.lora and self.sft.get("lora"):
             raise ConfigError("distill: give lora or sft.lora, not both")
-        self.lora = normalise(self.lora or self.sft.get("lora", ""))
+        try:
+            self.lora = normalise(self.lora or self.sft.get("lora", ""))
+        except ConfigError as e:
+            raise ConfigError(f"distill.{e}") from None
         self.sft = {k: v for k, v in self.sft.items() if k != "lora"}
 
 

@@ -19,7 +19,7 @@ vLLM; see docs/training.md). bench/train.py measures local vs trl.
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
-     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds"}
+     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds", "peak_rss_mb"}
 
 ``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
 the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
@@ -106,7 +106,10 @@ class GRPOConfig:
             raise ConfigError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
         from ponder.models.lora import normalise
 
-        self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        try:
+            self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        except ConfigError as e:
+            raise ConfigError(f"grpo.{e}") from None
 
 
 # --------------------------------------------------------------------------- data and rewards

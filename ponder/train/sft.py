@@ -60,7 +60,10 @@ class SFTConfig:
             raise ConfigError(f"sft.device must be cpu or auto, got {self.device!r}")
         from ponder.models.lora import normalise
 
-        self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        try:
+            self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        except ConfigError as e:
+            raise ConfigError(f"sft.{e}") from None
 
 
 def total_steps(cfg: SFTConfig, n_rows: int, processes: int = 1) -> int:
