@@ -230,3 +230,13 @@ def test_grpo_run_saves_an_adapter_that_continues_from_sft(adapter, tmp_path):
     with pytest.raises(ConfigError, match="adapter of another shape.*r: 4 -> 16"):
         grpo.build_trainer(grpo.GRPOConfig(model=str(adapter), task=TASK, out=str(tmp_path / "h"), lora="default"),
                            tmp_path / "h")
+
+
+def test_recipes_take_a_lora_spec_per_stage():
+    from ponder.train.pipeline import PipelineError, load_recipe, resolve
+
+    stages = {s.name: s for s in resolve(load_recipe("r1", ["sft.lora=small", "grpo.lora=default"]))}
+    assert stages["sft"].config.lora == "r=8,alpha=16,dropout=0,targets=all-linear"
+    assert stages["grpo"].config.lora == str(LoraSpec()) and stages["final"].config.lora == ""
+    with pytest.raises(PipelineError, match=r"grpo\.lora: unknown key 'rnk'"):
+        resolve(load_recipe("r1", ["grpo.lora=rnk=3"]))
