@@ -46,3 +46,35 @@ def import_gguf(
     else:
         console.print("check: skipped")
     console.print(f"source: {record['source']} ({record['architecture']}, sha256 {record['sha256'][:12]}…), {seconds:.1f}s")
+
+
+#: merged logits may differ from the adapter's by float rounding (W + BA is summed once, not per
+#: token); anything above this is a broken merge
+MERGE_TOLERANCE = 1e-4
+
+
+@app.command("merge")
+@user_errors
+def merge(
+    adapter: Path = typer.Argument(..., help="A LoRA adapter directory (adapter_config.json + adapter weights), e.g. runs/sft/final."),
+    out_dir: Path = typer.Argument(..., help="New or empty directory for the merged checkpoint."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Reload the result and compare its logits with base + adapter."),
+) -> None:
+    """Merge a LoRA adapter into its base: a plain checkpoint (weights, tokenizer, chat template) any tool can load."""
+    from ponder.models.lora import merge as run_merge
+
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    with err.status(f"merging {adapter}", spinner="dots"):
+        result = run_merge(adapter, out_dir, check=check)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(result["out"])
+    console.print(f"base: {result['base']}, {time.perf_counter() - started:.1f}s")
+    if check:
+        diff = result["max_abs_diff"]
+        console.print(f"check: logits max abs diff {diff:.3g} on {result['probe_tokens']} probe tokens "
+                      f"against base + adapter")
+        if diff > MERGE_TOLERANCE:
+            err.print(f"error: the merged model's logits differ from base + adapter by {diff:.3g} "
+                      f"(> {MERGE_TOLERANCE:g})", style="red", highlight=False)
+            raise typer.Exit(1)

@@ -96,7 +96,8 @@ def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
     ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
-    the problem. A local checkpoint is loaded by ``ponder.models.build.load`` (offline, float32).
+    the problem. A local checkpoint is loaded by ``ponder.models.load`` (offline, float32); a LoRA
+adapter directory loads its base and merges the adapter (``ponder.models.lora``).
     """
     ms = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
     kw = {k: v for k, v in kw.items() if v is not None}
@@ -118,9 +119,10 @@ def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend
             "or openai:<model>@<base_url>)"
         )
     from ponder.generate.local import LocalEngine
-    from ponder.models.build import load
+    from ponder.models import load
 
-    model, tokenizer = load(ms.path)  # checks the directory; ModelLoadError names the problem
+    # checks the directory (a LoRA adapter directory is merged onto its base); ModelLoadError names the problem
+    model, tokenizer = load(ms.path)
     return LocalEngine(model, tokenizer, thinking=thinking, name=str(ms.path), **kw)
 
 

@@ -16,6 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ponder.generate.types import SamplingParams
+from ponder.models.lora import effective_weight, is_peft
+
+
+def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a PEFT wrapper (its LoRA layers are injected in place, so its
+    own forward applies the adapter), else ``model``."""
+    return model.get_base_model() if is_peft(model) else model
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,6 +35,7 @@ def forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos: 
 
     Returns the last position's logits [B, V] (float32) and the model's cache.
     """
+    model = unwrap_peft(model)  # PeftModel.forward drops position_ids
     args = _forward_args(type(model))
     kw = dict(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True)
     if "position_ids" in args:
@@ -86,6 +94,7 @@ class FastLlama:
     @classmethod
     def unsupported(cls, model: torch.nn.Module) -> str | None:
         """Why the fast step cannot run ``model``, or None when it can."""
+        model = unwrap_peft(model)
         cfg = model.config
         if cfg.model_type not in cls.TYPES:
             return f"model type {cfg.model_type!r} has no fast decode step (only {', '.join(cls.TYPES)})"
@@ -111,7 +120,7 @@ class FastLlama:
         return None
 
     def __init__(self, model: torch.nn.Module):
-        self.model = model
+        self.model = unwrap_peft(model)
         self.load()
 
     def signature(self) -> tuple:
@@ -120,7 +129,11 @@ class FastLlama:
 
     @torch.no_grad()
     def load(self) -> None:
-        """Copy the HF weights into fused matrices ([out, in], as nn.Linear stores them)."""
+        """Copy the HF weights into fused matrices ([out, in], as nn.Linear stores them).
+
+        A LoRA layer contributes its merged weight ``W + scale·B A`` (``effective_weight``): the
+        step then decodes base + adapter at the base's cost, and a reload after each optimizer
+        step (GRPO's rollouts) follows the adapter as it trains."""
         m, cfg = self.model, self.model.config
         self.H, self.KV = cfg.num_attention_heads, cfg.num_key_value_heads
         self.hd = hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.H
@@ -141,7 +154,8 @@ class FastLlama:
         self.layers = []
         for layer in m.model.layers:
             a, mlp = layer.self_attn, layer.mlp
-            wqkv = torch.cat([pair(a.q_proj.weight, self.H), pair(a.k_proj.weight, self.KV), a.v_proj.weight])
+            w = effective_weight
+            wqkv = torch.cat([pair(w(a.q_proj), self.H), pair(w(a.k_proj), self.KV), w(a.v_proj)])
             b = bias(a.q_proj, a.k_proj, a.v_proj)
             if b is not None:
                 q_end = self.H * hd
@@ -149,17 +163,17 @@ class FastLlama:
             self.layers.append((
                 layer.input_layernorm.weight,  # [D]
                 wqkv.t(), b,  # [D, A + KV·hd] (a transposed view), [A + KV·hd] | None
-                a.o_proj.weight.t(), a.o_proj.bias,  # [H·hd, D]
+                w(a.o_proj).t(), a.o_proj.bias,  # [H·hd, D]
                 layer.post_attention_layernorm.weight,
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).t(),  # [D, 2I]
+                torch.cat([w(mlp.gate_proj), w(mlp.up_proj)]).t(),  # [D, 2I]
                 bias(mlp.gate_proj, mlp.up_proj),
-                mlp.down_proj.weight.t(), mlp.down_proj.bias,  # [I, D]
+                w(mlp.down_proj).t(), mlp.down_proj.bias,  # [I, D]
             ))
         self.I = cfg.intermediate_size
         self.eps = m.model.norm.variance_epsilon
         self.emb = m.model.embed_tokens.weight  # [V, D]
         self.norm = m.model.norm.weight
-        self.lm, self.lm_b = m.lm_head.weight.t(), getattr(m.lm_head, "bias", None)  # [D, V], [V] | None
+        self.lm, self.lm_b = effective_weight(m.lm_head).t(), getattr(m.lm_head, "bias", None)  # [D, V], [V] | None
         self.gemv = None  # contiguous copies for single-row steps, made on first use
         rot_mod = m.model.rotary_emb
         self.inv_freq = rot_mod.inv_freq.float()

@@ -145,14 +145,17 @@ class LocalEngine:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kw) -> "LocalEngine":
-        """Load a local Hugging Face checkpoint directory (never contacts a hub)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load a local Hugging Face checkpoint directory, or a LoRA adapter directory merged onto
+        its base (``ponder.models.load``; never contacts a hub)."""
+        from ponder.models import ModelLoadError, load
 
         p = Path(path)
         if not p.is_dir():
             raise GenerationError(f"model path {str(p)!r} is not a directory")
-        tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=torch.float32)
+        try:
+            model, tok = load(p)
+        except ModelLoadError as e:
+            raise GenerationError(str(e)) from None
         kw.setdefault("name", str(p))
         return cls(model.eval(), tok, **kw)
 

@@ -85,5 +85,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 
 
 def is_done(stage_dir: str | os.PathLike) -> bool:
-    """A stage is done when its final model and its done-marker exist (a re-run skips it)."""
-    return (Path(stage_dir) / "final" / "config.json").is_file() and (Path(stage_dir) / DONE_FILE).is_file()
+    """A stage is done when its final model (a checkpoint, or a LoRA adapter's
+    ``adapter_config.json``) and its done-marker exist (a re-run skips it)."""
+    final = Path(stage_dir) / "final"
+    return ((final / "config.json").is_file() or (final / "adapter_config.json").is_file()) \
+        and (Path(stage_dir) / DONE_FILE).is_file()

@@ -5,6 +5,11 @@ The hand-off between stages is a checkpoint directory and nothing else. Every st
     <out>/checkpoint-N/       resumable state (the newest complete one is used after a kill)
     <out>/final/              the model + tokenizer (HF format) + ponder_config.json
     <out>/ponder_done.json    written last: a re-run with the same <out> skips the stage
+                              (with the process's peak RSS, ``peak_rss_mb``)
+
+With ``lora`` set, ``final/`` and every ``checkpoint-N/`` hold a PEFT adapter instead of the
+whole model (``ponder.models.lora``); resume works the same way (transformers' Trainer reloads
+the adapter weights and the optimizer state).
 
 **Prompts.** All stages (and evaluation, rejection sampling, ``ask``, ``serve``) show a model
 the same prompt text, or a model trained on one layout is measured on another. ``prompt_for``
@@ -68,13 +73,70 @@ TINY_PARAMS = 50_000_000
 DEFAULT_LR = {"sft": (5e-4, 2e-5), "grpo": (1e-4, 1e-6)}
 
 
-def default_lr(stage: str, model) -> float:
-    """The learning rate a stage uses when none is given, chosen by the model's size."""
+#: LoRA's default learning rate is this multiple of full fine-tuning's: the best LoRA rate was
+#: about 10x the best full fine-tuning rate across model sizes and ranks in Schulman et al.,
+#: "LoRA Without Regret" (Thinking Machines, 2025); TRL's LoRA examples use 1e-4..2e-4 for SFT.
+LORA_LR_FACTOR = 10.0
+
+
+def default_lr(stage: str, model, lora: bool = False) -> float:
+    """The learning rate a stage uses when none is given, chosen by the model's size (and
+    ``LORA_LR_FACTOR`` times that when only a LoRA adapter trains)."""
     n = sum(p.numel() for p in model.parameters())
     tiny, real = DEFAULT_LR[stage]
-    lr = tiny if n < TINY_PARAMS else real
-    log.info("%s: learning rate %.1e for a model of %.1fM parameters (set lr to override)", stage, lr, n / 1e6)
+    lr = (tiny if n < TINY_PARAMS else real) * (LORA_LR_FACTOR if lora else 1.0)
+    log.info("%s: learning rate %.1e for a model of %.1fM parameters%s (set lr to override)", stage, lr, n / 1e6,
+             " with LoRA" if lora else "")
     return lr
+
+
+def load_for_training(path: str, lora: str = ""):
+    """``(model, tokenizer, peft_config | None)`` for a stage that trains ``path``.
+
+    Without ``lora`` the whole model trains (an adapter directory is merged onto its base first).
+    With ``lora`` (a spec, ``ponder.models.lora``) the base is frozen and a new adapter is handed
+    to TRL as ``peft_config``; when ``path`` is itself an adapter, that adapter keeps training
+    (its shape must match the spec: two stacked adapters would not save as one PEFT directory).
+    """
+    from ponder.models import is_adapter, load
+    from ponder.models import lora as lora_mod
+
+    spec = lora_mod.parse_lora(lora)
+    if spec is None:
+        model, tok = load(path)
+        return model, tok, None
+    if is_adapter(path):
+        diff = lora_mod.matches(lora_mod.adapter_config(path), spec)
+        if diff:
+            raise ConfigError(f"lora: {path} is an adapter of another shape ({'; '.join(diff)}); give its own "
+                              "spec, or merge it first (ponder models merge) to train a new adapter on the result")
+        model, tok = lora_mod.load_peft(path, trainable=True)
+        return model, tok, None
+    model, tok = load(path)
+    return model, tok, lora_mod.lora_config(spec)
+
+
+def check_targets(model, peft_config) -> None:
+    """A ConfigError naming the modules when a LoRA spec's targets are not in ``model``."""
+    if peft_config is None or peft_config.target_modules == "all-linear":
+        return
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = sorted(set(peft_config.target_modules) - names)
+    if missing:
+        import torch
+
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"lora.targets: no module named {', '.join(missing)} in the model; its linear layers: "
+                          f"{', '.join(linear)}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``ru_maxrss``: KiB on Linux)."""
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def thinking_for(tokenizer, config: Any = None, mode: str = "auto") -> Thinking:
@@ -145,12 +207,20 @@ def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | No
     ``thinking``: the decision the stage trained under, recorded in the model's config."""
     if thinking is not None:
         record_thinking(model, thinking)
+    from ponder.models import lora
+
+    summary: dict[str, Any] = {}
     with atomic_dir(out / "final") as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        if lora.is_peft(model):  # PEFT's format: adapter_config.json (absolute base) + adapter weights
+            lora.save_adapter(model, tokenizer, tmp)
+            trainable, total = lora.trainable_params(model)
+            summary = {"lora": True, "trainable_params": trainable, "total_params": total}
+        else:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(config_dict(cfg), indent=2, default=str))
     write_json_atomic(out / DONE_FILE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                        **(extra or {})})
+                                        **summary, **(extra or {}), "peak_rss_mb": peak_rss_mb()})
     return out / "final"
 
 
@@ -310,7 +380,8 @@ def JsonlLogger(path: str | os.PathLike, row=None):
             rec = mapper(logs)
             if rec is None:
                 return
-            rec = {"step": state.global_step, **rec, "seconds": round(time.perf_counter() - self.t0, 3)}
+            rec = {"step": state.global_step, **rec, "seconds": round(time.perf_counter() - self.t0, 3),
+                   "peak_rss_mb": peak_rss_mb()}
             with path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
 

@@ -40,6 +40,7 @@ class DistillConfig:
     keep: str = option("all", "all: every correct trace; shortest: the shortest correct trace per problem.")
     dedup: bool = option(True, "Drop repeated traces of the same problem.")
     verify: bool = option(True, "Keep verified-correct traces only (False: every trace, unfiltered).")
+    lora: str = option("", "Train the student as a LoRA adapter: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear ('' = full fine-tuning; same as sft.lora).")
     sft: dict = option({}, "SFT options for the student, fields of `ponder train sft` (YAML mapping, or --set sft.max_steps=200).")
     seed: int = option(0, "Seed for sampling and SFT.")
 
@@ -52,6 +53,15 @@ class DistillConfig:
         if bad:
             allowed = sorted({f.name for f in fields(SFTConfig)} - {"model", "data", "out"})
             raise ConfigError(f"distill.sft: option(s) {', '.join(bad)} cannot be set here; valid: {', '.join(allowed)}")
+        from ponder.models.lora import normalise
+
+        if self.lora and self.sft.get("lora"):
+            raise ConfigError("distill: give lora or sft.lora, not both")
+        try:
+            self.lora = normalise(self.lora or self.sft.get("lora", ""))
+        except ConfigError as e:
+            raise ConfigError(f"distill.{e}") from None
+        self.sft = {k: v for k, v in self.sft.items() if k != "lora"}
 
 
 def run(cfg: DistillConfig) -> Path:
@@ -71,7 +81,7 @@ def run(cfg: DistillConfig) -> Path:
     if not traces.is_file() or not traces.read_text().strip():
         raise ConfigError(f"distill: the teacher {cfg.teacher} produced no verified-correct trace on {cfg.task!r} "
                           "(try more samples, a higher limit, or a stronger teacher)")
-    sft_cfg = sft.SFTConfig(**{"seed": cfg.seed, **cfg.sft, "model": cfg.student, "data": str(traces), "out": str(out)})
+    sft_cfg = sft.SFTConfig(**{"seed": cfg.seed, **cfg.sft, "lora": cfg.lora, "model": cfg.student, "data": str(traces), "out": str(out)})
     final = sft.run(sft_cfg)
     # the student's final/ponder_config.json says "sft"; record the whole distillation beside it
     write_json_atomic(Path(final) / "ponder_distill_config.json", asdict(cfg))

@@ -10,14 +10,16 @@ travel with every prompt, so ``accuracy`` scores with the task's own verifier.
 **Generation.** On CPU with tiny models, sampling is the bottleneck. ``generator="local"`` (the
 default on CPU) plugs ponder's ``LocalEngine`` into TRL through ``GRPOTrainer(rollout_func=…)``:
 it decodes all ``batch_size * num_generations`` rows in one batch with a fused Llama step and
-reloads the weights after each optimizer step (it notices the in-place update). ``"trl"`` uses
+reloads the weights after each optimizer step (it notices the in-place update; with ``lora`` the
+reload merges the adapter's current ``B A`` into the engine's fused copies, so the rollouts come
+from base + adapter at the base's decode cost). ``"trl"`` uses
 TRL's own ``model.generate`` path; ``"vllm"`` sets ``use_vllm=True`` (GPU machines, colocated
 vLLM; see docs/training.md). bench/train.py measures local vs trl.
 
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
-     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds"}
+     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds", "peak_rss_mb"}
 
 ``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
 the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
@@ -77,6 +79,7 @@ class GRPOConfig:
     seed: int = option(0, "Seed for prompt order and sampling.")
     on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
     alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
+    lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -101,6 +104,12 @@ class GRPOConfig:
             raise ConfigError(f"grpo.device must be cpu or auto, got {self.device!r}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
+        from ponder.models.lora import normalise
+
+        try:
+            self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        except ConfigError as e:
+            raise ConfigError(f"grpo.{e}") from None
 
 
 # --------------------------------------------------------------------------- data and rewards
@@ -312,15 +321,15 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     """The configured ``GRPOTrainer`` (exposed for bench/train.py) and its rollout (or None)."""
     from trl import GRPOTrainer
 
-    from ponder.models import load
     from ponder.rewards import parse_reward_spec
 
     funcs, weights = parse_reward_spec(cfg.rewards)
     common.quiet_transformers()
-    model, tok = load(cfg.model)
+    model, tok, peft_config = common.load_for_training(cfg.model, cfg.lora)
+    common.check_targets(model, peft_config)
     model.train()
     thinking = common.thinking_for(tok, model.config, cfg.thinking)
-    args = args if args is not None else trainer_args(cfg, out, common.default_lr("grpo", model))
+    args = args if args is not None else trainer_args(cfg, out, common.default_lr("grpo", model, bool(cfg.lora)))
     args.reward_weights = weights
     funcs = [WithCompletionMetrics(funcs[0], tok), *funcs[1:]]
     rollout = LocalRollout(cfg.seed) if cfg.generator == "local" else None
@@ -332,6 +341,7 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
         processing_class=tok,
         callbacks=callbacks or [],
         rollout_func=rollout,
+        peft_config=peft_config,
     )
     trainer.ponder_thinking = thinking
     return trainer, rollout

@@ -287,7 +287,12 @@ def run_recipe(recipe: str | Path | dict, overrides: list[str] | None = None, un
             if not s.done():
                 raise PipelineError(f"stage {s.name!r} returned but its output {s.output} is not complete")
             log(f"{head}: finished in {secs:.0f} s")
-            results[s.name] = {"output": str(s.output), "seconds": secs, "skipped": False}
+            from ponder.train.common import peak_rss_mb
+
+            # ru_maxrss is the process's peak so far: stages run in one process, so a stage's
+            # own peak is in its metrics.jsonl / ponder_done.json when it ran alone
+            results[s.name] = {"output": str(s.output), "seconds": secs, "skipped": False,
+                               "peak_rss_mb_so_far": peak_rss_mb()}
             write_json_atomic(root / "stages.json", {**earlier, **results})  # a later kill keeps this time
         if s.name == until:
             break

@@ -272,7 +272,8 @@ def run(cfg: PretrainConfig) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             tokens += int(mask.sum())
-            mf.write(json.dumps({"step": step + 1, "loss": round(loss.item(), 5), "lr": lr_at(step, cfg)}) + "\n")
+            mf.write(json.dumps({"step": step + 1, "loss": round(loss.item(), 5), "lr": lr_at(step, cfg),
+                                 "peak_rss_mb": common.peak_rss_mb()}) + "\n")
             mf.flush()
             bar.update(task, completed=step + 1, description=f"pretrain loss {loss.item():.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:

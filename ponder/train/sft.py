@@ -44,6 +44,7 @@ class SFTConfig:
     device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
     threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
     seed: int = option(0, "Seed for data order and dropout.")
+    lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -57,6 +58,12 @@ class SFTConfig:
             raise ConfigError("sft: give epochs > 0 or max_steps > 0")
         if self.device not in ("cpu", "auto"):
             raise ConfigError(f"sft.device must be cpu or auto, got {self.device!r}")
+        from ponder.models.lora import normalise
+
+        try:
+            self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
+        except ConfigError as e:
+            raise ConfigError(f"sft.{e}") from None
 
 
 def total_steps(cfg: SFTConfig, n_rows: int, processes: int = 1) -> int:
@@ -91,17 +98,17 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from ponder.models import load
-
     common.quiet_transformers()
-    model, tok = load(cfg.model)
+    model, tok, peft_config = common.load_for_training(cfg.model, cfg.lora)
+    common.check_targets(model, peft_config)
     model.train()
     return SFTTrainer(
         model=model,
-        args=trainer_args(cfg, out, common.default_lr("sft", model) if cfg.lr is None else None),
+        args=trainer_args(cfg, out, common.default_lr("sft", model, bool(cfg.lora)) if cfg.lr is None else None),
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
         callbacks=callbacks or [],
+        peft_config=peft_config,
     )
 
 
