@@ -35,3 +35,19 @@ def smollm2_dir(smollm2_gguf, tmp_path_factory):
     from ponder.models.gguf import import_gguf
 
     return import_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "checkpoint", check=True)
+
+
+@pytest.fixture(scope="session")
+def srv():
+    """``ponder.testing.scripted_server``, started once for the session: tests read its state
+    (``srv.bodies``, ``srv.fails``, ``srv.max_in_flight``) right after their own requests."""
+    from ponder.testing import scripted_server
+
+    with scripted_server() as state:
+        yield state
+
+
+@pytest.fixture(scope="session")
+def url(srv):
+    """The scripted server's base URL (``http://127.0.0.1:PORT/v1``)."""
+    return srv.base_url

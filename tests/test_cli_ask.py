@@ -16,7 +16,6 @@ from ponder.cli.main import app
 from ponder.generate import Budget, SamplingParams, load_backend, prompt
 from ponder.models.build import build_model, save
 from ponder.models.tokenizer import train_tokenizer
-from ponder.testing import scripted_server
 
 runner = CliRunner()
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
@@ -34,17 +33,6 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(model_dir):
     return load_backend(model_dir)
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with scripted_server() as state:
-        yield state
-
-
-@pytest.fixture(scope="module")
-def url(srv):
-    return srv.base_url
 
 
 @pytest.mark.parametrize("thinking", ["auto", "on", "off"])

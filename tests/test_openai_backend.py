@@ -16,18 +16,7 @@ import pytest
 from ponder.generate import Budget, GenerationError, SamplingParams, estimate_tokens, prompt
 from ponder.generate.backends import ModelSpecError, load_backend, parse_model_spec
 from ponder.generate.openai_backend import OpenAIBackend
-from ponder.testing import free_port, scripted_server
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with scripted_server() as state:
-        yield state
-
-
-@pytest.fixture(scope="module")
-def url(srv):
-    return srv.base_url
+from ponder.testing import free_port
 
 
 def backend(url: str, model: str, **kw) -> OpenAIBackend:
