@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / "ponder"
 
 # pattern -> files allowed to contain it (the owners), and why it is forbidden elsewhere
 FORBIDDEN = {
-    r"apply_chat_template\(": ({"format/render.py"}, "prompts are rendered by ponder.format.render"),
+    # generate/gguf.py defines the method (GGUFTokenizer.apply_chat_template) that render calls
+    r"apply_chat_template\(": ({"format/render.py", "generate/gguf.py"}, "prompts are rendered by ponder.format.render"),
     r"""['"]User: |['"]Assistant: """: ({"format/render.py"}, "the plain layout is ponder.format.render's"),
     r"endswith\((THINK_OPEN|['\"]<think>['\"])\)": ({"format/tags.py"}, "pre-filled is ponder.format.ends_in_think"),
     r"THINK_OPEN \+ |\+ THINK_OPEN\b": ({"format/render.py", "format/__init__.py", "generate/types.py"},

@@ -1,7 +1,7 @@
 """``ponder ask MODEL "question"``: one question, the thinking streamed (dimmed), then the answer
 and the token counts.
 
-MODEL is a local checkpoint directory or ``openai:<model>@<base_url>``. With ``--strategy``
+MODEL is a local checkpoint directory, a ``.gguf`` file or ``openai:<model>@<base_url>``. With ``--strategy``
 other than ``single`` (majority, best_of_n, adaptive_majority, …) the strategy runs to the end
 under a spinner and ponder prints the chosen completion, its answer, the votes or scores, and the
 tokens spent over all samples. ``--json`` prints one JSON object instead (for scripts).
@@ -22,7 +22,7 @@ from ponder.config import option
 
 console = Console(highlight=False)
 
-MODEL_HELP = "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server."
+MODEL_HELP = "Local checkpoint directory, a .gguf file (run by llama.cpp in-process), or openai:<model>@<base_url> for an OpenAI-compatible server."
 THINKING_HELP = "Thinking mode: auto (decided from the model), on (pre-fill <think>), off (no thinking)."
 EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}')."
 TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."

@@ -1,6 +1,6 @@
 """``ponder serve MODEL``: an OpenAI-compatible API (and a playground page) for a reasoning model.
 
-MODEL is a local checkpoint directory or ``openai:<model>@<url>`` (see
+MODEL is a local checkpoint directory, a ``.gguf`` file or ``openai:<model>@<url>`` (see
 ``ponder.generate.backends.load_backend``). The common options are flags; every option of
 ``ponder.serve.ServeConfig`` can also come from ``--config serve.yaml`` or ``--set key=value``.
 Precedence: defaults < --config < flags < --set.
@@ -25,7 +25,7 @@ def _h(name: str) -> str:
 
 @user_errors
 def serve(
-    model: str = typer.Argument(..., help="Local checkpoint directory, or openai:<model>@<url> (a remote server)."),
+    model: str = typer.Argument(..., help="Local checkpoint directory, a .gguf file (llama.cpp in-process), or openai:<model>@<url> (a remote server)."),
     host: Optional[str] = typer.Option(None, help=_h("host") + " [default: 127.0.0.1]"),
     port: Optional[int] = typer.Option(None, help=_h("port") + " [default: 8000]"),
     api_key: Optional[str] = typer.Option(None, "--api-key", help=_h("api_key")),

@@ -1,8 +1,9 @@
 """Pick a generation backend from one string, the ``MODEL`` argument of every ponder command.
 
-Two kinds of spec::
+Three kinds of spec::
 
     runs/sft/final                         a local Hugging Face checkpoint dir -> LocalEngine
+    models/SmolLM2-135M.Q4_1.gguf          a GGUF file (or a KNOWN_GGUF name)  -> GGUFBackend (llama.cpp)
     openai:<model>@<base_url>              an OpenAI-compatible server        -> OpenAIBackend
     openai:qwen3-0.6b@http://127.0.0.1:8000/v1
 
@@ -84,6 +85,8 @@ def parse_extra_body(text: str | dict | None) -> dict:
 
 #: options that only an endpoint takes (ignored, with an error when set, for a local model)
 REMOTE_ONLY = ("extra_body", "timeout", "concurrency", "max_retries", "tokenizer")
+#: options that only a GGUF file takes (llama.cpp's threads and context length)
+GGUF_ONLY = ("threads", "n_ctx")
 
 
 def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend:
@@ -93,6 +96,10 @@ def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend
     Endpoint-only options (``extra_body``, ``timeout``, ``concurrency``, ``max_retries``,
     ``tokenizer`` -- the served model's, for raw-completions mode) given as None are left at their
     defaults; ``extra_body`` or ``tokenizer`` for a local model is an error (nothing would read it).
+
+    A ``.gguf`` file (or a ``ponder.models.gguf.KNOWN_GGUF`` name such as ``smollm2``) runs
+    in-process on llama.cpp (``ponder.generate.gguf.GGUFBackend``; ``threads`` and ``n_ctx``
+    go to it and are ignored for a checkpoint directory).
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
     ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
@@ -112,12 +119,21 @@ adapter directory loads its base and merges the adapter (``ponder.models.lora``)
     if ms.kind == "openai":
         from ponder.generate.openai_backend import OpenAIBackend
 
+        kw = {k: v for k, v in kw.items() if k not in GGUF_ONLY}
         return OpenAIBackend(model=ms.model, base_url=ms.base_url, thinking=thinking, **kw)
-    if not ms.path.exists():
+    from ponder.models.gguf import KNOWN_GGUF, resolve_gguf
+
+    path = resolve_gguf(str(ms.path)) if str(ms.path) in KNOWN_GGUF else ms.path
+    if not path.exists():
         raise ModelSpecError(
-            f"model {str(ms.path)!r} does not exist (give a local checkpoint directory "
+            f"model {str(ms.path)!r} does not exist (give a local checkpoint directory, a .gguf file "
             "or openai:<model>@<base_url>)"
         )
+    from ponder.generate.gguf import GGUFBackend, is_gguf
+
+    if is_gguf(path):
+        return GGUFBackend(path, thinking=thinking, **kw)
+    kw = {k: v for k, v in kw.items() if k not in GGUF_ONLY}
     from ponder.generate.local import LocalEngine
     from ponder.models import load
 
