@@ -157,7 +157,7 @@ def check_tokenizer(report: Report, tokenizer, thinking, cfg: DoctorConfig) -> N
                                             "every ponder command renders prompts through it")
     else:
         report.add("chat-template", "WARN", "the tokenizer has no chat template: ponder renders its plain layout "
-                                            "'User: …\\nAssistant: ', which a chat model was not trained on",
+                                            "(ponder.format.render.PLAIN_TEMPLATE), which a chat model was not trained on",
                    "save the model's own template as chat_template.jinja in the checkpoint directory")
         report.add("system-prompt", "SKIP", "no chat template to inject a system prompt")
     if isinstance(template, str) and template:

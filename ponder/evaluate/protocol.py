@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from ponder.format import EMPTY_THINK, THINK_OPEN, Prompt, system_text
+from ponder.format import Prompt, render_text, system_text
 
 PROTOCOL_DIR = Path(__file__).with_name("protocols")
 
@@ -298,13 +298,7 @@ class PromptBuilder:
         sys_text = system_text(system)
         if sys_text:
             text = f"{sys_text}\n\n{text}"
-        thinking = self.backend.thinking
-        start = "plain"
-        if thinking.start == "prefill":
-            text, start = text + THINK_OPEN, "inside"
-        elif thinking.start == "skip":
-            text += EMPTY_THINK
-        return Prompt(text, [{"role": "user", "content": text}], start, thinking)
+        return render_text(text, self.backend.thinking)
 
 
 __all__ = ["EXTRACTORS", "ExtractedTask", "Protocol", "ProtocolError", "PromptBuilder", "also_judged",

@@ -48,6 +48,7 @@ from ponder.format.render import (
     history_turn,
     knows_think_tags,
     render,
+    render_text,
     system_text,
     template_inserts_system,
 )
@@ -68,5 +69,5 @@ __all__ = [
     "TEMPLATES", "THINK_CLOSE", "THINK_OPEN", "Thinking", "ThinkingMode", "after_equals", "answer_like", "boxes",
     "build_messages", "canonical", "completion_after", "canonical_groups", "clean", "conversation", "decide_thinking", "ends_in_think", "extract_answer",
     "final_answer", "find_loop", "format_completion", "looped", "tail_loop", "history_turn", "knows_think_tags", "last_boxed", "last_number", "parse",
-    "render", "start_of", "statements", "system_text", "template_inserts_system",
+    "render", "render_text", "start_of", "statements", "system_text", "template_inserts_system",
 ]

@@ -333,6 +333,18 @@ def render(messages: str | Sequence[dict], tokenizer=None, thinking: Thinking | 
                   template_system=not has_system and template_inserts_system(tokenizer))
 
 
+def render_text(text: str, thinking: Thinking) -> Prompt:
+    """A prompt of raw ``text`` (no chat template: few-shot layouts of evaluation protocols) under
+    a local model's ``thinking`` decision: ``<think>`` appended for a pre-filled start, an empty
+    think block for a skipped one, so the completion's start is known as for ``render``."""
+    start: Start = "plain"
+    if thinking.start == "prefill":
+        text, start = text + THINK_OPEN, "inside"
+    elif thinking.start == "skip":
+        text += EMPTY_THINK
+    return Prompt(text, [{"role": "user", "content": text}], start, thinking)
+
+
 def completion_after(prompt_text: str, completion: str) -> str:
     """An SFT target as it follows ``prompt_text``: its opening ``<think>`` is dropped when the
     prompt already opened the think block (prompt + completion must spell the tag once)."""
