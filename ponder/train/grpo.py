@@ -4,7 +4,8 @@ Each step takes ``batch_size`` prompts from the task's train split, samples ``nu
 completions per prompt (the group), scores them with the reward functions of ``rewards``
 (``ponder.rewards.parse_reward_spec``: names, parameters and weights), normalises rewards within
 each group into advantages and takes one clipped policy-gradient step (TRL; ``loss_type``,
-``epsilon``, ``beta`` as in its docs). The task's columns ``gold``, ``meta``, ``id`` and ``task``
+``epsilon``/``epsilon_high``, ``importance_sampling_level``, ``beta`` as in its docs; the
+variants and their papers are in docs/training.md "Loss and sampling variants"). The task's columns ``gold``, ``meta``, ``id`` and ``task``
 travel with every prompt, so ``accuracy`` scores with the task's own verifier.
 
 **Generation.** On CPU with tiny models, sampling is the bottleneck. ``generator="local"`` (the
@@ -19,7 +20,12 @@ vLLM; see docs/training.md). bench/train.py measures local vs trl.
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
-     "reasoning_length", "think_share", "looped_share", "kl", "lr", "seconds", "peak_rss_mb"}
+     "reasoning_length", "think_share", "looped_share", "kl", "lr", "loss", "clip_low",
+     "clip_high", "seconds", "peak_rss_mb"}
+
+plus ``dropped_groups``, ``refilled_groups``, ``refill_rounds``, ``unfilled_groups`` with
+``dynamic_sampling`` (``ponder.train.dynamic``). With ``num_iterations`` > 1 only every μ-th
+step generates: the others have ``reward`` null and their own ``loss``/``clip_*``.
 
 ``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
 the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
@@ -39,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from ponder.config import ConfigError, option
-from ponder.train import common
+from ponder.train import common, dynamic
 
 log = logging.getLogger(__name__)
 
 GENERATORS = ("local", "trl", "vllm")
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+#: losses that sum per-token terms: with sequence-level ratios they weight a sequence by its length
+TOKEN_SUM_LOSSES = ("bnpo", "dr_grpo", "dapo", "cispo")
 
 
 @dataclass
@@ -55,19 +63,25 @@ class GRPOConfig:
     task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
     rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
     out: str = option("runs/grpo", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
-    steps: int = option(30, "Optimizer steps (one generation round each).")
+    steps: int = option(30, "Optimizer steps (a generation round every num_iterations of them).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
     lr: float | None = option(None, "Learning rate (AdamW, constant after warm-up); default by model size: 1e-4 below 50M parameters (tiny models need far more than TRL's), 1e-6 above (TRL's).")
     warmup_steps: int = option(0, "Linear warm-up steps.")
     beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
-    epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio.")
+    epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio (lower side when epsilon_high is set; GSPO: 3e-4).")
+    epsilon_high: float | None = option(None, "Upper clipping range, clip-higher (DAPO: 0.28 with epsilon 0.2; GSPO: 4e-4; cispo: its cap, 5.0); None = epsilon.")
+    importance_sampling_level: str = option("token", "Probability ratio per token, or per sequence (GSPO: the length-normalised sequence ratio; use loss_type grpo or luspo).")
+    num_iterations: int = option(1, "Optimizer steps on each generation round (PPO epochs, mu); the ratio, hence clipping, only departs from 1 when > 1.")
     loss_type: str = option("dapo", f"Loss aggregation, one of {', '.join(LOSS_TYPES)} (TRL's definitions).")
     scale_rewards: str = option("group", "Divide advantages by the reward std: group, batch or none (Dr. GRPO).")
     temperature: float = option(1.0, "Sampling temperature of the rollouts.")
     top_p: float = option(1.0, "Nucleus sampling of the rollouts (1 = off).")
     max_completion_length: int = option(96, "Most tokens per completion (longer ones are cut).")
-    mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss.")
+    mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss (DAPO's overlong filtering; TRL's mask_truncated_completions).")
+    top_entropy_quantile: float = option(1.0, "Policy loss only on this top share of tokens by entropy (Wang et al. 2025 use 0.2; 1 = every token).")
+    dynamic_sampling: bool = option(False, "DAPO dynamic sampling: replace groups whose rewards are all equal by groups from fresh prompts (generator local).")
+    max_refill_rounds: int = option(3, "Dynamic sampling: most refill rounds per step; slots still unfilled keep their zero-spread group.")
     n_prompts: int = option(2000, "Train-split prompts in the pool (drawn in order from the task).")
     template: str = option("think", "Answer format the rewards check: think or r1-zero (answer in <answer> tags).")
     system: str = option("", "System prompt in every prompt ('' = none; r1, r1-zero: R1's prompts; must match how the model was trained).")
@@ -96,6 +110,7 @@ class GRPOConfig:
             raise ConfigError(f"grpo.beta must be >= 0, got {self.beta}")
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"grpo.loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
+        self._check_variants()
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ConfigError(f"grpo.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
         if self.generator not in GENERATORS:
@@ -110,6 +125,29 @@ class GRPOConfig:
             self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
         except ConfigError as e:
             raise ConfigError(f"grpo.{e}") from None
+
+    def _check_variants(self) -> None:
+        """The loss and sampling variants: ranges, and the combinations TRL would only warn about."""
+        if self.epsilon_high is not None and (isinstance(self.epsilon_high, bool) or self.epsilon_high < self.epsilon):
+            raise ConfigError(f"grpo.epsilon_high must be >= epsilon ({self.epsilon}), got {self.epsilon_high!r}")
+        level, loss = self.importance_sampling_level, self.loss_type
+        if level not in ("token", "sequence"):
+            raise ConfigError(f"grpo.importance_sampling_level must be token or sequence, got {level!r}")
+        if level == "sequence" and loss in TOKEN_SUM_LOSSES:
+            raise ConfigError(f"grpo.importance_sampling_level=sequence (GSPO) with loss_type={loss} weights each "
+                              "sequence by its length; use loss_type grpo (GSPO's) or luspo")
+        if loss == "luspo" and level != "sequence":
+            raise ConfigError("grpo.loss_type=luspo needs importance_sampling_level=sequence")
+        if loss == "vespo" and level != "token":
+            raise ConfigError("grpo.loss_type=vespo weights whole sequences itself: keep importance_sampling_level=token")
+        if not isinstance(self.num_iterations, int) or self.num_iterations < 1:
+            raise ConfigError(f"grpo.num_iterations must be an integer >= 1, got {self.num_iterations!r}")
+        if not 0 <= self.top_entropy_quantile <= 1:
+            raise ConfigError(f"grpo.top_entropy_quantile must be in [0, 1], got {self.top_entropy_quantile}")
+        if not isinstance(self.max_refill_rounds, int) or self.max_refill_rounds < 0:
+            raise ConfigError(f"grpo.max_refill_rounds must be an integer >= 0, got {self.max_refill_rounds!r}")
+        if self.dynamic_sampling and self.generator != "local":
+            raise ConfigError(f"grpo.dynamic_sampling needs generator=local (ponder's rollouts), got {self.generator!r}")
 
 
 # --------------------------------------------------------------------------- data and rewards
@@ -162,6 +200,7 @@ class WithCompletionMetrics:
         from ponder.rewards import _inputs
         from ponder.rewards.functions import correctness
 
+        kwargs = dynamic.rollout_kwargs(kwargs)  # a refilled row's own prompt, not TRL's
         values = self.inner(completions, **kwargs)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric) and completions:
@@ -186,19 +225,21 @@ class LocalRollout:
     TRL hands over the per-process prompt list with each prompt repeated ``num_generations``
     times in a row; consecutive runs of one prompt become one ``generate(prompt, n=run)`` call so
     the prompt is prefilled once. Returns prompt ids, completion ids (ending in EOS unless cut)
-    and the sampled tokens' log-probs, as TRL requires.
+    and the sampled tokens' log-probs, as TRL requires. With ``dynamic`` (``DynamicSampler``),
+    zero-spread groups are replaced before TRL sees the batch (``ponder.train.dynamic``).
     """
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, dynamic=None):
         self.seed = seed
+        self.dynamic = dynamic  # a ponder.train.dynamic.DynamicSampler, or None
         self.engine = None
         self.loaded_step: int | None = None
         self.tokens = 0  # generated tokens, for benchmarks
         self.seconds = 0.0
 
-    def __call__(self, prompts: list, trainer) -> dict[str, list]:
+    def __call__(self, prompts: list, trainer) -> dict[str, Any]:
         from ponder.format import render
-        from ponder.generate import LocalEngine, SamplingParams
+        from ponder.generate import LocalEngine
 
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self.engine is None or self.engine.model is not model:
@@ -214,6 +255,14 @@ class LocalRollout:
         # a conversational dataset's prompts are rendered as everywhere else (ponder.format.render)
         texts = [p if isinstance(p, str) else render(p, trainer.processing_class, self.engine.thinking).text
                  for p in prompts]
+        if self.dynamic is not None:
+            return self.dynamic(texts, trainer, lambda ts, salt: self._sample(ts, trainer, model, salt))
+        return self._sample(texts, trainer, model)
+
+    def _sample(self, texts: list[str], trainer, model, salt: int = 0) -> dict[str, list]:
+        """TRL's three lists for ``texts``; ``salt`` varies the seed (dynamic sampling's refill rounds)."""
+        from ponder.generate import SamplingParams
+
         runs: list[tuple[str, int]] = []
         for t in texts:
             if runs and runs[-1][0] == t:
@@ -234,7 +283,7 @@ class LocalRollout:
             by_n.setdefault(n, []).append(i)
         results: dict[int, list] = {}
         for n, idx in by_n.items():
-            seed = (self.seed * 1_000_003 + trainer.state.global_step * 101 + rank * 7 + n) % (2**31)
+            seed = (self.seed * 1_000_003 + trainer.state.global_step * 101 + rank * 7 + n + salt * 7919) % (2**31)
             groups = self.engine.generate([runs[i][0] for i in idx], n=n, sampling=SamplingParams(seed=seed, **sp))
             results.update(zip(idx, groups))
         if was_training:
@@ -265,14 +314,20 @@ METRIC_KEYS = {
     "kl": "kl",
     "learning_rate": "lr",
     "entropy": "entropy",
+    "loss": "loss",
+    "clip_ratio/low_mean": "clip_low",
+    "clip_ratio/high_mean": "clip_high",
 }
+#: logged only with dynamic sampling on
+DYNAMIC_KEYS = {f"ponder/{k}": k for k in dynamic.STATS}
 
 
 def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
     """Our per-step record from one TRL log dict (None for logs that are not a training step)."""
-    if "reward" not in logs:
+    if "reward" not in logs and "loss" not in logs:  # with num_iterations > 1 only every mu-th step has rewards
         return None
     row: dict[str, Any] = {v: logs.get(k) for k, v in METRIC_KEYS.items()}
+    row.update({v: logs[k] for k, v in DYNAMIC_KEYS.items() if k in logs})
     for k, v in logs.items():
         if k.startswith("rewards/") and k.endswith("/mean"):
             row[k[: -len("/mean")]] = v
@@ -292,6 +347,9 @@ def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **override
     completions = cfg.batch_size * cfg.num_generations
     if completions % world:
         raise ConfigError(f"grpo: batch_size*num_generations ({completions}) must divide among {world} processes")
+    if cfg.dynamic_sampling and cfg.batch_size % world:
+        raise ConfigError(f"grpo: dynamic sampling needs whole groups per process: batch_size ({cfg.batch_size}) "
+                          f"must divide among {world} processes")
     return TRLGRPOConfig(
         output_dir=str(out),
         max_steps=cfg.steps,
@@ -301,16 +359,19 @@ def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **override
         per_device_train_batch_size=completions // world,
         gradient_accumulation_steps=1,
         steps_per_generation=1,
-        num_iterations=1,
+        num_iterations=cfg.num_iterations,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        importance_sampling_level=cfg.importance_sampling_level,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         mask_truncated_completions=cfg.mask_truncated,
+        top_entropy_quantile=cfg.top_entropy_quantile,
         use_vllm=cfg.generator == "vllm",
         vllm_mode="colocate",
         **{**common.trainer_args(cfg.save_every, cfg.seed, cfg.device), **overrides},
@@ -331,13 +392,18 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     thinking = common.thinking_for(tok, model.config, cfg.thinking)
     args = args if args is not None else trainer_args(cfg, out, common.default_lr("grpo", model, bool(cfg.lora)))
     args.reward_weights = weights
+    dataset = prompt_dataset(cfg, tok, thinking)
+    sampler = None
+    if cfg.dynamic_sampling:
+        sampler = dynamic.DynamicSampler(funcs, weights, dataset.to_list(), cfg.max_refill_rounds, cfg.seed)
+        funcs = [dynamic.FromRollout(f, i) for i, f in enumerate(funcs)]  # reuse the rollout's scores
     funcs = [WithCompletionMetrics(funcs[0], tok), *funcs[1:]]
-    rollout = LocalRollout(cfg.seed) if cfg.generator == "local" else None
+    rollout = LocalRollout(cfg.seed, sampler) if cfg.generator == "local" else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=prompt_dataset(cfg, tok, thinking),
+        train_dataset=dataset,
         processing_class=tok,
         callbacks=callbacks or [],
         rollout_func=rollout,
