@@ -61,6 +61,10 @@ def _run(cfg: EvalConfig) -> None:
             from ponder.evaluate.contamination import console_line
 
             console.print(console_line(m), highlight=False, soft_wrap=True)
+        if m.get("judge"):  # --judge
+            from ponder.evaluate.judge import console_line as judge_line
+
+            console.print(judge_line(m), highlight=False, soft_wrap=True)
         if m["incomplete_problems"]:
             console.print(f"[yellow]warning:[/] {m['incomplete_problems']} problems lack samples (failed requests) and "
                           "are left out of the metrics; rerun with --resume to finish them", highlight=False)
@@ -71,6 +75,9 @@ def _run(cfg: EvalConfig) -> None:
     failed = m.get("failed_requests") or sum(r.get("failed_requests", 0) for r in m.get("sweep", []))
     if failed:
         fail(f"{failed} request(s) failed for good; last error: {m.get('last_error')}", code=1)
+    judge_failed = (m.get("judge") or {}).get("verdicts", {}).get("error", 0)
+    if judge_failed:
+        fail(f"{judge_failed} judge call(s) failed; rerun with --resume to judge them", code=1)
 
 
 run_cmd = command(EvalConfig, _run, "Sample MODEL on a task, score every sample, write records, metrics and a report.",

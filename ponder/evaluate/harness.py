@@ -53,6 +53,8 @@ from typing import Iterable
 
 from ponder.config import option
 from ponder.evaluate.card import write_card
+from ponder.evaluate.judge import JudgeError, default_mode, run_judge
+from ponder.evaluate.judge import check_config as check_judge
 from ponder.evaluate.protocol import PromptBuilder, also_judged, check_extract, load_protocol, scoring_task
 from ponder.evaluate.protocol import record as protocol_record
 from ponder.evaluate.report import METRICS, compute_metrics, write_budget_report, write_report
@@ -133,6 +135,12 @@ class EvalConfig:
     stop: list[str] = option([], "Strings that end a completion (cut before the first one).")
     extract: list[str] = option([], "Extraction rules: the first decides correct, the rest are reported beside it (lm-eval-strict, lm-eval-flexible, ponder; empty: the task's own).")
     check_contamination: list[str] = option([], "Training data (JSONL files or task specs, comma-separated) to check the problems against for shared 13-grams: writes contamination.json, reports pass@1 on the clean subset too.")
+    # the LLM judge (ponder.evaluate.judge)
+    judge: str = option("", "LLM judge for free-form answers: a checkpoint dir, adapter dir or openai:<model>@<base_url> (empty: none).")
+    judge_rubric: str = option("", "Judge prompt template with {question}, {gold} and {answer} (empty: the shipped rubric).")
+    judge_mode: str = option("", "replace (the judge decides correct) or compare (the verifier decides, agreement is reported); empty: compare where the task's verifier reads every gold, else replace.")
+    judge_max_tokens: int = option(512, "Most tokens per judge reply (greedy sampling).")
+    judge_cache: str = option("", "Directory of a judge cache shared between runs (judge_cache.jsonl; the run dir always keeps its own).")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -167,6 +175,10 @@ class EvalConfig:
             if self.protocol:
                 load_protocol(self.protocol, PROTOCOL_KEYS)  # a bad name or file fails before any work
         except ValueError as e:
+            raise EvalError(str(e)) from None
+        try:
+            check_judge(self)
+        except JudgeError as e:
             raise EvalError(str(e)) from None
         if self.loop_guard not in ("", "close", "stop"):
             raise EvalError(f"loop_guard must be close, stop or '' (off), got {self.loop_guard!r}")
@@ -298,6 +310,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None, *, progress: bool 
 
         if cfg.strategy not in STRATEGIES:
             raise EvalError(f"unknown strategy {cfg.strategy!r}; choose majority or one of {', '.join(STRATEGIES)}")
+    if cfg.judge and not cfg.judge_mode:  # recorded in config.json: the mode this run used
+        cfg = replace(cfg, judge_mode=default_mode(getattr(task, "base", task), examples))
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     if cfg.out is None:
         cfg = replace(cfg, out=str(out))
@@ -365,6 +379,11 @@ def _run_one(cfg, out, task, examples, backend, show_progress, console, builder)
     new, failed = _generate(cfg, out, task, todo, backend, current, show_progress, console, save_state, builder)
     if cfg.strategy != "majority":
         _run_strategy(cfg, out, task, examples, backend, show_progress, console, builder)
+    if cfg.judge:  # adds a judge verdict to every record (replace mode: the judge's `correct`)
+        try:
+            run_judge(cfg, out, examples, backend, SAMPLES, show_progress, console)
+        except JudgeError as e:
+            raise EvalError(str(e)) from None
     save_state()
     state = json.loads(state_path.read_text())
     records = read_records(out / SAMPLES)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ponder.evaluate.contamination import report_lines as contamination_lines
+from ponder.evaluate.judge import judge_metrics
+from ponder.evaluate.judge import report_lines as judge_lines
 from ponder.evaluate.metrics import canonical_groups, maj_at_k, mean_ci, pass_at_k
 
 METRICS = "metrics.json"  # every number of a run, recomputed from its records
@@ -137,6 +139,8 @@ def compute_metrics(records: list[dict], examples: list[dict], cfg, *, wall_seco
         from ponder.evaluate.protocol import overrides
 
         metrics["protocol"] = {"name": cfg.protocol, "overrides": overrides(cfg)}
+    if getattr(cfg, "judge", ""):  # the LLM judge's verdicts and their agreement with the verifier
+        metrics["judge"] = judge_metrics(all_samples, cfg)
     metrics["per_problem"] = {p: {k: v for k, v in d.items() if k != "meta"} for p, d in per_problem.items()}
     return metrics
 
@@ -255,6 +259,7 @@ def write_report(out: Path, cfg, metrics: dict, records: list[dict] | None = Non
                   "is better evaluated with `--thinking off`.", ""]
     lines += metrics_markdown(metrics) + [""]
     lines += contamination_lines(metrics)  # pass@1 on the clean subset (--check-contamination)
+    lines += judge_lines(metrics)  # --judge: verdict counts, agreement with the verifier
     ks = [int(k) for k in metrics["pass@k"]]
     if metrics["complete_problems"] and len(ks) > 1:
         def draw(ax):
