@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-from ponder.format import Prompt, render_text, system_text
+from ponder.format import Prompt, after_equals, render_text, system_text
 
 PROTOCOL_DIR = Path(__file__).with_name("protocols")
 
@@ -177,6 +177,9 @@ class Extractor:
 EXTRACTORS: dict[str, Extractor] = {
     "lm-eval-strict": Extractor(_strict, True, "the first '#### N' (lm-evaluation-harness gsm8k strict-match)"),
     "lm-eval-flexible": Extractor(_flexible, True, "the last number (lm-evaluation-harness gsm8k flexible-extract)"),
+    # a small chat model often answers "33 + 13 = 46" with no stated answer: this reads the value
+    # after the last "=", then compares it with the task's own check (integers: 046 == 46)
+    "after-equals": Extractor(after_equals, False, "the number after the last '=' (the task's check)"),
     "ponder": Extractor(lambda s: None, False, "the task's own extraction and check (the default)"),
 }
 

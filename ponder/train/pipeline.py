@@ -9,7 +9,7 @@ is a stage, run in file order::
     seed: 0                    # default `seed` of every stage that has one and does not set it
     threads: 1                 # (optional) default `threads` likewise (torch CPU threads; 0 = auto)
     base:
-      kind: pretrain           # pretrain | sft | grpo | sample | distill | references
+      kind: pretrain           # pretrain | sft | grpo | sample | distill | references | report
       preset: micro
       steps: 300
     grpo:                      # `kind` may be left out when the stage name is a kind
@@ -90,6 +90,10 @@ KINDS: dict[str, Kind] = {
     "sample": Kind("ponder.train.sample:SampleConfig", "ponder.train.sample:run", data="samples.jsonl"),
     "references": Kind("ponder.train.references:ReferencesConfig", "ponder.train.references:run",
                        data="references.jsonl"),
+    # held-out before/after evaluation + GRPO curves; named by string (imported when run), as the
+    # evaluation layer sits beside this one rather than under it
+    "report": Kind("ponder.evaluate.recipe_report:ReportConfig", "ponder.evaluate.recipe_report:run",
+                   data="report.md"),
 }
 
 
