@@ -94,6 +94,7 @@ class ContinuousBatch:
     def reset(self) -> None:
         """Drop every row (after a failed step): the next ``add`` starts a fresh batch."""
         self.active, self.logits, self.groups, self.state = [], None, [], {}
+        self._release()
 
     @property
     def rows(self) -> int:
@@ -115,12 +116,22 @@ class ContinuousBatch:
         self.state = {name: getattr(self.runner, name) for name in _CACHE if hasattr(self.runner, name)}
 
     def _threads(self, rows: int) -> ThreadTuner:
-        """The thread tuner for a step of ``rows`` rows (``generate``'s rule; a new tuner when it changes)."""
+        """The thread tuner for steps of ``rows`` rows (``generate``'s rule, a new tuner when the
+        rule's answer changes). It stays entered between steps (entering and leaving around every
+        step would count as a thread switch each time, and a switched step is not timed); the
+        thread count it replaced is restored when the batch empties."""
         e = self.engine
         k = e.num_threads or (1 if rows * e.n_params < 2e7 else torch.get_num_threads())
         if self.tuner is None or self.tuner_k != k:
+            self._release()
             self.tuner, self.tuner_k = ThreadTuner(k, tune=e.num_threads is None), k
+            self.tuner.__enter__()
         return self.tuner
+
+    def _release(self) -> None:
+        if self.tuner is not None:
+            self.tuner.__exit__(None, None, None)
+            self.tuner, self.tuner_k = None, 0
 
     # ------------------------------------------------------------------ joining
 
@@ -168,7 +179,8 @@ class ContinuousBatch:
         req.rows, req.left = new, len(new)
         self._enter()
         try:
-            with torch.inference_mode(), self._threads(len(self.active) + len(new)):
+            self._threads(len(self.active) + len(new))  # prefill on generate's thread count too
+            with torch.inference_mode():
                 logits, past = forward(e.model, ids, valid.long(), (valid.long().cumsum(-1) - 1).clamp(min=0))
                 logits = logits[rows_of]  # [Bn, V]
                 if self.fast:
@@ -282,8 +294,8 @@ class ContinuousBatch:
         e = self.engine
         self._enter()
         try:
-            with torch.inference_mode(), self._threads(len(self.active)) as tuner:
-                return self._step(e, tuner)
+            with torch.inference_mode():
+                return self._step(e, self._threads(len(self.active)))
         finally:
             self._leave()
 
@@ -333,6 +345,7 @@ class ContinuousBatch:
         self.steps += 1
         if dead == len(self.active):  # everyone left: the next add starts a fresh batch
             self.active, self.logits, self.groups = [], None, []
+            self._release()
             return done
         self.since += 1
         if dead and (dead * 8 >= len(self.active) or self.since >= 32):  # compact: drop finished rows
