@@ -10,11 +10,13 @@ temperature 0.7 (no seed: seeded requests are batched alone by design).
 
 * **sequential**: the N = clients x per-client requests, one after another (each is its own batch);
 * **concurrent**: ``--clients`` threads, each sending its ``--per-client`` requests back to back,
-  all at once: the server's batcher merges whatever is pending into one ``generate`` call.
+  all at once: each request joins the server's running decode batch (continuous batching;
+  ``--dynamic``: the batcher merges whatever is pending into one ``generate`` call instead).
 
 Both runs use the same server process and requests (token counts from ``usage``); a warm-up
 request precedes them. Printed: requests/s, tokens/s, p50/p99 latency per mode, the
-throughput ratio and the mean batch size (from ``/metrics``). The server runs at the same ``nice``
+throughput ratio, p50 against the lone p50, and rows per decode step (``--dynamic``: the mean batch
+size; from ``/metrics``). The server runs at the same ``nice``
 level as this script; on a shared machine run it twice.
 
     .venv/bin/python bench/serve.py                       # 32 clients x 2 requests
