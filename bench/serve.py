@@ -10,11 +10,13 @@ temperature 0.7 (no seed: seeded requests are batched alone by design).
 
 * **sequential**: the N = clients x per-client requests, one after another (each is its own batch);
 * **concurrent**: ``--clients`` threads, each sending its ``--per-client`` requests back to back,
-  all at once: the server's batcher merges whatever is pending into one ``generate`` call.
+  all at once: each request joins the server's running decode batch (continuous batching;
+  ``--dynamic``: the batcher merges whatever is pending into one ``generate`` call instead).
 
 Both runs use the same server process and requests (token counts from ``usage``); a warm-up
 request precedes them. Printed: requests/s, tokens/s, p50/p99 latency per mode, the
-throughput ratio and the mean batch size (from ``/metrics``). The server runs at the same ``nice``
+throughput ratio, p50 against the lone p50, and rows per decode step (``--dynamic``: the mean batch
+size; from ``/metrics``). The server runs at the same ``nice``
 level as this script; on a shared machine run it twice.
 
     .venv/bin/python bench/serve.py                       # 32 clients x 2 requests
@@ -78,7 +80,8 @@ def run(args) -> None:
         port = free_port()
         ponder = Path(sys.executable).parent / "ponder"
         cmd = [str(ponder), "serve", tmp, "--port", str(port), "--model-name", "bench",
-               "--set", "log_requests=false", "--set", f"max_batch_rows={max(64, args.clients)}"]
+               "--set", "log_requests=false", "--set", f"max_batch_rows={max(64, args.clients)}",
+               "--set", f"continuous_batching={str(not args.dynamic).lower()}"]
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         base, url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/v1/chat/completions"
         try:
@@ -101,6 +104,7 @@ def run(args) -> None:
                 seq_wall = time.perf_counter() - t0
 
             batches0, reqs0 = metric(base, "ponder_batches_total"), metric(base, "ponder_batch_requests_total")
+            steps0, rows0 = metric(base, "ponder_decode_steps_total"), metric(base, "ponder_decode_rows_total")
             conc: list[tuple[float, int]] = []
             lock = threading.Lock()
             go = threading.Barrier(args.clients + 1)
@@ -123,6 +127,8 @@ def run(args) -> None:
             conc_wall = time.perf_counter() - t0
             batches = metric(base, "ponder_batches_total") - batches0
             served = metric(base, "ponder_batch_requests_total") - reqs0
+            steps = metric(base, "ponder_decode_steps_total") - steps0
+            rows = metric(base, "ponder_decode_rows_total") - rows0
         finally:
             server.terminate()
             server.wait(10)
@@ -136,8 +142,14 @@ def run(args) -> None:
     for name, res, wall in (("sequential", seq, seq_wall), ("concurrent", conc, conc_wall)):
         lat = [x for x, _ in res]
         print(f"{name:<12}{n / wall:>8.2f}{tokens[name] / wall:>10.0f}{1000 * pct(lat, .5):>9.0f}{1000 * pct(lat, .99):>9.0f}")
-    print(f"throughput ratio concurrent / sequential: {seq_wall / conc_wall:.2f}x "
-          f"(mean batch {served / max(batches, 1):.1f} requests over {batches:.0f} generate calls)")
+    lone = pct([x for x, _ in seq], .5)
+    print(f"throughput ratio concurrent / sequential: {seq_wall / conc_wall:.2f}x; "
+          f"concurrent p50 / lone p50: {pct([x for x, _ in conc], .5) / lone:.2f}x")
+    if steps:  # continuous batching
+        print(f"continuous batching: {rows / steps:.1f} rows per decode step over {steps:.0f} steps, "
+              f"{served:.0f} requests joined {batches:.0f} batches")
+    else:
+        print(f"dynamic batching: mean batch {served / max(batches, 1):.1f} requests over {batches:.0f} generate calls")
 
 
 def main() -> None:
@@ -148,6 +160,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=16, help="answer tokens per request")
     p.add_argument("--hidden", type=int, default=128, help="model width")
     p.add_argument("--layers", type=int, default=4, help="model depth")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batching instead of continuous (to compare)")
     p.add_argument("--quick", action="store_true", help="1 request per client, budget 16")
     args = p.parse_args()
     if args.quick:

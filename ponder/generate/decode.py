@@ -338,8 +338,9 @@ class ThreadTuner:
             if not self.switched:
                 self.samples[threads].append(seconds / rows)
             if not self.plan:
-                median = {t: sorted(v)[len(v) // 2] for t, v in self.samples.items()}
-                self.best = min(median, key=median.get)
+                median = {t: sorted(v)[len(v) // 2] for t, v in self.samples.items() if v}
+                if median:  # (every step of a probe can be a switched one when callers change threads)
+                    self.best = min(median, key=median.get)
                 self.next_probe, self.interval = self.n + self.interval, self.interval * 2
         self.switched = False
 

@@ -57,7 +57,8 @@ class ServerState:
         self.tokenizer = backend.tokenizer
         self.max_positions = backend.max_positions
         self.stats = Stats()
-        self.batcher = Batcher(backend, cfg.batch_window_ms / 1000, cfg.max_batch_rows, self.stats)
+        self.batcher = Batcher(backend, cfg.batch_window_ms / 1000, cfg.max_batch_rows, self.stats,
+                               cfg.continuous_batching)
         self.batched = BatchedBackend(self.batcher)
         self.logger = request_logger()
 

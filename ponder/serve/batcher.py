@@ -1,6 +1,18 @@
-"""Dynamic batching: requests from many clients share one ``generate`` call on the local backend.
+"""Batching: requests from many clients share the local backend's decode steps.
 
-A single worker thread owns the backend (one model, one batch at a time: two concurrent batches on
+On a ``LocalEngine`` the batcher does **continuous batching** (``ponder.generate.continuous``):
+every request joins the running decode batch at the next step boundary (its prompt is prefilled,
+its rows appended to the batch's KV cache) and leaves it as soon as its own rows are done, so a
+short request never waits for a long one. Requests with any mix of ``max_tokens``, sampling
+settings, stop strings and budgets share the batch (each row decodes under its own request's
+settings); a seeded request decodes in a batch of its own, stepped in turn with the shared one,
+so the same seed gives the same completion whatever else the server is doing. At most
+``max_rows`` rows decode at once (a larger single request still runs when nothing else does);
+later requests wait in the queue. ``window``: when the server is idle, the first request waits
+that long for others to start with it.
+
+Every other backend (remote endpoints, or ``continuous=False``) gets the **dynamic batching**
+below. A single worker thread owns the backend (one model, one batch at a time: two concurrent batches on
 2 CPU cores only fight over them). Handlers ``submit`` jobs; the worker takes the first pending
 job, waits ``window`` seconds for more to arrive (or until ``max_rows`` rows are pending), groups
 the jobs whose generation settings are identical — same ``n``, ``SamplingParams`` and ``Budget``
@@ -27,6 +39,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -71,19 +84,29 @@ class Job:
         self.cancelled.set()
 
 
-class Batcher:
-    """The worker thread that batches jobs for ``backend`` (see the module docstring)."""
+def is_local_engine(backend) -> bool:
+    """True for a ``LocalEngine`` (not a wrapper around one: a wrapper's ``generate`` is its own).
+    Without importing torch: a backend can only be one if its module is loaded."""
+    local = sys.modules.get("ponder.generate.local")
+    return local is not None and isinstance(backend, local.LocalEngine)
 
-    def __init__(self, backend, window: float = 0.005, max_rows: int = 64, stats=None):
+
+class Batcher:
+    """The worker thread that batches jobs for ``backend`` (see the module docstring).
+    ``continuous``: continuous batching when the backend is a ``LocalEngine``."""
+
+    def __init__(self, backend, window: float = 0.005, max_rows: int = 64, stats=None, continuous: bool = True):
         self.backend, self.window, self.max_rows, self.stats = backend, window, max_rows, stats
         caps = backend.capabilities
         self.streams = caps.local and caps.token_level  # LocalEngine: generate(..., on_token=...)
+        self.continuous = continuous and is_local_engine(backend)
         self._q: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
         self._pending: list[Job] = []
         self._stop = False
         self.busy = False
-        self._thread = threading.Thread(target=self._loop, name="ponder-batcher", daemon=True)
+        loop = self._loop_continuous if self.continuous else self._loop
+        self._thread = threading.Thread(target=loop, name="ponder-batcher", daemon=True)
         self._thread.start()
 
     def submit(self, prompts: list[str], n: int, sampling: SamplingParams, budget: Budget,
@@ -197,6 +220,106 @@ class Batcher:
             i += len(j.prompts)
             if not j.future.done():
                 j.future.set_result(mine)
+
+
+    # ----------------------------------------------------------------- continuous batching
+
+    def _drain(self) -> None:
+        """Move every queued job to ``_pending`` without waiting."""
+        while True:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._stop = True
+                return
+            self._pending.append(job)
+
+    def _loop_continuous(self) -> None:
+        from ponder.generate.continuous import ContinuousBatch
+
+        shared = ContinuousBatch(self.backend)
+        own: list[ContinuousBatch] = []  # seeded requests, one batch each
+        owner: dict[int, Job] = {}  # id(Request) -> its job
+        while not self._stop:
+            if not owner:
+                self._pending = self._collect()  # idle: block for a job, then wait ``window`` for more
+            else:
+                self._drain()
+            if self._stop:
+                break
+            t0 = time.perf_counter()
+            self._admit(shared, own, owner, ContinuousBatch)
+            for batch in (shared, *own):
+                if batch.rows:
+                    self._step(batch, owner)
+            own = [b for b in own if b.rows]
+            if self.stats is not None and owner:
+                self.stats.busy(time.perf_counter() - t0)
+
+    def _admit(self, shared, own: list, owner: dict, make) -> None:
+        """Join pending jobs to a batch, first come first served, while ``max_rows`` allows."""
+        live = sum(b.live for b in (shared, *own))
+        while self._pending:
+            job = self._pending[0]
+            if job.cancelled.is_set():
+                self._pending.pop(0)
+                job.future.cancel()
+                continue
+            if live and live + job.rows > self.max_rows:
+                return  # it waits for rows to leave
+            self._pending.pop(0)
+            batch = shared
+            if job.sampling.seed is not None:
+                batch = make(self.backend)
+                own.append(batch)
+            fresh = batch.rows == 0
+            try:
+                req = batch.add(job.prompts, job.n, job.sampling, job.budget, self._hook(job))
+            except Exception as e:  # noqa: BLE001 - a bad request fails alone
+                job.future.set_exception(e)
+                continue
+            owner[id(req)] = job
+            live += job.rows
+            if self.stats is not None:
+                self.stats.joined(1, job.rows, fresh)
+
+    @staticmethod
+    def _hook(job: Job) -> Callable[[int, list[int]], bool]:
+        def on_token(row: int, ids: list[int]) -> bool:
+            if job.cancelled.is_set():
+                return True  # its client left: the row stops now, the others go on
+            if job.on_token is not None:
+                job.on_token(row, ids)
+            return False
+
+        return on_token
+
+    def _step(self, batch, owner: dict) -> None:
+        t0 = time.perf_counter()
+        rows = batch.rows
+        self.busy = True
+        try:
+            done = batch.step()
+        except BaseException as e:  # noqa: BLE001 - handed to every request of the batch
+            log.exception("decode step failed")
+            for key in {id(row.req) for row in batch.active}:
+                job = owner.pop(key, None)
+                if job is not None and not job.future.done():
+                    job.future.set_exception(e)
+            batch.reset()  # start over empty
+            if not isinstance(e, Exception):
+                raise
+            return
+        finally:
+            self.busy = False
+        if self.stats is not None:
+            self.stats.decode_step(rows, time.perf_counter() - t0)
+        for req in done:
+            job = owner.pop(id(req))
+            if not job.future.done():
+                job.future.set_result(req.completions)
 
 
 class BatchedBackend:

@@ -32,6 +32,10 @@ class ServeConfig:
     max_concurrent: int = option(256, "requests admitted at once (queued or running); more get 429")
     batch_window_ms: float = option(5.0, "how long the batcher waits for more requests before it starts a batch")
     max_batch_rows: int = option(64, "most completion rows (requests x n) generated in one batch")
+    continuous_batching: bool = option(
+        True, "local models: requests join the running decode batch at the next token and leave when done "
+        "(false: dynamic batching, a batch runs to its end)"
+    )
     log_requests: bool = option(True, "write one JSON line per request (id, status, token counts, latency) to stderr")
 
     def __post_init__(self) -> None:

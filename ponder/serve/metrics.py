@@ -22,6 +22,7 @@ class Stats:
         self.latency_sum, self.latency_count = 0.0, 0
         self.batches = self.batch_requests = self.batch_rows = 0
         self.batch_seconds = 0.0
+        self.decode_steps = self.decode_rows = 0
         self.in_flight = 0
         self.disconnects = 0
         self.started = time.time()
@@ -42,6 +43,24 @@ class Stats:
             self.batches += 1
             self.batch_requests += requests
             self.batch_rows += rows
+            self.batch_seconds += seconds
+
+    def joined(self, requests: int, rows: int, fresh: bool) -> None:
+        """Continuous batching: requests joined a decode batch (``fresh``: one that was empty)."""
+        with self._lock:
+            self.batches += fresh
+            self.batch_requests += requests
+            self.batch_rows += rows
+
+    def decode_step(self, rows: int, seconds: float) -> None:
+        """One decode step of ``rows`` rows (continuous batching)."""
+        with self._lock:
+            self.decode_steps += 1
+            self.decode_rows += rows
+
+    def busy(self, seconds: float) -> None:
+        """Time the continuous batcher spent admitting and stepping."""
+        with self._lock:
             self.batch_seconds += seconds
 
     def admit(self, limit: int) -> bool:
@@ -81,13 +100,18 @@ class Stats:
                    [("", self.reasoning_tokens)])
             metric("ponder_request_seconds", "summary", "Request latency (to the last byte).",
                    [("_sum", round(self.latency_sum, 6)), ("_count", self.latency_count)])
-            metric("ponder_batches_total", "counter", "generate calls made by the batcher.", [("", self.batches)])
+            metric("ponder_batches_total", "counter", "Batches: generate calls (dynamic batching), or decode batches started empty "
+                   "(continuous batching: requests join them until the last row leaves).", [("", self.batches)])
             metric("ponder_batch_requests_total", "counter", "Requests served by those calls (requests per batch = "
                    "this / ponder_batches_total).", [("", self.batch_requests)])
             metric("ponder_batch_rows_total", "counter", "Completion rows generated in batches.",
                    [("", self.batch_rows)])
-            metric("ponder_batch_seconds_total", "counter", "Time spent inside generate.",
+            metric("ponder_batch_seconds_total", "counter", "Time spent generating (inside generate, or prefilling and stepping).",
                    [("", round(self.batch_seconds, 6))])
+            metric("ponder_decode_steps_total", "counter", "Decode steps of the continuous batcher.",
+                   [("", self.decode_steps)])
+            metric("ponder_decode_rows_total", "counter", "Rows decoded over those steps (mean rows per step = "
+                   "this / ponder_decode_steps_total).", [("", self.decode_rows)])
             metric("ponder_requests_in_flight", "gauge", "Requests admitted and not yet finished.",
                    [("", self.in_flight)])
             metric("ponder_requests_queued", "gauge", "Generation jobs waiting for the batcher.", [("", queued)])
