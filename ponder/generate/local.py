@@ -109,7 +109,8 @@ class LocalEngine:
     is ``self.thinking``. ``path`` says which decode path is used and ``path_reason`` why.
     """
 
-    capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True)
+    capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True,
+                                continuous=True)
     budget_honoured = True  # budgets act at token level
 
     def __init__(self, model, tokenizer, device: str = "cpu", *, fast: bool | None = None,

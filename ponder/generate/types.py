@@ -264,6 +264,8 @@ class Capabilities:
         fields known servers read; the server may ignore it) or "none".
     forcing: budget forcing (``min_thinking``) is available.
     loop_guard: the reasoning-loop breaker (``Budget.loop_guard``) is available.
+    continuous: rows can join a running decode batch (``ponder.generate.continuous``: LocalEngine's
+        own KV cache and weights; not its subclasses that decode elsewhere, nor wrappers).
     """
 
     local: bool
@@ -275,6 +277,7 @@ class Capabilities:
     budgets: Literal["exact", "server", "none"] = "exact"
     forcing: bool = True
     loop_guard: bool = True
+    continuous: bool = False
 
 
 @runtime_checkable

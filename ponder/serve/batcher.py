@@ -85,10 +85,11 @@ class Job:
 
 
 def is_local_engine(backend) -> bool:
-    """True for a ``LocalEngine`` (not a wrapper around one: a wrapper's ``generate`` is its own).
-    Without importing torch: a backend can only be one if its module is loaded."""
+    """True for a ``LocalEngine`` that declares continuous batching (its subclass ``GGUFBackend``
+    decodes in llama.cpp and does not; a wrapper around one has a ``generate`` of its own)."""
     local = sys.modules.get("ponder.generate.local")
-    return local is not None and isinstance(backend, local.LocalEngine)
+    return (local is not None and isinstance(backend, local.LocalEngine)
+            and getattr(backend.capabilities, "continuous", False))
 
 
 class Batcher:
