@@ -264,6 +264,8 @@ class Capabilities:
         fields known servers read; the server may ignore it) or "none".
     forcing: budget forcing (``min_thinking``) is available.
     loop_guard: the reasoning-loop breaker (``Budget.loop_guard``) is available.
+    stop_hook: ``generate`` takes ``stop_row(row, logprobs) -> bool``, called after each token,
+        which stops a row early (``deepconf``'s online mode; others cut the finished trace).
     """
 
     local: bool
@@ -275,6 +277,7 @@ class Capabilities:
     budgets: Literal["exact", "server", "none"] = "exact"
     forcing: bool = True
     loop_guard: bool = True
+    stop_hook: bool = False
 
 
 @runtime_checkable
