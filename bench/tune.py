@@ -89,8 +89,8 @@ def main() -> None:
     ap.add_argument("--no-think", type=float, default=0.25, help="share of training examples without reasoning")
     ap.add_argument("--problems", type=int, default=200, help="test problems, split by id hash into dev / held-out")
     ap.add_argument("--ns", default="2,4,8,16")
-    ap.add_argument("--budgets", default="8,16,32", help="thinking budgets to sweep ('' for none)")
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--budgets", default="48,96", help="thinking budgets to sweep ('' for none)")
+    ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="/tmp/ponder-bench-tune-run")
@@ -108,9 +108,10 @@ def main() -> None:
         torch.set_num_threads(threads)
     cfg = TuneConfig(model=str(path), task=args.task, limit=args.problems, ns=[int(k) for k in args.ns.split(",")],
                      budgets=[int(b) for b in args.budgets.split(",") if b.strip()], temperature=args.temperature,
-                     max_tokens=args.max_tokens, seed=args.seed, out=args.out)
+                     max_tokens=args.max_tokens, seed=args.seed, out=args.out, thinking="on")
     t0 = time.time()
-    data = run_tune(cfg, backend=load_backend(str(path)))
+    # the model was trained on prompts that pre-fill <think> (its tokenizer splits the tag)
+    data = run_tune(cfg, backend=load_backend(str(path), thinking="on"))
     med, ref = data["efforts"]["medium"], data["reference_held_out"]
     print(f"tuned in {time.time() - t0:.0f}s; dev {len(data['dev_ids'])} problems, held-out {len(data['held_out_ids'])}")
     print(f"front: {', '.join(data['front'])}")

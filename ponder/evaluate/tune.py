@@ -53,6 +53,7 @@ class TuneConfig:
     strategies: list[str] = option(list(SWEEPABLE), "Strategies to sweep (single, majority, weighted_majority, adaptive_majority, best_of_n, deepconf).")
     ns: list[int] = option([2, 4, 8, 16], "Sample counts to sweep for every strategy but single; the largest is drawn once per problem and budget.")
     budgets: list[int] = option([], "Thinking budgets to sweep (empty: no budget, the model thinks freely).")
+    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
     temperature: float = option(1.0, "Sampling temperature.")
     top_p: float = option(1.0, "Nucleus sampling.")
     max_tokens: int = option(256, "Most generated tokens per sample (with a thinking budget: per answer).")
@@ -69,6 +70,8 @@ class TuneConfig:
             raise ConfigError("no task given: pass --task (see `ponder tasks list`)")
         if self.split != "dev" and (self.split.count(":") != 1 or "" in self.split.split(":")):
             raise ConfigError(f"split must be 'dev' or 'A:B' (tune on split A, hold out B), got {self.split!r}")
+        if self.thinking not in ("auto", "on", "off"):
+            raise ConfigError(f"thinking must be auto, on or off, got {self.thinking!r}")
         if not 0 < self.dev_frac < 1:
             raise ConfigError(f"dev_frac must be in (0, 1), got {self.dev_frac}")
         if self.limit is not None and self.limit < 2:
@@ -276,7 +279,7 @@ def run_tune(cfg: TuneConfig, backend: Backend | None = None, console=None) -> d
     if backend is None:
         from ponder.generate.backends import load_backend
 
-        backend = load_backend(cfg.model)
+        backend = load_backend(cfg.model, thinking=cfg.thinking)
     n_budgets = len(cfg.budgets or [None])
     with Progress(disable=console is None, console=console, transient=True) as bar:
         job = bar.add_task(f"dev sweep ({len(dev)} problems x {n_budgets} budget(s))", total=len(dev) * n_budgets)
