@@ -25,6 +25,7 @@ from ponder.cli import (
     serve,
     tasks,
     train,
+    tune,
     verify,
 )
 from ponder.cli import eval as eval_cli
@@ -43,6 +44,7 @@ app.command("chat", help="Chat with a model interactively (/think on|off shows o
 app.command("doctor", help="Check a model before using it: chat template, think tags, thinking mode, EOS, context, samples.")(doctor.doctor)
 app.add_typer(eval_cli.app, name="eval", help="Evaluate a model on a task (pass@k, maj@k, report), or compare runs.")
 app.command("budget-curve", help="Accuracy vs thinking budget on a task: writes a CSV and a PNG.")(budget.budget_curve)
+app.command("tune", help="Tune strategies x budgets x n on a dev split: Pareto front, effort levels, serve config.")(tune.tune)
 app.command("serve", help="Serve a model: OpenAI-compatible API keeping reasoning apart, plus a playground page.")(serve.serve)
 app.add_typer(train.app, name="train", help="Train models: pretrain, sft, grpo, distill (one command per stage).")
 app.command("run", help="Run a recipe of training stages (recipes/*.yaml); resumes after a kill.")(run.run)

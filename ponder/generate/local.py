@@ -110,7 +110,7 @@ class LocalEngine:
     """
 
     capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True,
-                                continuous=True)
+                                continuous=True, stop_hook=True)
     budget_honoured = True  # budgets act at token level
 
     def __init__(self, model, tokenizer, device: str = "cpu", *, fast: bool | None = None,
@@ -180,12 +180,14 @@ class LocalEngine:
             self.runner.load()
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
-                 budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None
-                 ) -> list[list[Completion]]:
+                 budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None,
+                 stop_row: Callable[[int, list[float]], bool] | None = None) -> list[list[Completion]]:
         """``n`` completions for each prompt, grouped by prompt (see ``ponder.generate.types``).
         ``on_token(row, ids)`` (streaming): after each step, per row (prompt_i * n + sample_j) that
         emitted, with its ids so far (read-only; forcing may take back pieces of a split </think>).
-        Returning True stops that row now (finish "length"; the server frees a gone client's rows)."""
+        Returning True stops that row now (finish "length"; the server frees a gone client's rows).
+        ``stop_row(row, logprobs)``: the same after each token with the row's log-probs so far;
+        True stops the row (finish "length": confidence-based early stopping, ``deepconf``)."""
         prompts = check_request(prompts, n)
         sampling = sampling if sampling is not None else SamplingParams()
         budget = budget if budget is not None else Budget()
@@ -200,14 +202,14 @@ class LocalEngine:
         pre = [ends_in_think(p) for p in prompts]
         k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
         with torch.inference_mode(), ThreadTuner(k, tune=self.num_threads is None) as tuner:
-            rows = self._run(enc, pre, n, sampling, budget, tuner, on_token)
+            rows = self._run(enc, pre, n, sampling, budget, tuner, on_token, stop_row)
         self.threads_used = tuner.best
         return [[make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop, self.eos_ids,
                                  forced_close=r.forced_close, waits=r.waits, loop_breaks=r.loop_breaks)
                  for r in rows[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
-             budget: Budget, tuner: ThreadTuner, on_token=None) -> list[_Row]:
+             budget: Budget, tuner: ThreadTuner, on_token=None, stop_row=None) -> list[_Row]:
         """Prefill, then decode until every row is finished. Returns the B = P·n rows, grouped."""
         P, L = len(enc), max(map(len, enc))
         ids = torch.full((P, L), self.pad_id, dtype=torch.long)  # [P, L] left-padded
@@ -270,6 +272,9 @@ class LocalEngine:
                     if (on_token is not None and on_token(active[j], rows[active[j]].ids) is True
                             and rows[active[j]].finish is None):
                         rows[active[j]].finish = "length"  # the caller stopped the row (its client left)
+                    if (stop_row is not None and rows[active[j]].finish is None
+                            and stop_row(active[j], rows[active[j]].lps)):
+                        rows[active[j]].finish = "length"  # the caller stopped the row (low confidence)
             dead += sum(1 for j in emitted if rows[active[j]].finish is not None)
             if dead == len(active):
                 return rows

@@ -266,6 +266,8 @@ class Capabilities:
     loop_guard: the reasoning-loop breaker (``Budget.loop_guard``) is available.
     continuous: rows can join a running decode batch (``ponder.generate.continuous``: LocalEngine's
         own KV cache and weights; not its subclasses that decode elsewhere, nor wrappers).
+    stop_hook: ``generate`` takes ``stop_row(row, logprobs) -> bool``, called after each token,
+        which stops a row early (``deepconf``'s online mode; others cut the finished trace).
     """
 
     local: bool
@@ -278,6 +280,7 @@ class Capabilities:
     forcing: bool = True
     loop_guard: bool = True
     continuous: bool = False
+    stop_hook: bool = False
 
 
 @runtime_checkable

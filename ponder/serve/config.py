@@ -37,6 +37,11 @@ class ServeConfig:
         "(false: dynamic batching, a batch runs to its end)"
     )
     log_requests: bool = option(True, "write one JSON line per request (id, status, token counts, latency) to stderr")
+    efforts: dict = option(
+        {}, "what each effort level runs, e.g. {medium: {strategy: majority, n: 4, thinking_budget: 64}} "
+        "(strategy: a ponder.strategies name or single; n: its samples; thinking_budget: tokens or null for none); "
+        "a level not listed uses the model's effort table. `ponder tune` writes this mapping"
+    )
 
     def __post_init__(self) -> None:
         if self.reasoning not in REASONING_MODES:
@@ -51,5 +56,31 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_window_ms < 0:
             raise ConfigError(f"batch_window_ms must be >= 0, got {self.batch_window_ms}")
+        for level, entry in self.efforts.items():
+            check_effort(level, entry, self.max_n)
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key must not be blank (omit it to serve without a key)")
+
+
+EFFORT_KEYS = ("strategy", "n", "thinking_budget")
+
+
+def check_effort(level, entry, max_n: int = 16) -> None:
+    """One ``efforts`` entry: a known level mapped to {strategy, n, thinking_budget}."""
+    where = f"efforts.{level}"
+    if level not in ("low", "medium", "high"):
+        raise ConfigError(f"efforts: levels are low, medium and high, got {level!r}")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(EFFORT_KEYS)}, got {entry!r}")
+    bad = sorted(set(entry) - set(EFFORT_KEYS))
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(EFFORT_KEYS)}")
+    strategy, n, tb = entry.get("strategy", "single"), entry.get("n", 1), entry.get("thinking_budget")
+    if not isinstance(strategy, str) or not strategy:
+        raise ConfigError(f"{where}.strategy must be a strategy name, got {strategy!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
+        raise ConfigError(f"{where}.n must be an int in 1..{max_n} (max_n), got {n!r}")
+    if strategy == "single" and n != 1:
+        raise ConfigError(f"{where}: strategy single draws one sample, got n={n}")
+    if tb is not None and (isinstance(tb, bool) or not isinstance(tb, int) or tb < 0):
+        raise ConfigError(f"{where}.thinking_budget must be null or an int >= 0, got {tb!r}")

@@ -11,7 +11,8 @@ are a 400 saying so. Every error is an ``ApiError`` rendered as OpenAI's
 Reasoning controls (one of them per request):
 
 * ``reasoning_effort``: ``low | medium | high`` -> ``Budget(effort=…)`` (the model's effort
-  table), ``none`` -> no thinking (the prompt is rendered with thinking off: an empty think block
+  table), or the level's entry of ``ServeConfig.efforts`` (a strategy, its n and a thinking
+  budget: what ``ponder tune`` chose), ``none`` -> no thinking (the prompt is rendered with thinking off: an empty think block
   is pre-filled for a model that knows the tags).
 * ``thinking: {"type": "enabled", "budget_tokens": N}`` (Anthropic style) -> ``Budget(thinking_budget=N)``;
   ``{"type": "disabled"}`` -> no thinking.
@@ -301,6 +302,13 @@ def _extension(req: ChatRequest, cfg, budget_tokens: int | None, effort: str | N
         if req.n != 1 and strategy is not None:
             raise ApiError("a ponder strategy returns one answer: use ponder.n for samples, not n", param="n",
                            code="invalid_value")
+    tuned = (cfg.efforts or {}).get(effort) if effort is not None and budget_tokens is None else None
+    if tuned is not None and strategy is None:  # the level's tuned point (``ponder tune``)
+        strategy = None if tuned.get("strategy", "single") == "single" else tuned["strategy"]
+        strategy_n, budget_tokens, effort = tuned.get("n", 1), tuned.get("thinking_budget"), None
+        if strategy is not None and req.n != 1:
+            raise ApiError(f"reasoning_effort {req.reasoning_effort or cfg.default_effort!r} runs the strategy "
+                           f"{strategy!r}, which returns one answer: n must be 1", param="n", code="invalid_value")
     if req.model == "auto" and strategy is None:
         strategy = "auto"
     try:
