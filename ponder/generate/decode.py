@@ -26,7 +26,7 @@ def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_args(cls: type) -> frozenset[str]:
+def forward_args(cls: type) -> frozenset[str]:
     return frozenset(inspect.signature(cls.forward).parameters)
 
 
@@ -36,7 +36,7 @@ def forward(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, pos: 
     Returns the last position's logits [B, V] (float32) and the model's cache.
     """
     model = unwrap_peft(model)  # PeftModel.forward drops position_ids
-    args = _forward_args(type(model))
+    args = forward_args(type(model))
     kw = dict(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True)
     if "position_ids" in args:
         kw["position_ids"] = pos

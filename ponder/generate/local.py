@@ -19,6 +19,12 @@ windows, dynamic RoPE). For B >= 2 the fast step's logits equal the HF forward's
 so greedy output equals ``model.generate(do_sample=False)``; a single row uses a faster weight
 layout whose logits differ by float rounding only (a near-exact tie could break differently).
 
+**Prefix cache** (``prefix_cache`` bytes, on by default): the KV of every prompt's full 16-token
+blocks is kept (``ponder.generate.prefix_cache``); a prompt sharing a block-aligned prefix with
+an earlier one prefills only the rest on top of the cached columns. Step 1's layout is then
+[cached | suffix] per row, each part left-padded: L = C + S columns (C the longest hit, S the
+longest suffix), the mask hiding both gaps.
+
 Thinking budgets act per row at token level, on the token ids the tokenizer gives ``<think>``
 and ``</think>`` -- one token each in reasoning models and ponder's tokenizers, several in
 others (three in SmolLM2's): the sequences are matched whole, and the budget counts the tokens
@@ -41,7 +47,8 @@ import torch
 
 from ponder.format import THINK_CLOSE, THINK_OPEN, ReasoningSplitter, decide_thinking, ends_in_think, tail_loop
 from ponder.format.parse import held_prefix
-from ponder.generate.decode import FastLlama, HFRunner, ThreadTuner, forward, sample
+from ponder.generate.decode import FastLlama, HFRunner, ThreadTuner, forward, forward_args, sample, unwrap_peft
+from ponder.generate.prefix_cache import DEFAULT_BUDGET, PrefixCache, assemble
 from ponder.generate.types import (
     Budget,
     Capabilities,
@@ -105,6 +112,9 @@ class LocalEngine:
     decoding drops to one thread whenever that is measured to be faster (``ThreadTuner``);
     ``threads_used`` is the count the last call settled on.
     ``add_special_tokens``: passed to the tokenizer for prompts (e.g. a BOS token).
+    ``prefix_cache``: the prefix cache's byte budget (0 or None: off); ``prefix_block`` its block
+    size in tokens; ``prefix_cache_stats()`` its counters (None when off, ``prefix_cache_reason``
+    then says why).
     ``thinking``: the thinking mode (auto|on|off, ``ponder.format.decide_thinking``); the decision
     is ``self.thinking``. ``path`` says which decode path is used and ``path_reason`` why.
     """
@@ -115,7 +125,8 @@ class LocalEngine:
 
     def __init__(self, model, tokenizer, device: str = "cpu", *, fast: bool | None = None,
                  effort_table: Mapping[str, int] | None = None, num_threads: int | None = None,
-                 add_special_tokens: bool = True, thinking: str = "auto", name: str | None = None):
+                 add_special_tokens: bool = True, thinking: str = "auto", name: str | None = None,
+                 prefix_cache: int | None = DEFAULT_BUDGET, prefix_block: int = 16):
         self.model, self.tokenizer, self.device = model.to(device), tokenizer, torch.device(device)
         self.add_special_tokens = add_special_tokens
         self.num_threads = num_threads
@@ -143,6 +154,14 @@ class LocalEngine:
         self.eos_ids = frozenset(eos)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
         self.open_ids, self.close_ids = self._enc(THINK_OPEN), self._enc(THINK_CLOSE)
+        self.prefix_cache: PrefixCache | None = None
+        self.prefix_cache_reason = "prefix_cache=0 was requested"
+        if prefix_cache:
+            if "position_ids" in forward_args(type(unwrap_peft(model))):
+                self.prefix_cache, self.prefix_cache_reason = PrefixCache(prefix_cache, prefix_block), ""
+            else:  # positions would follow cache columns, not tokens, and the columns have gaps
+                self.prefix_cache_reason = "the model's forward takes no position_ids"
+        self._weights = self._signature()
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kw) -> "LocalEngine":
@@ -174,10 +193,22 @@ class LocalEngine:
         return len(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
 
     def refresh_weights(self) -> None:
-        """Re-read the weights into the fast step's fused copies (training changes them in place,
-        and an optimizer such as fused AdamW does not bump the tensors' versions)."""
+        """Re-read the weights into the fast step's fused copies and drop the prefix cache's KV
+        (training changes the weights in place, and an optimizer such as fused AdamW does not bump
+        the tensors' versions, so only this call can tell)."""
         if isinstance(self.runner, FastLlama):
             self.runner.load()
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+        self._weights = self._signature()
+
+    def _signature(self) -> tuple:
+        """Identity and in-place version of every parameter (changes on a non-fused update)."""
+        return tuple((id(p), p._version) for p in self.model.parameters())
+
+    def prefix_cache_stats(self) -> dict[str, int] | None:
+        """The prefix cache's counters (``PrefixCache.stats``), or None when it is off."""
+        return self.prefix_cache.stats() if self.prefix_cache is not None else None
 
     def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
                  budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None,
@@ -211,12 +242,7 @@ class LocalEngine:
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
              budget: Budget, tuner: ThreadTuner, on_token=None, stop_row=None) -> list[_Row]:
         """Prefill, then decode until every row is finished. Returns the B = P·n rows, grouped."""
-        P, L = len(enc), max(map(len, enc))
-        ids = torch.full((P, L), self.pad_id, dtype=torch.long)  # [P, L] left-padded
-        valid = torch.zeros(P, L, dtype=torch.bool)
-        for i, e in enumerate(enc):
-            ids[i, L - len(e):] = torch.tensor(e)
-            valid[i, L - len(e):] = True
+        P = len(enc)
         rows_of = torch.arange(P).repeat_interleave(n)  # [B] prompt of each row, grouped
         plan = self._plan(sp, budget)
         tb, forcing, close_seq, eos = plan.tb, plan.forcing, plan.close_q, plan.eos
@@ -234,8 +260,8 @@ class LocalEngine:
                 r.forced.extend(plan.close_q)
                 r.forced_close = True
 
-        # prefill with the HF forward; position ids count real tokens only, as in HF generate
-        logits, past = forward(self.model, ids, valid.long(), (valid.long().cumsum(-1) - 1).clamp(min=0))
+        logits, past, valid = self._prefill(enc)
+        L = valid.shape[1]
         logits = logits[rows_of]  # [B, V]
         runner = self.runner
         runner.start(past, rows_of, valid, L + max_gen + 1)
@@ -288,6 +314,56 @@ class LocalEngine:
             t0 = time.perf_counter()
             logits = runner.step(torch.tensor(toks), torch.tensor(pos))
             tuner.after(time.perf_counter() - t0, len(active))
+
+    def _prefill(self, enc: list[list[int]]):
+        """Prefill P prompts with the HF forward -> (logits [P, V], cache, valid [P, L]).
+
+        Without prefix-cache hits: ids [P, L] left-padded, L the longest prompt. With hits: C cached
+        columns (``assemble``, prompt i's c_i right-aligned) then S suffix columns (prompt i's
+        tokens after c_i, left-padded), L = C + S; only the suffixes go through the model. Position
+        ids count real tokens only, as in HF generate, so a suffix continues at position c_i."""
+        pc, P = self.prefix_cache, len(enc)
+        if pc is not None and self._signature() != self._weights:  # an in-place update that bumped versions
+            pc.clear()
+            self._weights = self._signature()
+        hits = [pc.lookup(e) for e in enc] if pc is not None else [(0, [])] * P
+        C, cached = assemble(hits)
+        S = max(len(e) - c for e, (c, _) in zip(enc, hits))
+        ids = torch.full((P, S), self.pad_id, dtype=torch.long)  # [P, S] left-padded suffixes
+        valid = torch.zeros(P, C + S, dtype=torch.bool)
+        for i, (e, (c, _)) in enumerate(zip(enc, hits)):
+            ids[i, S - (len(e) - c):] = torch.tensor(e[c:])
+            valid[i, C - c : C] = True
+            valid[i, C + S - (len(e) - c):] = True
+        past = None
+        if cached is not None:
+            from transformers import DynamicCache
+
+            past = DynamicCache(ddp_cache_data=[(kv[0], kv[1]) for kv in cached])  # [P, KV, C, hd] each
+        pos = (valid.long().cumsum(-1) - 1).clamp(min=0)[:, C:]
+        logits, past = forward(self.model, ids, valid.long(), pos, past)
+        if pc is not None:
+            self._remember(enc, hits, past, valid)
+        return logits, past, valid
+
+    def _remember(self, enc, hits, past, valid) -> None:
+        """Store the new full blocks of each prompt's KV (columns where ``valid``) in the cache."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(past, "layers", None)
+        if (type(past) is not DynamicCache or not layers or any(type(x) is not DynamicLayer for x in layers)
+                or len({tuple(x.keys.shape) for x in layers}) != 1):
+            # a sliding window or hybrid cache: its columns are not one token each, or not all kept
+            self.prefix_cache, self.prefix_cache_reason = None, f"the model's cache ({type(past).__name__}) " \
+                "is not one full-attention DynamicCache"
+            return
+        b = self.prefix_cache.block
+        for i, (e, (c, _)) in enumerate(zip(enc, hits)):
+            if len(e) // b > c // b:  # a full block not cached yet
+                cols = valid[i].nonzero().squeeze(1)
+                kv = torch.stack([torch.stack([x.keys[i][:, cols], x.values[i][:, cols]]) for x in layers])
+                self.prefix_cache.store(e, kv)  # [layers, 2, KV, len(e), hd]
 
     def _plan(self, sp: SamplingParams, budget: Budget) -> "_Plan":
         tb = budget.resolve(self.effort_table)

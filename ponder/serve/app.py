@@ -141,7 +141,8 @@ def metrics_text(state: ServerState, request: Request) -> Response:
         authorize(state, request)
     except ApiError as e:
         return JSONResponse(e.body(), status_code=e.status)
-    return PlainTextResponse(state.stats.render(state.batcher.pending()),
+    cache = getattr(state.backend, "prefix_cache_stats", None)  # a LocalEngine's prefix cache counters
+    return PlainTextResponse(state.stats.render(state.batcher.pending(), cache() if cache else None),
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

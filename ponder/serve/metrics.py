@@ -11,6 +11,22 @@ import sys
 import threading
 import time
 
+#: (metric name after ponder_prefix_cache_, type, help, key of LocalEngine.prefix_cache_stats());
+#: hit rate = hits_total / lookups_total, token reuse = reused / (reused + prefilled)
+PREFIX_METRICS = (
+    ("lookups_total", "counter", "Prompts looked up in the prefix cache.", "lookups"),
+    ("hits_total", "counter", "Prompts that reused at least one cached token.", "hits"),
+    ("tokens_reused_total", "counter", "Prompt tokens whose KV came from the cache (not prefilled).",
+     "tokens_reused"),
+    ("tokens_prefilled_total", "counter", "Prompt tokens prefilled by the model.", "tokens_prefilled"),
+    ("bytes", "gauge", "Bytes of cached KV held now.", "bytes"),
+    ("budget_bytes", "gauge", "The cache's byte budget (LRU eviction above it).", "budget_bytes"),
+    ("blocks", "gauge", "Cached KV blocks held now.", "blocks"),
+    ("evictions_total", "counter", "Blocks evicted to stay within the budget.", "evictions"),
+    ("invalidations_total", "counter", "Times the cache was emptied because the weights changed.",
+     "invalidations"),
+)
+
 
 class Stats:
     """Counters shared by the request handlers and the batcher thread."""
@@ -79,8 +95,9 @@ class Stats:
         with self._lock:
             self.disconnects += 1
 
-    def render(self, queued: int) -> str:
-        """The metrics page (``text/plain; version=0.0.4``)."""
+    def render(self, queued: int, prefix_cache: dict[str, int] | None = None) -> str:
+        """The metrics page (``text/plain; version=0.0.4``). ``prefix_cache``: the engine's prefix
+        cache counters (``LocalEngine.prefix_cache_stats``; None: no such cache, no lines)."""
         with self._lock:
             lines = []
 
@@ -117,6 +134,10 @@ class Stats:
             metric("ponder_requests_queued", "gauge", "Generation jobs waiting for the batcher.", [("", queued)])
             metric("ponder_stream_disconnects_total", "counter", "Streams whose client went away before the end.",
                    [("", self.disconnects)])
+            if prefix_cache is not None:
+                pc = prefix_cache
+                for name, kind, help_, key in PREFIX_METRICS:
+                    metric(f"ponder_prefix_cache_{name}", kind, help_, [("", pc[key])])
             metric("ponder_uptime_seconds", "gauge", "Seconds since the server started.",
                    [("", round(time.time() - self.started, 3))])
         return "\n".join(lines) + "\n"

@@ -243,7 +243,8 @@ class LocalRollout:
 
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self.engine is None or self.engine.model is not model:
-            self.engine = LocalEngine(model, trainer.processing_class)
+            # no prefix cache: the weights change every step, so its KV would be dropped unused
+            self.engine = LocalEngine(model, trainer.processing_class, prefix_cache=0)
         step = trainer.state.global_step
         if step != self.loaded_step:
             # The fast decode path keeps fused copies of q|k|v and gate|up. It detects in-place
