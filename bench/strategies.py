@@ -45,12 +45,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ponder.evaluate.metrics import mean_ci  # noqa: E402
-from ponder.format import build_prompt  # noqa: E402
+from ponder.format import decide_thinking, render  # noqa: E402
 from ponder.generate import DEFAULT_CLOSE_TEXT, LocalEngine, SamplingParams  # noqa: E402
 from ponder.models.build import build_model, load, save  # noqa: E402
 from ponder.models.tokenizer import train_tokenizer  # noqa: E402
 from ponder.strategies import run_batch  # noqa: E402
-from ponder.strategies.base import scoring_text  # noqa: E402
 from ponder.strategies.router import router_report  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
 
@@ -58,7 +57,8 @@ TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size":
 
 
 def prompt_of(question: str) -> str:
-    return build_prompt(question, system="")  # "User: Q\nAssistant: <think>": short, no system turn
+    # ponder's plain layout with <think> pre-filled: short, no system turn
+    return render(question, None, decide_thinking("on")).text
 
 
 def train(task, preset: str, steps: int, batch: int, lr: float, seed: int, out: Path, no_think: float = 0.0):
@@ -174,7 +174,7 @@ def main() -> None:
     maj16 = run_batch("majority", engine, prompts, n=args.n, sampling=sp, task=task, examples=exs, progress=True)
     t_maj = time.time() - t0
     pool = {p: r.samples for p, r in zip(prompts, maj16)}
-    per_sample = [task.score(scoring_text(c), ex).correct for r, ex in zip(maj16, exs) for c in r.samples]
+    per_sample = [task.score(c, ex).correct for r, ex in zip(maj16, exs) for c in r.samples]
     print(f"pass@1 (mean over {len(per_sample)} samples): {sum(per_sample) / len(per_sample):.3f}")
 
     def paired(name, label, **kw):

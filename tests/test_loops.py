@@ -71,6 +71,7 @@ def scripted(monkeypatch):
     """A tiny LocalEngine whose sampler emits a scripted token cycle: A B C A B C …"""
     import torch
 
+    import ponder.generate.continuous as continuous
     import ponder.generate.local as local
     from ponder.testing import tiny_engine
 
@@ -85,6 +86,7 @@ def scripted(monkeypatch):
         return out
 
     monkeypatch.setattr(local, "sample", sample)
+    monkeypatch.setattr(continuous, "sample", sample)  # ponder serve decodes in its continuous batch
     return engine
 
 
