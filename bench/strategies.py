@@ -24,7 +24,7 @@ With ``--others``: beam, mcts and refine (oracle feedback from the gold answer) 
 reference. With ``--router``: ``router_report`` under greedy decoding — never-think (thinking budget 0),
 always-think, and the router (length difficulty) — accuracy and tokens per problem.
 
-Target (issue 4): adaptive_majority within 1 point of majority@16's accuracy with <= 50% of
+Target: adaptive_majority within 1 point of majority@16's accuracy with <= 50% of
 its tokens.
 
     .venv/bin/python bench/strategies.py --router             # train (~4 min here), then measure
