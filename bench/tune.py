@@ -21,8 +21,6 @@ serve.yaml) goes to ``--out``.
 from __future__ import annotations
 
 import argparse
-import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -31,53 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ponder.format import Thinking, render  # noqa: E402
-from ponder.generate import DEFAULT_CLOSE_TEXT  # noqa: E402
-from ponder.models.build import build_model, save  # noqa: E402
-from ponder.models.tokenizer import train_tokenizer  # noqa: E402
+from strategies import train  # noqa: E402  (bench/strategies.py: SFT of a tiny model on reference completions)
+
 from ponder.tasks import get_task  # noqa: E402
-
-TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 192}
-PREFILL = Thinking("on", "prefill", "the bench model opens its think block from the prompt")
-
-
-def train(task, steps: int, batch: int, lr: float, seed: int, out: Path, no_think: float) -> float:
-    """SFT from scratch on reference completions (loss on completion tokens only); seconds taken."""
-    exs = list(task.examples("train"))
-    rng = random.Random(seed)
-    rng.shuffle(exs)
-    pairs = [(render(e["prompt"], None, PREFILL).text, f"{DEFAULT_CLOSE_TEXT}{e['gold']}" if rng.random() < no_think
-              else task.reference_completion(e).removeprefix("<think>")) for e in exs]
-    tok = train_tokenizer([p + c for p, c in pairs[:3000]], vocab_size=512)
-    model = build_model(TINY, tok, seed=seed)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    enc = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"]
-            + [tok.eos_token_id]) for p, c in pairs]
-    torch.manual_seed(seed)
-    start = time.time()
-    for step in range(steps):
-        rows = [enc[(step * batch + i) % len(enc)] for i in range(batch)]
-        width = max(len(p) + len(c) for p, c in rows)
-        ids = torch.full((batch, width), tok.pad_token_id)
-        labels = torch.full((batch, width), -100)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for i, (p, c) in enumerate(rows):
-            ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-            labels[i, len(p): len(p) + len(c)] = torch.tensor(c)
-            mask[i, : len(p) + len(c)] = 1
-        for g in opt.param_groups:  # linear warm-up, cosine decay
-            g["lr"] = lr * min(1.0, (step + 1) / 30) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            print(f"  step {step + 1}/{steps}  loss {float(loss):.3f}  ({time.time() - start:.0f}s)", flush=True)
-    model.eval()
-    save(model, tok, out)
-    return time.time() - start
 
 
 def main() -> None:
@@ -104,7 +58,8 @@ def main() -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # fastest for a model this small on a shared machine
         print(f"training on {args.task} for {args.steps} steps -> {path}")
-        print(f"  trained in {train(get_task(args.task), args.steps, 32, 3e-3, args.seed, path, args.no_think):.0f}s")
+        secs = train(get_task(args.task), "tiny", args.steps, 32, 3e-3, args.seed, path, args.no_think)
+        print(f"  trained in {secs:.0f}s")
         torch.set_num_threads(threads)
     cfg = TuneConfig(model=str(path), task=args.task, limit=args.problems, ns=[int(k) for k in args.ns.split(",")],
                      budgets=[int(b) for b in args.budgets.split(",") if b.strip()], temperature=args.temperature,
