@@ -93,6 +93,8 @@ class GRPOConfig:
     seed: int = option(0, "Seed for prompt order and sampling.")
     on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
     alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
+    tools: bool = option(False, "Tool-augmented rollouts (generator local): a fenced python block in the reasoning runs in the sandbox and its output is inserted, masked out of the loss (ponder.train.tool_rollout).")
+    max_tool_calls: int = option(2, "With tools: most sandbox executions per rollout; after the cap the rollout generates without stopping at fences.")
     lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
 
     def __post_init__(self) -> None:
@@ -146,6 +148,10 @@ class GRPOConfig:
             raise ConfigError(f"grpo.top_entropy_quantile must be in [0, 1], got {self.top_entropy_quantile}")
         if not isinstance(self.max_refill_rounds, int) or self.max_refill_rounds < 0:
             raise ConfigError(f"grpo.max_refill_rounds must be an integer >= 0, got {self.max_refill_rounds!r}")
+        if self.tools and (self.generator != "local" or self.dynamic_sampling):
+            raise ConfigError("grpo.tools needs generator=local and no dynamic_sampling (ponder's tool rollouts)")
+        if not isinstance(self.max_tool_calls, int) or self.max_tool_calls < 0:
+            raise ConfigError(f"grpo.max_tool_calls must be an integer >= 0, got {self.max_tool_calls!r}")
         if self.dynamic_sampling and self.generator != "local":
             raise ConfigError(f"grpo.dynamic_sampling needs generator=local (ponder's rollouts), got {self.generator!r}")
 
@@ -229,8 +235,9 @@ class LocalRollout:
     zero-spread groups are replaced before TRL sees the batch (``ponder.train.dynamic``).
     """
 
-    def __init__(self, seed: int = 0, dynamic=None):
+    def __init__(self, seed: int = 0, dynamic=None, max_tool_calls: int | None = None):
         self.seed = seed
+        self.max_tool_calls = max_tool_calls  # None: plain rollouts; else tool rollouts with this cap
         self.dynamic = dynamic  # a ponder.train.dynamic.DynamicSampler, or None
         self.engine = None
         self.loaded_step: int | None = None
@@ -277,6 +284,8 @@ class LocalRollout:
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
+        if self.max_tool_calls is not None:
+            return self._sample_tools(texts, trainer, model, sp, rank, salt, was_training, t0)
         prompt_ids, completion_ids, logprobs = [], [], []
         # One engine call per distinct run length (normally all runs have length G: one call).
         by_n: dict[int, list[int]] = {}
@@ -298,6 +307,24 @@ class LocalRollout:
                 self.tokens += len(c.token_ids)
         self.seconds += time.perf_counter() - t0
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+
+    def _sample_tools(self, texts, trainer, model, sp, rank, salt, was_training, t0) -> dict[str, list]:
+        """Tool-augmented rows (one rollout per row) plus ``env_mask``, TRL's mask of inserted tokens."""
+        from ponder.generate import SamplingParams
+        from ponder.train.tool_rollout import tool_rollouts
+
+        seed = (self.seed * 1_000_003 + trainer.state.global_step * 101 + rank * 7 + salt * 7919) % (2**31)
+        max_tokens = sp.pop("max_tokens")
+        ids, lps, mask, _ = tool_rollouts(self.engine, trainer.processing_class, texts,
+                                          SamplingParams(seed=seed, max_tokens=max_tokens, **sp), max_tokens,
+                                          self.max_tool_calls)
+        if was_training:
+            model.train()
+        enc = trainer.processing_class(texts, add_special_tokens=self.engine.add_special_tokens)["input_ids"]
+        self.tokens += sum(map(sum, mask))
+        self.seconds += time.perf_counter() - t0
+        return {"prompt_ids": [list(e) for e in enc], "completion_ids": ids, "logprobs": lps, "env_mask": mask}
 
 
 # --------------------------------------------------------------------------- run
@@ -399,7 +426,7 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
         sampler = dynamic.DynamicSampler(funcs, weights, dataset.to_list(), cfg.max_refill_rounds, cfg.seed)
         funcs = [dynamic.FromRollout(f, i) for i, f in enumerate(funcs)]  # reuse the rollout's scores
     funcs = [WithCompletionMetrics(funcs[0], tok), *funcs[1:]]
-    rollout = LocalRollout(cfg.seed, sampler) if cfg.generator == "local" else None
+    rollout = LocalRollout(cfg.seed, sampler, cfg.max_tool_calls if cfg.tools else None) if cfg.generator == "local" else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
