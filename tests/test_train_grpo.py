@@ -139,3 +139,12 @@ def test_trl_generation_path_runs_too(base, tmp_path):
     grpo.run(_cfg(base, tmp_path / "trl", steps=1, generator="trl", beta=0.0))
     (row,) = [json.loads(x) for x in (tmp_path / "trl" / "metrics.jsonl").read_text().splitlines()]
     assert row["kl"] is None and 0 <= row["accuracy"] <= 1 and row["completion_length"] <= 24
+
+
+def test_tool_rollouts_train_end_to_end(base, tmp_path):
+    """``tools=true`` goes through TRL's env_mask path for real: steps run, metrics and a checkpoint land."""
+    final = grpo.run(_cfg(base, tmp_path / "tools", steps=2, tools=True, max_tool_calls=1))
+    load(final)
+    rows = [json.loads(x) for x in (tmp_path / "tools" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(isinstance(r["kl"], (int, float)) and r["completion_length"] <= 24 for r in rows)
