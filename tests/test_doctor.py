@@ -117,3 +117,57 @@ def test_bad_options_are_rejected_before_anything_loads():
         DoctorConfig(model="x", thinking="maybe")
     with pytest.raises(DoctorError, match="problems"):
         DoctorConfig(model="x", problems=0)
+
+
+def _doctor_json(spec: str, *args: str) -> tuple[int, dict]:
+    r = runner.invoke(app, ["doctor", spec, "--problems", "2", "--max-tokens", "64", *args, "--json"])
+    assert r.exit_code in (0, 1), r.output
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_llama_cpp_endpoint_serving_smollm2(llamacpp_smollm2):
+    """`ponder doctor` against a real llama.cpp server (llama-cpp-python, SmolLM2's own ChatML
+    template): what a client can check passes, the rest is skipped with the reason, and SmolLM2
+    answers without a think block; under --thinking on it never closes one, and since llama.cpp
+    drops budget fields the fix is --tokenizer, with which the budget is ponder's and is forced."""
+    import llamacpp
+
+    spec = f"openai:{llamacpp_smollm2.model_id}@{llamacpp_smollm2.base_url}"
+    code, out = _doctor_json(spec, "--n", "1")
+    f = {x["check"]: x for x in out["findings"]}
+    assert code == 0 and out["kind"] == "endpoint" and out["facts"]["served_models"] == ["smollm2-plain"]
+    assert f["endpoint-models"]["status"] == "PASS"
+    for name in ("chat-template", "system-prompt", "think-tokens"):
+        assert f[name]["status"] == "SKIP" and "--tokenizer" in f[name]["detail"], name
+    for name in ("eos", "context", "training-template"):
+        assert f[name]["status"] == "SKIP", name
+    assert f["thinking-mode"]["detail"].startswith("--thinking auto → server")
+    # llama.cpp returns no reasoning field, and SmolLM2 writes no <think>: its content is the answer
+    assert f["reasoning-split"]["status"] == "PASS" and "answers directly" in f["reasoning-split"]["detail"]
+    samples = out["facts"]["samples"]
+    assert len(samples) == 4 and not any(s["thinking"] or "<think>" in s["text"] for s in samples)
+    assert f["samples-close"]["status"] == "PASS" and "answers directly" in f["samples-close"]["detail"]
+    assert f["samples-stop"]["status"] == "PASS"  # it ends its turn (<|im_end|>) well before 64 tokens
+    answered = sum(s["answer"] is not None for s in samples)
+    assert f["samples-answer"]["status"] == ("PASS" if answered >= 2 else "WARN" if answered else "FAIL")
+    assert f["samples-correct"]["status"] == ("PASS" if any(s["correct"] for s in samples) else "WARN")
+
+    code, on = _doctor_json(spec, "--n", "0", "--thinking", "on", "--thinking-budget", "16")
+    close = {x["check"]: x for x in on["findings"]}["samples-close"]
+    assert code == 1 and close["status"] == "FAIL" and "0 of 2 thinking samples closed" in close["detail"]
+    assert "--tokenizer" in close["fix"] and "did not cut it" in close["fix"] and "--thinking off" in close["fix"]
+    assert not any(s["forced_close"] for s in on["facts"]["samples"])
+
+    # with the served model's tokenizer (the GGUF itself) ponder renders the prompt, checks the
+    # template and the think tags, and the budget cuts the reasoning off: </think> by force
+    gguf = str(llamacpp.smollm2_gguf())
+    code, tok = _doctor_json(spec, "--n", "0", "--thinking", "on", "--thinking-budget", "16", "--tokenizer", gguf)
+    t = {x["check"]: x for x in tok["findings"]}
+    assert t["chat-template"]["status"] == "PASS" and "SmolLM" in tok["facts"]["injected_system"]
+    assert t["system-prompt"]["status"] == "WARN" and tok["facts"]["think_close_tokens"] == 3
+    assert t["thinking-mode"]["detail"].startswith("--thinking on → prefill")
+    forced = [s for s in tok["facts"]["samples"] if s["forced_close"]]
+    assert forced and all(s["closed"] for s in forced)
+    # SmolLM2 never closes </think> itself: every close is the budget's, which is a WARN, not a PASS
+    assert len(forced) == 2 and t["samples-close"]["status"] == "WARN"
+    assert "only when the budget forces it" in t["samples-close"]["fix"]

@@ -1,8 +1,10 @@
 """The real llama.cpp server harness (tests/llamacpp.py): it starts, answers, and its templates work.
 
-Four servers, started once for this module and stopped at its end: SmolLM2-135M-Instruct (Q4_1)
-and a tiny ponder model trained and converted here (f32), each with its own chat template
-("plain") and with one that opens the think block after the generation prompt ("prefill").
+Four servers: SmolLM2-135M-Instruct (Q4_1) and a tiny ponder model trained and converted here
+(f32), each with its own chat template ("plain") and with one that opens the think block after
+the generation prompt ("prefill"). SmolLM2's plain server is the session's (``llamacpp_smollm2``
+in conftest.py, shared with tests/test_doctor.py); the other three start once for this module
+and stop at its end.
 Requests are greedy (``temperature: 0``) with ``repeat_penalty: 1``: llama-cpp-python's server
 default is 1.1, which would make its "greedy" tokens differ from transformers'.
 """
@@ -48,8 +50,8 @@ def _server(request, gguf, opener, template, alias):
 
 
 @pytest.fixture(scope="module")
-def smollm2_plain(request, smollm2_file):
-    return _server(request, smollm2_file, L.SMOLLM2_OPENER, "plain", "smollm2-plain")
+def smollm2_plain(llamacpp_smollm2):
+    return llamacpp_smollm2  # the session's server (conftest.py), shared with test_doctor.py
 
 
 @pytest.fixture(scope="module")

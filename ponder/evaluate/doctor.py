@@ -409,6 +409,7 @@ def check_samples(report: Report, backend, task, examples: list[dict], cfg: Doct
     what = (f"{total} samples ({len(examples)} {task.name} question{'s' if len(examples) > 1 else ''} × 1 greedy"
             f" + {cfg.n} sampled)")
     start = backend.thinking.start
+    budget_fix = _budget_fix(backend, budget)
     if not thinking:
         report.add("samples-close", "PASS" if start != "prefill" else "WARN",
                    f"none of {what} opened a think block: the model answers directly", "" if start != "prefill" else
@@ -420,12 +421,12 @@ def check_samples(report: Report, backend, task, examples: list[dict], cfg: Doct
             "so reasoning and answer cannot be told apart" if cut < len(thinking) else "")
         report.add("samples-close", "FAIL",
                    f"0 of {len(thinking)} thinking samples closed </think> within {cfg.max_tokens} tokens; {why}",
-                   "--thinking off (the model answers without a think block), or --thinking-budget B to force "
-                   "</think> after B tokens")
+                   f"--thinking off (the model answers without a think block), or {budget_fix}")
     elif closed - forced < len(thinking) / 2:
         report.add("samples-close", "WARN", f"{closed} of {len(thinking)} thinking samples closed </think>"
                    + (f" ({forced} only because the budget forced it)" if forced else ""),
-                   "a larger --max-tokens, a --thinking-budget, or --thinking off")
+                   "--thinking off: the model closes </think> only when the budget forces it" if forced else
+                   f"a larger --max-tokens, --thinking off, or {budget_fix}")
     else:
         report.add("samples-close", "PASS", f"{closed} of {len(thinking)} thinking samples closed </think>"
                    + (f" ({forced} forced by the budget)" if forced else "") + f"; {what}")
@@ -457,6 +458,19 @@ def check_samples(report: Report, backend, task, examples: list[dict], cfg: Doct
     report.add("samples-correct", "PASS" if correct else "WARN", f"{correct} of {total} samples correct "
                f"(greedy: {sum(r['correct'] for r in rows if r['greedy'])} of {len(examples)})",
                "" if correct else f"the model may be too weak for {task.name}; read the samples with --json")
+
+
+def _budget_fix(backend, budget: Budget) -> str:
+    """How to make the model close </think>: a thinking budget, where this backend enforces one.
+    A chat endpoint other than ``ponder serve`` is only sent the budget fields, which servers
+    such as llama.cpp's drop, so there the way is ``--tokenizer`` (ponder renders the prompt and
+    cuts the reasoning itself)."""
+    caps = backend.capabilities
+    if caps.budgets == "exact" or caps.forcing:
+        return "--thinking-budget B to force </think> after B tokens"
+    sent = f" (the --thinking-budget {budget.thinking_budget} sent did not cut it)" if budget.thinking_budget else ""
+    return ("--tokenizer with the served model's tokenizer (directory or .gguf): ponder then renders the prompt "
+            f"and a --thinking-budget forces </think>; this server is only asked to honour a budget{sent}")
 
 
 # --------------------------------------------------------------------------- the run
@@ -499,13 +513,14 @@ def diagnose(cfg: DoctorConfig, progress: Callable[[str], None] | None = None, b
         check_tokenizer(report, tokenizer, backend.thinking, cfg)
     else:
         for name in ("chat-template", "system-prompt", "think-tokens"):
-            report.add(name, "SKIP", "the server renders prompts with its own template (give --tokenizer DIR to "
-                                     "check the served model's tokenizer)")
+            report.add(name, "SKIP", "the server renders prompts with its own template (give --tokenizer, the "
+                                     "served model's tokenizer directory or .gguf file, to check it)")
     check_thinking(report, backend, tokenizer, config, cfg, remote)
     if remote:
         for name in ("eos", "context"):
-            report.add(name, "SKIP", "needs token-level access: an endpoint reports only finish reasons (the "
-                                     "samples-stop check below covers the end of generation)")
+            report.add(name, "SKIP", "the server's own setting (its stop tokens and context window, e.g. "
+                                     "llama.cpp's --n_ctx) is not visible to a client; the samples-stop check "
+                                     "below covers the end of generation")
         report.add("training-template", "SKIP", "the endpoint's training record is not visible to a client")
     else:
         check_eos(report, model, tokenizer)
