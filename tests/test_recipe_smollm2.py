@@ -1,6 +1,6 @@
 """The SmolLM2 R1-Zero recipe (recipes/smollm2-r1-zero.yaml): it parses as written, and a cut-down
 run (1 LoRA GRPO step of 2×2 completions ≤ 8 tokens, a 3-problem report) goes through every stage
-on the real model. The full training is documented in docs/training.md, not run here."""
+on the real model. The full training is documented in docs/real-models.md, not run here."""
 
 from __future__ import annotations
 
