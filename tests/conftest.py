@@ -11,7 +11,16 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports transformers: the hub client reads it once
 
+import importlib.util
+
 import pytest
+
+if importlib.util.find_spec("llama_cpp") is not None:
+    # llama.cpp's repacked quantised kernels crash on a VM whose CPU advertises AMX; the tests load
+    # every GGUF model with the plain ones (tests/llamacpp.py, use_plain_kernels)
+    import llamacpp
+
+    llamacpp.use_plain_kernels()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@
 llama.cpp's extra weight buffer types off (``use_extra_bufts=False``: no load-time repacking
 of quantised weights for AMX/AVX-512 kernels), which the server has no flag for: on a VM whose
 CPU advertises AMX the repacked Q4_1 kernels crash the process (SIGSEGV) at the first decode,
-and the plain kernels give the same tokens on every machine. ``start_server`` returns
+and the plain kernels give the same tokens on every machine. ``use_plain_kernels`` does the same
+for the test process itself (``conftest.py`` calls it once per session). ``start_server`` returns
 once ``GET /v1/models`` answers, and ``Server.stop`` (or leaving the ``with`` block) terminates
 it, then kills it after ``STOP_TIMEOUT`` seconds. A server that exits or stays silent past the
 timeout raises ``ServerError`` with the tail of its stderr. ``--model_alias`` makes the model
@@ -106,22 +107,34 @@ START_TIMEOUT = 120.0  # seconds: import + model load; SmolLM2 loads in a few se
 STOP_TIMEOUT = 10.0
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
-# ``python -m llama_cpp.server ARGS`` with every model loaded use_extra_bufts=False (see the
-# module docstring); llama.py reads the defaults from its low-level module at each load.
+# ``python -m llama_cpp.server ARGS`` after ``use_plain_kernels`` (argv[1]: this directory)
 _SERVE = """
 import runpy, sys
-import llama_cpp.llama_cpp as low
-default = low.llama_model_default_params
-
-def no_extra_bufts():
-    params = default()
-    params.use_extra_bufts = False
-    return params
-
-low.llama_model_default_params = no_extra_bufts
+sys.path.insert(0, sys.argv.pop(1))
+import llamacpp
+llamacpp.use_plain_kernels()
 sys.argv = ["llama_cpp.server", *sys.argv[1:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
+
+
+def use_plain_kernels() -> None:
+    """Load every later llama.cpp model of this process with ``use_extra_bufts=False`` (see the
+    module docstring): ``Llama`` reads its defaults from the low-level module at each load, so
+    this covers ponder's ``GGUFBackend`` and plain ``llama_cpp.Llama`` alike. Idempotent."""
+    import llama_cpp.llama_cpp as low
+
+    default = low.llama_model_default_params
+    if getattr(default, "plain_kernels", False):
+        return
+
+    def plain():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    plain.plain_kernels = True
+    low.llama_model_default_params = plain
 
 
 class ServerError(RuntimeError):
@@ -311,7 +324,7 @@ def start_server(gguf_path: str | os.PathLike, *, chat_template: str | None = No
     model = src if chat_template is None else with_chat_template(src, chat_template)
     port = free_port() if port is None else port
     alias = alias or src.stem
-    cmd = [sys.executable, "-c", _SERVE, "--model", str(model), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-c", _SERVE, str(Path(__file__).resolve().parent), "--model", str(model), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", "1", "--model_alias", alias]
     if chat_template is not None:
         cmd += ["--chat_format", "chat_template.default"]

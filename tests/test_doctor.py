@@ -171,3 +171,19 @@ def test_llama_cpp_endpoint_serving_smollm2(llamacpp_smollm2):
     # SmolLM2 never closes </think> itself: every close is the budget's, which is a WARN, not a PASS
     assert len(forced) == 2 and t["samples-close"]["status"] == "WARN"
     assert "only when the budget forces it" in t["samples-close"]["fix"]
+
+
+def test_a_gguf_file_is_checked_as_llama_cpp_runs_it(smollm2_gguf):
+    """`ponder doctor FILE.gguf`: the file's own tokenizer, template and eos through llama.cpp
+    (no transformers model behind it), the same findings as SmolLM2's import, and no traceback."""
+    r = runner.invoke(app, ["doctor", str(smollm2_gguf), "--problems", "2", "--n", "1", "--max-tokens", "64", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    f = {x["check"]: x for x in out["findings"]}
+    assert out["kind"] == "gguf" and f["training-template"]["status"] == "SKIP"
+    assert f["eos"]["status"] == "PASS" and out["facts"]["eos_token"] == "<|im_end|>"
+    assert f["system-prompt"]["status"] == "WARN" and "SmolLM" in out["facts"]["injected_system"]
+    assert f["think-tokens"]["status"] == "WARN" and "['</', 'think', '>']" in f["think-tokens"]["detail"]
+    assert f["context"]["status"] == "PASS" and out["facts"]["context_length"] == 8192
+    assert out["facts"]["thinking"]["auto"]["start"] == "model"
+    assert f["samples-close"]["status"] == "PASS" and len(out["facts"]["samples"]) == 4

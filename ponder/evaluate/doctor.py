@@ -12,7 +12,8 @@ Checks, in order (``diagnose``):
   ``system-prompt`` (rendered with and without a system turn: does the template inject a default
   one, does it keep ours), ``think-tokens`` (are ``<think>``/``</think>`` single tokens);
 * ``thinking-mode``: what ``decide_thinking`` decides for auto/on/off and why;
-* ``eos`` (local): the tokenizer's EOS id is set and in ``generation_config.json``;
+* ``eos`` (local): the tokenizer's EOS id is set and in ``generation_config.json`` (a ``.gguf``
+  file: named in its metadata);
 * ``context`` (local): the context length against prompt + thinking budget + ``max_tokens``,
   and against the sequence length a ponder checkpoint was trained on;
 * ``training-template`` (ponder's checkpoints): the recorded thinking start, system prompt,
@@ -122,7 +123,7 @@ class Report:
     """What ``diagnose`` found: the findings in check order and the facts they rest on."""
 
     model: str
-    kind: str  # local | gguf-import | endpoint
+    kind: str  # local | gguf (a .gguf file) | gguf-import | endpoint
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -216,7 +217,7 @@ def _check_think_tokens(report: Report, tokenizer) -> None:
         report.add("think-tokens", "FAIL", f"the tokenizer cannot encode the think tags ({type(e).__name__}: {e})")
         return
     pieces = [tokenizer.convert_ids_to_tokens(i) for i in close_ids] if hasattr(tokenizer, "convert_ids_to_tokens") \
-        else close_ids
+        else [tokenizer.decode([i]) for i in close_ids]  # a GGUF file's tokenizer (llama.cpp's) has no token names
     report.facts.update(think_open_tokens=len(open_ids), think_close_tokens=len(close_ids),
                         forced_close_tokens=close_len)
     if len(open_ids) == 1 and len(close_ids) == 1:
@@ -249,6 +250,16 @@ def check_thinking(report: Report, backend, tokenizer, config, cfg: DoctorConfig
 
 def check_eos(report: Report, model, tokenizer) -> None:
     eos = getattr(tokenizer, "eos_token_id", None)
+    if model is None:  # a .gguf file: llama.cpp stops at the eos its metadata names
+        report.facts.update(eos_token_id=eos, eos_token=getattr(tokenizer, "eos_token", None))
+        if eos is None:
+            report.add("eos", "FAIL", "the GGUF file names no eos token (tokenizer.ggml.eos_token_id): generation "
+                                      "ends only at max_tokens",
+                       "set it with gguf-py's gguf-new-metadata, or import the file (ponder models import-gguf)")
+        else:
+            report.add("eos", "PASS", f"eos {tokenizer.eos_token!r} (id {eos}) from the file's metadata, where "
+                                      "llama.cpp stops")
+        return
     gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     gen_ids = [gen] if isinstance(gen, int) else list(gen or [])
     report.facts.update(eos_token_id=eos, eos_token=getattr(tokenizer, "eos_token", None),
@@ -502,9 +513,10 @@ def diagnose(cfg: DoctorConfig, progress: Callable[[str], None] | None = None, b
     else:
         say(f"loading {spec.path}")
         backend = backend or load_backend(spec, thinking=cfg.thinking)
-        tokenizer, model = backend.tokenizer, backend.model
-        config = model.config
-        kind = "gguf-import" if (spec.path / IMPORT_RECORD).is_file() else "local"
+        # a .gguf file runs in llama.cpp: no transformers model or config, the file's metadata instead
+        tokenizer, model = backend.tokenizer, getattr(backend, "model", None)
+        config = getattr(model, "config", None)
+        kind = "gguf" if spec.path.is_file() else "gguf-import" if (spec.path / IMPORT_RECORD).is_file() else "local"
         report = Report(str(spec.path), kind)
         if kind == "gguf-import":
             _import_facts(report, spec.path)
@@ -524,7 +536,11 @@ def diagnose(cfg: DoctorConfig, progress: Callable[[str], None] | None = None, b
         report.add("training-template", "SKIP", "the endpoint's training record is not visible to a client")
     else:
         check_eos(report, model, tokenizer)
-        trained_len = check_training(report, spec.path, tokenizer, config, backend, cfg)
+        if kind == "gguf":
+            report.add("training-template", "SKIP", "a GGUF file carries no ponder training record")
+            trained_len = None
+        else:
+            trained_len = check_training(report, spec.path, tokenizer, config, backend, cfg)
         longest = max(backend.count_tokens(prompt_of(backend, ex["prompt"], cfg.system or None).text)
                       for ex in examples)
         check_context(report, backend, longest, cfg.params()[2], cfg, trained_len)
