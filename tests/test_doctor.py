@@ -1,5 +1,6 @@
 """``ponder doctor``: the checks on ponder's own tiny checkpoint, on SmolLM2 (imported from its
-GGUF file) and on an endpoint, and the CLI's exit codes."""
+GGUF file, and the file itself through llama.cpp), on endpoints (the scripted server, and a real
+llama.cpp server serving SmolLM2), and the CLI's exit codes."""
 
 from __future__ import annotations
 
