@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ponder.generate import Budget, SamplingParams, prompt  # noqa: E402
-from ponder.generate.gguf import GGUFBackend  # noqa: E402
+from ponder.generate.gguf import GGUFBackend, llama_model_params  # noqa: E402
 from ponder.models.gguf import known_gguf  # noqa: E402
 
 NEW = 128
@@ -51,7 +51,9 @@ def main() -> None:
     backend = GGUFBackend(path, threads=args.threads, n_ctx=1024, thinking="on")
     from llama_cpp import Llama
 
-    plain = Llama(str(path), n_ctx=1024, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    # the same load-time weight layout as the backend (repacking off on AMX-flagged CPUs: it crashed there)
+    with llama_model_params(use_extra_bufts=backend.repack):
+        plain = Llama(str(path), n_ctx=1024, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
     text = prompt(backend, "What is 17 + 25?").text
     ids = plain.tokenize(text.encode(), add_bos=False, special=True)
     sp = SamplingParams(temperature=0, max_tokens=NEW, ignore_eos=True)

@@ -202,3 +202,33 @@ def test_serve_runs_a_gguf_file_with_exact_budgets(backend):
     u, msg = r.usage, r.choices[0].message
     assert u.completion_tokens_details.reasoning_tokens == 3 + upto and msg.model_extra["reasoning_content"].strip()
     assert u.completion_tokens <= 3 + len(close) + 4 and msg.content.strip()
+
+
+def test_a_fresh_process_decodes_the_quantised_file_with_the_backends_defaults(smollm2_gguf):
+    """Without the suite's plain-kernel override: on an AMX-flagged CPU llama.cpp's weight repacking
+    segfaulted at the first decode of this Q4_1 file, so the backend's default turns it off there."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from ponder.generate.gguf import GGUFBackend; from ponder.generate import SamplingParams\n"
+            "b = GGUFBackend(sys.argv[1], n_ctx=256, thinking='off')\n"
+            "c = b.generate(['The capital of France is'], sampling=SamplingParams(temperature=0, max_tokens=4))[0][0]\n"
+            "print(b.repack, len(c.text) > 0)")
+    env = {k: v for k, v in os.environ.items() if k != "PONDER_GGUF_REPACK"}
+    r = subprocess.run([sys.executable, "-c", code, str(smollm2_gguf)], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    amx = " amx_tile" in next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "")
+    assert r.stdout.split() == [str(not amx), "True"]
+
+
+def test_the_repack_setting_reads_its_environment_variable(monkeypatch):
+    from ponder.generate.gguf import GGUFLoadError, default_repack
+
+    for value, want in (("0", False), ("1", True)):
+        monkeypatch.setenv("PONDER_GGUF_REPACK", value)
+        assert default_repack() is want
+    monkeypatch.setenv("PONDER_GGUF_REPACK", "yes")
+    with pytest.raises(GGUFLoadError, match="PONDER_GGUF_REPACK must be 0 or 1"):
+        default_repack()

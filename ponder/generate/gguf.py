@@ -35,6 +35,13 @@ calls; a file without a template gets ponder's plain layout.
 threads; the default is 1. On the shared 2-core development machine 2 threads fell to
 0.6 tok/s when another job held a core (every step waits for its slowest thread) while 1 thread
 ran at 80-130 tok/s; see docs/generation.md for the measurement.
+
+**Weight repacking** (llama.cpp's "extra buffer types": quantised weights re-laid at load for
+its AMX / AVX-512 / interleaved kernels): ``repack`` (or ``PONDER_GGUF_REPACK=0|1``) turns it on
+or off; the default is off on a CPU whose flags list AMX and on elsewhere. On an AMX-flagged
+Xeon VM llama-cpp-python 0.3.36 segfaulted at the first decode of a Q4_1 file with repacking
+and decoded normally without it (llama.cpp's trackers hold several AMX-path segfaults), so a
+crash of the whole process costs more than the speed the kernels give where they work.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from ponder.generate.types import (
 
 THREADS_ENV = "PONDER_GGUF_THREADS"  # llama.cpp threads when ``threads`` is not given
 CTX_ENV = "PONDER_GGUF_CTX"  # context length when ``n_ctx`` is not given
+REPACK_ENV = "PONDER_GGUF_REPACK"  # 0/1: llama.cpp's load-time weight repacking (module docstring)
 DEFAULT_CTX = 8192  # the context used at most by default (the KV cache is allocated up front)
 GGUF_MAGIC = b"GGUF"
 
@@ -83,6 +91,49 @@ def is_gguf(path: str | os.PathLike) -> bool:
     with contextlib.suppress(OSError), open(p, "rb") as f:
         return f.read(4) == GGUF_MAGIC
     return False
+
+
+def default_repack() -> bool:
+    """Whether to let llama.cpp repack quantised weights at load: ``PONDER_GGUF_REPACK`` if set,
+    else off where the CPU flags list AMX (see the module docstring), on elsewhere."""
+    env = os.environ.get(REPACK_ENV, "").strip()
+    if env:
+        if env not in ("0", "1"):
+            raise GGUFLoadError(f"{REPACK_ENV} must be 0 or 1, got {env!r}")
+        return env == "1"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:  # not Linux: no AMX-flagged VM to guard against that we know of
+        return True
+    return " amx_tile" not in flags
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def llama_model_params(**fields):
+    """Set llama.cpp model-loading fields that ``Llama.__init__`` has no argument for: it starts
+    from ``llama_cpp.llama_model_default_params()``, looked up in its module at each load, so
+    that function is wrapped for the duration of the load (under a lock: loads in other threads
+    must not see the override)."""
+    import llama_cpp.llama_cpp as low
+
+    with _PARAMS_LOCK:
+        default = low.llama_model_default_params
+
+        def params():
+            out = default()
+            for k, v in fields.items():
+                setattr(out, k, v)
+            return out
+
+        low.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
 
 
 def _env_int(name: str) -> int | None:
@@ -181,7 +232,7 @@ class GGUFBackend(LocalEngine):
 
     def __init__(self, gguf_path: str | os.PathLike, *, threads: int | None = None, n_ctx: int | None = None,
                  effort_table: Mapping[str, int] | None = None, thinking: str = "auto", name: str | None = None,
-                 add_special_tokens: bool = True, chat_template: str | None = None):
+                 add_special_tokens: bool = True, chat_template: str | None = None, repack: bool | None = None):
         p = Path(gguf_path).expanduser()
         if not p.is_file():
             raise GGUFLoadError(f"GGUF file {str(p)!r} does not exist")
@@ -208,9 +259,11 @@ class GGUFBackend(LocalEngine):
             first = (str(e).splitlines() or [""])[0]
             raise GGUFLoadError(f"{p}: unreadable GGUF header ({type(e).__name__}: {first})") from None
         ctx = want_ctx or min(ctx_train, DEFAULT_CTX)
+        self.repack = default_repack() if repack is None else bool(repack)
         try:
-            self.llm = Llama(str(p), n_ctx=ctx, n_batch=min(ctx, 512), n_threads=threads, n_threads_batch=threads,
-                             logits_all=False, verbose=False)
+            with llama_model_params(use_extra_bufts=self.repack):
+                self.llm = Llama(str(p), n_ctx=ctx, n_batch=min(ctx, 512), n_threads=threads,
+                                 n_threads_batch=threads, logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             first = (str(e).splitlines() or [""])[0]
             raise GGUFLoadError(f"{p}: llama.cpp cannot load it ({type(e).__name__}: {first})") from None
