@@ -188,6 +188,10 @@ EXTRACT = [
     # "the answer is X" only where X is an answer, not prose
     ("The answer is $3\\sqrt{2}$", "3\\sqrt{2}", "answer-is"),
     ("33 + 13 = 46. The answer is a beautiful addition of two numbers.", None, None),
+    # a hedge between "the answer is" and the value is not part of it (SmolLM2 writes "indeed")
+    ("The answer is indeed 9.", "9", "answer-is"),
+    ("The final answer is clearly $12$.", "12", "final-answer"),
+    ("The answer is about the area of the circle.", None, None),
     # bare short answers
     ("x = 3", "x = 3", "bare"),
     ("A long paragraph " * 20, None, None),

@@ -93,6 +93,11 @@ _SENTENCE_END = re.compile(r"\.\s+(?=[A-Z])|\.\s*$|\s+I hope\b|;")
 _WRAP = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**"), ("`", "`"))
 _PROSE_START = frozenset("a an the this that these those to not because since we it there which so".split())
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # words, not LaTeX commands
+# adverbs a model puts between "the answer is" and the value ("The answer is indeed 9.",
+# SmolLM2's phrasing): not part of the answer, and left in they make "indeed 9" fail against 9
+_HEDGE = re.compile(r"^(?:(?:indeed|actually|probably|likely|clearly|definitely|certainly|simply|just|"
+                    r"exactly|therefore|thus|then|now|still|also|approximately|roughly|about|around)"
+                    r",?\s+)+(?=\S)", re.I)
 
 
 def clean(value: str) -> str:
@@ -135,7 +140,7 @@ def _statement_value(text: str, start: int) -> str:
                 line = nxt
                 break
     m = _SENTENCE_END.search(line)
-    return clean(line[: m.start()] if m else line)
+    return clean(_HEDGE.sub("", (line[: m.start()] if m else line).lstrip()))
 
 
 def _in_box(region: str) -> str | None:
