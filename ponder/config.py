@@ -33,6 +33,36 @@ def option(default: Any, help: str, **kw) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+#: Help texts of options that several config classes declare with the same meaning, keyed by the
+#: field name: each says its text once, so the commands' ``--help`` pages cannot drift apart.
+SHARED_HELP: dict[str, str] = {
+    "model": "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.",
+    "task": "Task spec; its test split is the held-out set.",
+    "limit": "Held-out problems (the first LIMIT of the test split).",
+    "batch_prompts": "Problems per generation call.",
+    "seed": "Sampling seed.",
+    "max_tokens": "Most generated tokens per sample (with a thinking budget: per answer).",
+    "top_p": "Nucleus sampling threshold (1 = off).",
+    "thinking": "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.",
+    "template": "Answer format the judge expects: think or r1-zero.",
+    "extra_body": "Endpoints: a JSON object merged into every request.",
+    "timeout": "Endpoints: seconds per request.",
+    "out": "Run directory: checkpoints, metrics.jsonl and final/ go here.",
+    "save_every": "Checkpoint every N steps (a killed run resumes from the last one).",
+    "warmup_steps": "Linear warm-up steps.",
+    "threads": "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).",
+    "device": "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).",
+    "lora": "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or "
+            "r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.",
+}
+
+
+def shared(name: str, default: Any) -> Any:
+    """``option(default, SHARED_HELP[name])`` for the field ``name`` (the metadata records ``name``,
+    so a field declared under another name than its text's is caught by the tests)."""
+    return option(default, SHARED_HELP[name], shared=name)
+
+
 def _base_type(tp):
     """``int | None`` → int; ``list[str]`` stays; used to coerce strings from the command line."""
     origin = typing.get_origin(tp)

@@ -51,7 +51,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
-from ponder.config import option
+from ponder.config import option, shared
 from ponder.evaluate.card import write_card
 from ponder.evaluate.judge import JudgeError, default_mode, run_judge
 from ponder.evaluate.judge import check_config as check_judge
@@ -98,7 +98,7 @@ class EndpointError(EvalError):
 class EvalConfig:
     """Options of ``ponder eval`` (also the content of ``config.json``)."""
 
-    model: str = option("", "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.")
+    model: str = shared("model", "")
     task: str = option("", "Task spec: addition, gsm8k, math500, aime24, jsonl:path=f.jsonl, … (ponder tasks list).")
     split: str = option("test", "Task split to evaluate (train or test).")
     n: int = option(8, "Samples per problem (pass@k and maj@k use k <= n).")
@@ -107,7 +107,7 @@ class EvalConfig:
     thinking_budget: int | None = option(None, "Most reasoning tokens per sample (cut off with </think>); excludes effort.")
     temperature: float = option(0.6, "Sampling temperature (R1 paper's evaluation setting: 0.6).")
     top_p: float = option(0.95, "Nucleus sampling (R1 paper: 0.95).")
-    max_tokens: int = option(512, "Most generated tokens per sample (with a thinking budget: per answer).")
+    max_tokens: int = shared("max_tokens", 512)
     limit: int | None = option(None, "Evaluate only the first N problems of the split.")
     seed: int = option(0, "Seed from which every request's sampling seed is derived.")
     out: str | None = option(None, "Run directory (default runs/eval/<model>-<task>-<time>).")

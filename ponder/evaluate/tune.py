@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, option, shared
 from ponder.evaluate.metrics import wilson
 from ponder.generate.scoring import sample_and_score
 from ponder.generate.types import Backend, Budget, Capabilities, SamplingParams
@@ -53,10 +53,10 @@ class TuneConfig:
     strategies: list[str] = option(list(SWEEPABLE), "Strategies to sweep (single, majority, weighted_majority, adaptive_majority, best_of_n, deepconf).")
     ns: list[int] = option([2, 4, 8, 16], "Sample counts to sweep for every strategy but single; the largest is drawn once per problem and budget.")
     budgets: list[int] = option([], "Thinking budgets to sweep (empty: no budget, the model thinks freely).")
-    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
+    thinking: str = shared("thinking", "auto")
     temperature: float = option(1.0, "Sampling temperature.")
     top_p: float = option(1.0, "Nucleus sampling.")
-    max_tokens: int = option(256, "Most generated tokens per sample (with a thinking budget: per answer).")
+    max_tokens: int = shared("max_tokens", 256)
     seed: int = option(0, "Seed of the sampling (dev and held-out draws are seeded apart).")
     batch_size: int = option(16, "Problems per generate call for a local model.")
     low_tolerance: float = option(0.05, "low = the cheapest front point within this accuracy of the best.")

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, option, shared
 from ponder.train import common, dynamic
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,12 @@ class GRPOConfig:
     model: str = option("", "Checkpoint directory to start from (base, or after cold-start SFT).")
     task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
     rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
-    out: str = option("runs/grpo", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    out: str = shared("out", "runs/grpo")
     steps: int = option(30, "Optimizer steps (a generation round every num_iterations of them).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
     lr: float | None = option(None, "Learning rate (AdamW, constant after warm-up); default by model size: 1e-4 below 50M parameters (tiny models need far more than TRL's), 1e-6 above (TRL's).")
-    warmup_steps: int = option(0, "Linear warm-up steps.")
+    warmup_steps: int = shared("warmup_steps", 0)
     beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
     epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio (lower side when epsilon_high is set; GSPO: 3e-4).")
     epsilon_high: float | None = option(None, "Upper clipping range, clip-higher (DAPO: 0.28 with epsilon 0.2; GSPO: 4e-4; cispo: its cap, 5.0); None = epsilon.")
@@ -87,15 +87,15 @@ class GRPOConfig:
     system: str = option("", "System prompt in every prompt ('' = none; r1, r1-zero: R1's prompts; must match how the model was trained).")
     thinking: str = option("auto", "Thinking mode of the prompts: auto (decided from the model), on (pre-fill <think>) or off.")
     generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
-    device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
-    save_every: int = option(25, "Checkpoint every N steps (a killed run resumes from the last one).")
-    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
+    device: str = shared("device", "cpu")
+    save_every: int = shared("save_every", 25)
+    threads: int = shared("threads", 0)
     seed: int = option(0, "Seed for prompt order and sampling.")
     on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
     alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
     tools: bool = option(False, "Tool-augmented rollouts (generator local): a fenced python block in the reasoning runs in the sandbox and its output is inserted, masked out of the loss (ponder.train.tool_rollout).")
     max_tool_calls: int = option(2, "With tools: most sandbox executions per rollout; after the cap the rollout generates without stopping at fences.")
-    lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
+    lora: str = shared("lora", "")
 
     def __post_init__(self) -> None:
         if not self.model:
