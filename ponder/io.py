@@ -12,15 +12,29 @@ kill, JSONL reading whose errors name ``file:line``, and the resume check of a r
   line, streamed.
 * ``check_resume``: a run directory's saved config against the new one; the first field that
   differs is named ("--resume: n was 4 in runs/x, now 8").
+* ``package_file``: a data file an installed wheel ships, found without importing the package.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+
+def package_file(package: str, filename: str) -> Path | None:
+    """``filename`` inside the installed ``package``, or None when it is not installed. The
+    location comes from the import machinery's spec, so a package whose ``__init__`` would fail
+    (it imports what ponder does not install) still serves its data."""
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / filename
+        if path.is_file():
+            return path
+    return None
 
 
 def json_objects(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
