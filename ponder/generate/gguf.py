@@ -44,12 +44,12 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
-from ponder.format import THINK_CLOSE, THINK_OPEN, decide_thinking, ends_in_think
+from ponder.format import THINK_CLOSE, THINK_OPEN, decide_thinking
 from ponder.generate.decode import sample
 from ponder.generate.local import PRE, THINK, LocalEngine, _Plan, _Row
 from ponder.generate.types import (
@@ -58,7 +58,6 @@ from ponder.generate.types import (
     Completion,
     GenerationError,
     SamplingParams,
-    check_generate,
     effort_table_for,
 )
 
@@ -296,16 +295,12 @@ class GGUFBackend(LocalEngine):
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
-                 budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None
-                 ) -> list[list[Completion]]:
-        """``n`` completions for each prompt, grouped by prompt (``LocalEngine.generate``'s
-        contract, ``on_token`` included); rows are decoded one after the other."""
-        prompts, sampling, budget = check_generate(prompts, n, sampling, budget)
-        if not prompts:
-            return []
-        enc = self._encode_all(prompts)
-        pre = [ends_in_think(p) for p in prompts]
+    def _generate(self, enc: list[list[int]], pre: list[bool], n: int, sampling: SamplingParams, budget: Budget,
+                  on_token, stop_row) -> list[list[Completion]]:
+        """``LocalEngine.generate``'s contract, ``on_token`` included, but not ``stop_row``
+        (``capabilities.stop_hook`` is off); rows are decoded one after the other."""
+        if stop_row is not None:
+            raise GenerationError("stop_row: a GGUF model decodes one row at a time and has no stop hook")
         plan = self._plan(sampling, budget)
         gen = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
         out: list[list[Completion]] = []

@@ -223,8 +223,12 @@ class LocalEngine:
         if not prompts:
             return []
         enc = self._encode_all(prompts)
-        pre = [ends_in_think(p) for p in prompts]
-        k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
+        return self._generate(enc, [ends_in_think(p) for p in prompts], n, sampling, budget, on_token, stop_row)
+
+    def _generate(self, enc: list[list[int]], pre: list[bool], n: int, sampling: SamplingParams, budget: Budget,
+                  on_token, stop_row) -> list[list[Completion]]:
+        """The grouped completions of checked, encoded prompts (``pre``: each ends in <think>)."""
+        k = self.num_threads or (1 if len(enc) * n * self.n_params < 2e7 else torch.get_num_threads())
         with torch.inference_mode(), ThreadTuner(k, tune=self.num_threads is None) as tuner:
             rows = self._run(enc, pre, n, sampling, budget, tuner, on_token, stop_row)
         self.threads_used = tuner.best

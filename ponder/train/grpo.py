@@ -443,9 +443,7 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
 
 def run(cfg: GRPOConfig) -> Path:
     """GRPO from ``cfg.model`` on ``cfg.task``; returns ``<out>/final`` and writes ``<out>/metrics.jsonl``."""
-    common.set_threads(cfg.threads)
-    out = common.check_out(cfg.out, "grpo")
-    done = common.already_done(out, "grpo")
+    out, done = common.begin(cfg, "grpo")
     if done is not None:
         return done
     from ponder.train.health import HealthConfig, HealthMonitor

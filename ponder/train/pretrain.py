@@ -234,12 +234,10 @@ def run(cfg: PretrainConfig) -> Path:
     """Train tokenizer (if none) and base model; return ``<out>/final`` (HF dir incl. tokenizer)."""
     from ponder.models import build_model
 
-    out = common.check_out(cfg.out, "pretrain")
-    done = common.already_done(out, "pretrain")
+    out, done = common.begin(cfg, "pretrain")
     if done is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    common.set_threads(cfg.threads)
     common.quiet_transformers()
     pairs = build_corpus(cfg)
     tok = _tokenizer(cfg, out, pairs)

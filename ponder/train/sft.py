@@ -114,9 +114,7 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
 
 def run(cfg: SFTConfig) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
-    common.set_threads(cfg.threads)
-    out = common.check_out(cfg.out, "sft")
-    done = common.already_done(out, "sft")
+    out, done = common.begin(cfg, "sft")
     if done is not None:
         return done
     rows = common.read_jsonl_pairs(cfg.data, "sft.data")
