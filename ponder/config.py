@@ -7,6 +7,10 @@ A config class is a plain ``@dataclass`` whose fields carry ``metadata={"help": 
 * the recipe format: a YAML mapping whose keys are field names (unknown keys are an error that
   names the key and lists the valid ones — a typo must never be silently ignored),
 * the record: ``asdict(cfg)`` is saved beside every checkpoint as ``ponder_config.json``.
+
+An option several commands declare with the same meaning takes its text from ``SHARED_HELP``
+(``shared("threads", 0)``); a subclass inherits its base's options, in the base's order, and a
+field it declares again keeps that place. ``check_range`` is the one "must be >= 1" check.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import types
 import typing
 from dataclasses import MISSING, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -61,6 +65,17 @@ def shared(name: str, default: Any) -> Any:
     """``option(default, SHARED_HELP[name])`` for the field ``name`` (the metadata records ``name``,
     so a field declared under another name than its text's is caught by the tests)."""
     return option(default, SHARED_HELP[name], shared=name)
+
+
+def check_range(cfg: Any, names: Iterable[str], low: float, high: float | None = None,
+                error: type[Exception] = ConfigError) -> None:
+    """``error`` naming the first field of ``names`` below ``low`` (or above ``high``), e.g. "n must
+    be >= 1, got 0" or "min_thinking_frac must be in [0, 1], got 2"; an unset (None) field passes."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise error(f"{name} must be {bound}, got {value}")
 
 
 def _base_type(tp):

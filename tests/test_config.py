@@ -82,3 +82,20 @@ def test_inherited_fields_keep_their_order_and_the_child_defaults(tmp_path):
     assert seen == [_Child(model="m", steps=9, seed=2)]
     r = runner.invoke(cli, ["m", "--set", "stepz=1"])
     assert r.exit_code == 2 and "unknown option(s) stepz; valid: model, seed, steps" in r.output
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"n": 0}, "n must be >= 1, got 0"),
+    ({"limit": 0}, "limit must be >= 1, got 0"),
+    ({"retries": -1}, "retries must be >= 0, got -1"),
+    ({"shots": -2}, "shots must be >= 0, got -2"),
+    ({"budgets": [8], "min_thinking_frac": 1.5}, "min_thinking_frac must be in [0, 1], got 1.5"),
+])
+def test_a_value_out_of_range_is_one_line_naming_the_option(kw, message):
+    from ponder.evaluate.harness import EvalConfig
+
+    r = runner.invoke(app, ["eval", "run", "runs/none", "--task", "addition",
+                            *[x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", ",".join(map(str, v))
+                                                                   if isinstance(v, list) else str(v))]])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert EvalConfig(model="m", task="addition", limit=None).limit is None  # unset is not out of range

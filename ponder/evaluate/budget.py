@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.evaluate.harness import EvalConfig, EvalError, run_eval
 from ponder.evaluate.report import CURVE_CSV, CURVE_PNG
 from ponder.generate.types import Backend
@@ -62,13 +62,9 @@ class BudgetCurveConfig:
             raise ConfigError(f"budgets must be ints >= 0, got {self.budgets}")
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError(f"budgets has duplicates: {self.budgets}")
-        for name in ("n", "limit", "chunk", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.min_thinking_frac <= 1:
-            raise ConfigError(f"min_thinking_frac must be in [0, 1], got {self.min_thinking_frac}")
-        if self.max_waits < 0:
-            raise ConfigError(f"max_waits must be >= 0, got {self.max_waits}")
+        check_range(self, ("n", "limit", "chunk", "max_tokens"), 1)
+        check_range(self, ("min_thinking_frac",), 0, 1)
+        check_range(self, ("max_waits",), 0)
 
 
 def eval_config(cfg: BudgetCurveConfig) -> EvalConfig:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.evaluate.metrics import maj_at_k, mean_ci
 from ponder.generate.scoring import sample_and_score
 from ponder.io import write_json_atomic
@@ -44,8 +44,7 @@ class StageEvalConfig:
     batch_prompts: int = shared("batch_prompts", 64)
 
     def check(self) -> None:
-        if self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        check_range(self, ("limit",), 1)
         if self.samples < 0 or self.samples == 1:
             raise ConfigError(f"samples must be 0 (greedy only) or >= 2, got {self.samples}")
         if self.max_tokens < 1 or self.batch_prompts < 1:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.evaluate.metrics import wilson
 from ponder.generate.scoring import sample_and_score
 from ponder.generate.types import Backend, Budget, Capabilities, SamplingParams
@@ -83,9 +83,7 @@ class TuneConfig:
             raise ConfigError(f"ns must be ints >= 1, got {self.ns}")
         if any(not isinstance(b, int) or b < 0 for b in self.budgets) or len(set(self.budgets)) != len(self.budgets):
             raise ConfigError(f"budgets must be distinct ints >= 0, got {self.budgets}")
-        for name in ("low_tolerance", "medium_tolerance"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_range(self, ("low_tolerance", "medium_tolerance"), 0, 1)
         if self.max_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_tokens and batch_size must be >= 1")
         self.ns = sorted(set(self.ns))

@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.io import RecordWriter, read_records, write_json_atomic, write_text_atomic
 
 
@@ -71,14 +71,8 @@ class SampleConfig:
             raise ConfigError(f"keep must be 'all' or 'shortest', got {self.keep!r}")
         if self.split not in ("train", "test"):
             raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
-        for name in ("n", "max_tokens", "batch_prompts"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("limit", "max_per_prompt"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        check_range(self, ("n", "max_tokens", "batch_prompts"), 1)
+        check_range(self, ("limit", "max_per_prompt", "temperature"), 0)
         if not self.model:
             raise ConfigError("model is required: the checkpoint directory to sample from")
 
