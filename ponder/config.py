@@ -78,6 +78,15 @@ def check_range(cfg: Any, names: Iterable[str], low: float, high: float | None =
             raise error(f"{name} must be {bound}, got {value}")
 
 
+def check_choice(cfg: Any, name: str, choices: tuple[str, ...], where: str = "",
+                 error: type[Exception] = ConfigError) -> None:
+    """``error`` unless field ``name`` is one of ``choices``: "<where>device must be cpu or auto, got 'gpu'"."""
+    value = getattr(cfg, name)
+    if value not in choices:
+        listed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise error(f"{where}{name} must be {listed}, got {value!r}")
+
+
 def _base_type(tp):
     """``int | None`` → int; ``list[str]`` stays; used to coerce strings from the command line."""
     origin = typing.get_origin(tp)

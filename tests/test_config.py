@@ -99,3 +99,14 @@ def test_a_value_out_of_range_is_one_line_naming_the_option(kw, message):
                                                                    if isinstance(v, list) else str(v))]])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
     assert EvalConfig(model="m", task="addition", limit=None).limit is None  # unset is not out of range
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "sft", "runs/none", "--data", "d.jsonl", "--device", "gpu"], "sft.device must be cpu or auto, got 'gpu'"),
+    (["train", "grpo", "runs/none", "--scale-rewards", "all"], "grpo.scale_rewards must be group, batch or none, got 'all'"),
+    (["eval", "run", "runs/none", "--task", "addition", "--thinking", "maybe"], "thinking must be auto, on or off, got 'maybe'"),
+    (["tune", "runs/none", "--task", "addition", "--thinking", "maybe"], "thinking must be auto, on or off, got 'maybe'"),
+])
+def test_a_value_outside_its_choices_is_one_line_listing_them(args, message):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and message in " ".join(r.output.split()) and "Traceback" not in r.output, r.output

@@ -33,7 +33,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ponder.config import option, shared
+from ponder.config import check_choice, option, shared
 from ponder.evaluate.doctor_endpoint import check_endpoint, check_split
 from ponder.format import (
     MODES,
@@ -104,10 +104,8 @@ class DoctorConfig:
         if self.problems < 1 or self.n < 0 or self.max_tokens < 1:
             raise DoctorError(f"need problems >= 1, n >= 0 and max_tokens >= 1 (got {self.problems}, {self.n}, "
                               f"{self.max_tokens})")
-        if self.thinking not in MODES:
-            raise DoctorError(f"thinking must be auto, on or off, got {self.thinking!r}")
-        if self.template not in ("think", "r1-zero"):
-            raise DoctorError(f"template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "thinking", MODES, error=DoctorError)
+        check_choice(self, "template", ("think", "r1-zero"), error=DoctorError)
 
     def params(self) -> tuple[SamplingParams, SamplingParams, Budget]:
         """(greedy, sampled, budget); their checks raise GenerationError (a ValueError)."""

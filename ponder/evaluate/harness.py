@@ -51,7 +51,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
-from ponder.config import check_range, option, shared
+from ponder.config import check_choice, check_range, option, shared
 from ponder.evaluate.card import write_card
 from ponder.evaluate.judge import JudgeError, default_mode, run_judge
 from ponder.evaluate.judge import check_config as check_judge
@@ -175,10 +175,8 @@ class EvalConfig:
             raise EvalError(str(e)) from None
         if self.loop_guard not in ("", "close", "stop"):
             raise EvalError(f"loop_guard must be close, stop or '' (off), got {self.loop_guard!r}")
-        if self.thinking not in MODES:
-            raise EvalError(f"thinking must be auto, on or off, got {self.thinking!r}")
-        if self.template not in ("think", "r1-zero"):
-            raise EvalError(f"template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "thinking", MODES, error=EvalError)
+        check_choice(self, "template", ("think", "r1-zero"), error=EvalError)
         if self.strategy != "majority" and not self.strategy.strip():
             raise EvalError("strategy must be 'majority' or a ponder.strategies name")
         try:

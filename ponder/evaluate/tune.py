@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.config import ConfigError, check_range, option, shared
+from ponder.config import ConfigError, check_choice, check_range, option, shared
 from ponder.evaluate.metrics import wilson
 from ponder.generate.scoring import sample_and_score
 from ponder.generate.types import Backend, Budget, Capabilities, SamplingParams
@@ -70,8 +70,7 @@ class TuneConfig:
             raise ConfigError("no task given: pass --task (see `ponder tasks list`)")
         if self.split != "dev" and (self.split.count(":") != 1 or "" in self.split.split(":")):
             raise ConfigError(f"split must be 'dev' or 'A:B' (tune on split A, hold out B), got {self.split!r}")
-        if self.thinking not in ("auto", "on", "off"):
-            raise ConfigError(f"thinking must be auto, on or off, got {self.thinking!r}")
+        check_choice(self, "thinking", ("auto", "on", "off"))
         if not 0 < self.dev_frac < 1:
             raise ConfigError(f"dev_frac must be in (0, 1), got {self.dev_frac}")
         if self.limit is not None and self.limit < 2:

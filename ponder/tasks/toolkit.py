@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from ponder.config import ConfigError, from_dict, option
+from ponder.config import ConfigError, check_choice, from_dict, option
 from ponder.tasks.base import BaseTask, TaskError
 
 SPLITS = ("train", "test")
@@ -56,8 +56,7 @@ class FileOptions:
     split: str = option("test", "The split a path without {split} holds.")
 
     def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise TaskError(f"split must be train or test, got {self.split!r}")
+        check_choice(self, "split", SPLITS, error=TaskError)
 
     def file(self, split: str, task: str) -> Path:
         """The file of ``split``: ``path`` with ``{split}`` filled in, or ``path`` if it holds ``split``."""

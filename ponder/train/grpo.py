@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.train import common, dynamic
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class GRPOConfig:
                                "n_prompts", "save_every", "epsilon", "alarm_patience"), "grpo")
         if self.lr is not None:
             common.positive(self, ("lr",), "grpo")
-        if self.on_alarm not in ("warn", "stop"):
-            raise ConfigError(f"grpo.on_alarm must be warn or stop, got {self.on_alarm!r}")
+        check_choice(self, "on_alarm", ("warn", "stop"), "grpo.")
         if self.num_generations < 2:
             raise ConfigError(f"grpo.num_generations must be >= 2 (advantages compare a group), got {self.num_generations}")
         if self.beta < 0:
@@ -113,12 +112,10 @@ class GRPOConfig:
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"grpo.loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
         self._check_variants()
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ConfigError(f"grpo.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        check_choice(self, "scale_rewards", ("group", "batch", "none"), "grpo.")
         if self.generator not in GENERATORS:
             raise ConfigError(f"grpo.generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
-        if self.device not in ("cpu", "auto"):
-            raise ConfigError(f"grpo.device must be cpu or auto, got {self.device!r}")
+        check_choice(self, "device", ("cpu", "auto"), "grpo.")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
         from ponder.models.lora import normalise
@@ -133,8 +130,7 @@ class GRPOConfig:
         if self.epsilon_high is not None and (isinstance(self.epsilon_high, bool) or self.epsilon_high < self.epsilon):
             raise ConfigError(f"grpo.epsilon_high must be >= epsilon ({self.epsilon}), got {self.epsilon_high!r}")
         level, loss = self.importance_sampling_level, self.loss_type
-        if level not in ("token", "sequence"):
-            raise ConfigError(f"grpo.importance_sampling_level must be token or sequence, got {level!r}")
+        check_choice(self, "importance_sampling_level", ("token", "sequence"), "grpo.")
         if level == "sequence" and loss in TOKEN_SUM_LOSSES:
             raise ConfigError(f"grpo.importance_sampling_level=sequence (GSPO) with loss_type={loss} weights each "
                               "sequence by its length; use loss_type grpo (GSPO's) or luspo")

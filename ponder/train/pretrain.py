@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.format import THINK_CLOSE, THINK_OPEN, format_completion, parse
 from ponder.train import common
 from ponder.train.checkpoint import STATE_FILE, atomic_dir, checkpoints, last_complete_checkpoint
@@ -76,8 +76,7 @@ class PretrainConfig:
         common.positive(self, ("steps", "lr", "batch_size", "seq_len", "n_examples", "save_every"), "pretrain")
         if not 0.0 <= self.solution_share <= 1.0:
             raise ConfigError(f"pretrain.solution_share must be in [0, 1], got {self.solution_share}")
-        if self.template not in ("think", "r1-zero"):
-            raise ConfigError(f"pretrain.template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "template", ("think", "r1-zero"), "pretrain.")
         if not 0 < self.anneal <= 1:
             raise ConfigError(f"pretrain.anneal must be in (0, 1], got {self.anneal}")
         if self.warmup_steps < 0:

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.train import common
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ class SFTConfig:
             common.positive(self, ("lr",), "sft")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("sft: give epochs > 0 or max_steps > 0")
-        if self.device not in ("cpu", "auto"):
-            raise ConfigError(f"sft.device must be cpu or auto, got {self.device!r}")
+        check_choice(self, "device", ("cpu", "auto"), "sft.")
         from ponder.models.lora import normalise
 
         try:
