@@ -7,6 +7,10 @@ A config class is a plain ``@dataclass`` whose fields carry ``metadata={"help": 
 * the recipe format: a YAML mapping whose keys are field names (unknown keys are an error that
   names the key and lists the valid ones — a typo must never be silently ignored),
 * the record: ``asdict(cfg)`` is saved beside every checkpoint as ``ponder_config.json``.
+
+An option several commands declare with the same meaning takes its text from ``SHARED_HELP``
+(``shared("threads", 0)``); a subclass inherits its base's options, in the base's order, and a
+field it declares again keeps that place. ``check_range`` is the one "must be >= 1" check.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import types
 import typing
 from dataclasses import MISSING, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -31,6 +35,56 @@ def option(default: Any, help: str, **kw) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+#: Help texts of options that several config classes declare with the same meaning, keyed by the
+#: field name: each says its text once, so the commands' ``--help`` pages cannot drift apart.
+SHARED_HELP: dict[str, str] = {
+    "model": "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.",
+    "task": "Task spec; its test split is the held-out set.",
+    "limit": "Held-out problems (the first LIMIT of the test split).",
+    "batch_prompts": "Problems per generation call.",
+    "seed": "Sampling seed.",
+    "max_tokens": "Most generated tokens per sample (with a thinking budget: per answer).",
+    "top_p": "Nucleus sampling threshold (1 = off).",
+    "thinking": "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.",
+    "template": "Answer format the judge expects: think or r1-zero.",
+    "extra_body": "Endpoints: a JSON object merged into every request.",
+    "timeout": "Endpoints: seconds per request.",
+    "out": "Run directory: checkpoints, metrics.jsonl and final/ go here.",
+    "save_every": "Checkpoint every N steps (a killed run resumes from the last one).",
+    "warmup_steps": "Linear warm-up steps.",
+    "threads": "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).",
+    "device": "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).",
+    "lora": "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or "
+            "r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.",
+}
+
+
+def shared(name: str, default: Any) -> Any:
+    """``option(default, SHARED_HELP[name])`` for the field ``name`` (the metadata records ``name``,
+    so a field declared under another name than its text's is caught by the tests)."""
+    return option(default, SHARED_HELP[name], shared=name)
+
+
+def check_range(cfg: Any, names: Iterable[str], low: float, high: float | None = None,
+                error: type[Exception] = ConfigError) -> None:
+    """``error`` naming the first field of ``names`` below ``low`` (or above ``high``), e.g. "n must
+    be >= 1, got 0" or "min_thinking_frac must be in [0, 1], got 2"; an unset (None) field passes."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise error(f"{name} must be {bound}, got {value}")
+
+
+def check_choice(cfg: Any, name: str, choices: tuple[str, ...], where: str = "",
+                 error: type[Exception] = ConfigError) -> None:
+    """``error`` unless field ``name`` is one of ``choices``: "<where>device must be cpu or auto, got 'gpu'"."""
+    value = getattr(cfg, name)
+    if value not in choices:
+        listed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise error(f"{where}{name} must be {listed}, got {value!r}")
 
 
 def _base_type(tp):

@@ -9,18 +9,32 @@ kill, JSONL reading whose errors name ``file:line``, and the resume check of a r
   dropped, and with ``repair`` cut off so appends start on a fresh line; a bad line elsewhere is
   an error naming it.
 * ``json_objects``: user data (task files, code problems, SFT pairs, CLI inputs), one object a
-  line, streamed.
+  line, streamed; ``parse_object`` the same check for one text (``--extra-body``).
 * ``check_resume``: a run directory's saved config against the new one; the first field that
   differs is named ("--resume: n was 4 in runs/x, now 8").
+* ``package_file``: a data file an installed wheel ships, found without importing the package.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+
+def package_file(package: str, filename: str) -> Path | None:
+    """``filename`` inside the installed ``package``, or None when it is not installed. The
+    location comes from the import machinery's spec, so a package whose ``__init__`` would fail
+    (it imports what ponder does not install) still serves its data."""
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / filename
+        if path.is_file():
+            return path
+    return None
 
 
 def json_objects(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
@@ -33,15 +47,19 @@ def json_objects(path: str | os.PathLike, error: type[Exception] = ValueError) -
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise error(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            yield n, row
+            if line.strip():
+                yield n, parse_object(line, f"{path}:{n}", error)
+
+
+def parse_object(text: str, where: str, error: type[Exception] = ValueError) -> dict:
+    """``text`` as a JSON object; anything else raises ``error`` naming ``where`` and what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise error(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

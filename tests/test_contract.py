@@ -222,3 +222,13 @@ def test_ponder_rewards_list_and_score(tmp_path):
     f.write_text('{"completion": 3}\n')
     r = _run(["rewards", "score", "--rewards", "accuracy", str(f)])
     assert r.exit_code == 2 and ":1: field \"completion\"" in r.output
+
+
+@pytest.mark.parametrize("body,message", [
+    ("[1]", "--extra-body: expected a JSON object, got list"),
+    ("{top_k: 0}", "--extra-body: not valid JSON"),
+])
+def test_a_bad_extra_body_is_one_line_naming_the_option(body, message):
+    # the endpoint is never reached: the option is checked when the backend is built
+    r = _run(["ask", "openai:m@http://127.0.0.1:9/v1", "q", "--extra-body", body])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ponder.cli.common import err_console, fail
 from ponder.cli.configcli import command
-from ponder.config import option
+from ponder.config import option, shared
 
 console = Console(highlight=False)
 
@@ -115,7 +115,7 @@ class GenerateOptions:
     max_waits: int = option(1, "Most 'Wait's inserted by --min-thinking.")
     loop_guard: str | None = option(None, "Reasoning-loop breaker: close (force </think> on a loop and answer) or stop (end there); local models, ponder serve.")
     temperature: float = option(0.6, "Sampling temperature (0 = greedy).")
-    top_p: float = option(0.95, "Nucleus sampling threshold (1 = off).")
+    top_p: float = shared("top_p", 0.95)
     max_tokens: int = option(512, "Most generated tokens (with a thinking budget: most answer tokens).")
     seed: int | None = option(None, "Sampling seed (reproducible answers).")
     system: str | None = option(None, "System prompt (default: none; r1, r1-zero: R1's prompts).")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.evaluate.harness import EvalConfig, EvalError, run_eval
 from ponder.evaluate.report import CURVE_CSV, CURVE_PNG
 from ponder.generate.types import Backend
@@ -41,15 +41,15 @@ class BudgetCurveConfig:
     limit: int = option(50, "How many problems of the split to use (the first ones).")
     split: str = option("test", "Task split: train or test.")
     temperature: float = option(0.7, "Sampling temperature (0 = greedy; then use n=1).")
-    top_p: float = option(0.95, "Nucleus sampling threshold (1 = off).")
+    top_p: float = shared("top_p", 0.95)
     max_tokens: int = option(64, "Most answer tokens after the thinking ends.")
     min_thinking_frac: float = option(0.0, "Budget forcing: force at least this fraction of each budget with 'Wait' (0 = cut-off only; needs a local model, an endpoint given its tokenizer, or ponder serve).")
     max_waits: int = option(2, "Most 'Wait's inserted per completion when forcing.")
-    template: str = option("think", "Answer format the judge expects: think or r1-zero.")
+    template: str = shared("template", "think")
     system: str | None = option(None, "System prompt (unset or empty: none, the layout ponder's models are trained with).")
     thinking: str = option("auto", "Thinking mode: auto, on (pre-fill <think>) or off.")
-    timeout: float = option(600.0, "Endpoints: seconds per request.")
-    extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
+    timeout: float = shared("timeout", 600.0)
+    extra_body: str = shared("extra_body", "")
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): exact budgets and forcing via /v1/completions.")
     seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
@@ -62,13 +62,9 @@ class BudgetCurveConfig:
             raise ConfigError(f"budgets must be ints >= 0, got {self.budgets}")
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError(f"budgets has duplicates: {self.budgets}")
-        for name in ("n", "limit", "chunk", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.min_thinking_frac <= 1:
-            raise ConfigError(f"min_thinking_frac must be in [0, 1], got {self.min_thinking_frac}")
-        if self.max_waits < 0:
-            raise ConfigError(f"max_waits must be >= 0, got {self.max_waits}")
+        check_range(self, ("n", "limit", "chunk", "max_tokens"), 1)
+        check_range(self, ("min_thinking_frac",), 0, 1)
+        check_range(self, ("max_waits",), 0)
 
 
 def eval_config(cfg: BudgetCurveConfig) -> EvalConfig:

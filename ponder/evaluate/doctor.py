@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ponder.config import option
+from ponder.config import check_choice, option, shared
 from ponder.evaluate.doctor_endpoint import check_endpoint, check_split
 from ponder.format import (
     MODES,
@@ -81,21 +81,21 @@ class Finding:
 class DoctorConfig:
     """Options of ``ponder doctor``."""
 
-    model: str = option("", "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.")
+    model: str = shared("model", "")
     task: str = option("addition", "Task whose questions are sampled (ponder tasks list); a cheap one by default.")
     problems: int = option(2, "Questions of the task's test split to sample.")
     n: int = option(2, "Sampled completions per question, besides the greedy one (0: greedy only).")
-    max_tokens: int = option(256, "Most generated tokens per sample (with a thinking budget: per answer).")
+    max_tokens: int = shared("max_tokens", 256)
     thinking: str = option("auto", "Thinking mode to check: auto (decided from the model), on (pre-fill <think>), off.")
     thinking_budget: int | None = option(None, "Thinking budget to check the context against and sample with; excludes effort.")
     effort: str | None = option(None, "Effort level low|medium|high (the model's effort table) instead of a thinking budget.")
     temperature: float = option(0.6, "Temperature of the sampled completions (the greedy one uses 0).")
     top_p: float = option(0.95, "Nucleus sampling of the sampled completions.")
-    seed: int = option(0, "Sampling seed.")
+    seed: int = shared("seed", 0)
     system: str = option("", "System prompt eval/serve will use (empty: none; r1, r1-zero: R1's prompts).")
-    template: str = option("think", "Answer format the judge expects: think or r1-zero.")
-    extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
-    timeout: float = option(120.0, "Endpoints: seconds per request.")
+    template: str = shared("template", "think")
+    extra_body: str = shared("extra_body", "")
+    timeout: float = shared("timeout", 120.0)
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): runs the tokenizer checks too.")
     json: bool = option(False, "Print the findings as one JSON object instead of a table.", flag="--json")
 
@@ -105,10 +105,8 @@ class DoctorConfig:
         if self.problems < 1 or self.n < 0 or self.max_tokens < 1:
             raise DoctorError(f"need problems >= 1, n >= 0 and max_tokens >= 1 (got {self.problems}, {self.n}, "
                               f"{self.max_tokens})")
-        if self.thinking not in MODES:
-            raise DoctorError(f"thinking must be auto, on or off, got {self.thinking!r}")
-        if self.template not in ("think", "r1-zero"):
-            raise DoctorError(f"template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "thinking", MODES, error=DoctorError)
+        check_choice(self, "template", ("think", "r1-zero"), error=DoctorError)
 
     def params(self) -> tuple[SamplingParams, SamplingParams, Budget]:
         """(greedy, sampled, budget); their checks raise GenerationError (a ValueError)."""

@@ -51,7 +51,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
-from ponder.config import option
+from ponder.config import check_choice, check_range, option, shared
 from ponder.evaluate.card import write_card
 from ponder.evaluate.judge import JudgeError, default_mode, run_judge
 from ponder.evaluate.judge import check_config as check_judge
@@ -98,7 +98,7 @@ class EndpointError(EvalError):
 class EvalConfig:
     """Options of ``ponder eval`` (also the content of ``config.json``)."""
 
-    model: str = option("", "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.")
+    model: str = shared("model", "")
     task: str = option("", "Task spec: addition, gsm8k, math500, aime24, jsonl:path=f.jsonl, … (ponder tasks list).")
     split: str = option("test", "Task split to evaluate (train or test).")
     n: int = option(8, "Samples per problem (pass@k and maj@k use k <= n).")
@@ -107,7 +107,7 @@ class EvalConfig:
     thinking_budget: int | None = option(None, "Most reasoning tokens per sample (cut off with </think>); excludes effort.")
     temperature: float = option(0.6, "Sampling temperature (R1 paper's evaluation setting: 0.6).")
     top_p: float = option(0.95, "Nucleus sampling (R1 paper: 0.95).")
-    max_tokens: int = option(512, "Most generated tokens per sample (with a thinking budget: per answer).")
+    max_tokens: int = shared("max_tokens", 512)
     limit: int | None = option(None, "Evaluate only the first N problems of the split.")
     seed: int = option(0, "Seed from which every request's sampling seed is derived.")
     out: str | None = option(None, "Run directory (default runs/eval/<model>-<task>-<time>).")
@@ -147,27 +147,20 @@ class EvalConfig:
             raise EvalError("no model given: pass a checkpoint directory or openai:<model>@<base_url>")
         if not self.task:
             raise EvalError("no task given: pass --task (see `ponder tasks list`)")
-        for key in ("n", "concurrency", "batch_size", "max_failures"):
-            if getattr(self, key) < 1:
-                raise EvalError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.retries < 0:
-            raise EvalError(f"retries must be >= 0, got {self.retries}")
-        if self.limit is not None and self.limit < 1:
-            raise EvalError(f"limit must be >= 1, got {self.limit}")
+        check_range(self, ("n", "concurrency", "batch_size", "max_failures", "limit"), 1, error=EvalError)
+        check_range(self, ("retries",), 0, error=EvalError)
         if any(b < 0 for b in self.budgets):
             raise EvalError(f"budgets must be >= 0, got {self.budgets}")
         if self.budgets and (self.effort or self.thinking_budget is not None):
             raise EvalError("--budgets sweeps the thinking budget: do not also give --effort or --thinking-budget")
         if len(set(self.budgets)) != len(self.budgets):
             raise EvalError(f"budgets has duplicates: {self.budgets}")
-        if not 0 <= self.min_thinking_frac <= 1:
-            raise EvalError(f"min_thinking_frac must be in [0, 1], got {self.min_thinking_frac}")
+        check_range(self, ("min_thinking_frac",), 0, 1, error=EvalError)
         if self.min_thinking_frac and not self.budgets:
             raise EvalError("--min-thinking-frac is a share of each budget of --budgets: use --min-thinking for one run")
         if self.min_thinking < 0 or self.max_waits < 0:
             raise EvalError("min_thinking and max_waits must be >= 0")
-        if self.shots < 0:
-            raise EvalError(f"shots must be >= 0, got {self.shots}")
+        check_range(self, ("shots",), 0, error=EvalError)
         if self.prompt_template and "{question}" not in self.prompt_template:
             raise EvalError("prompt_template must contain {question} (where the problem goes)")
         try:
@@ -182,10 +175,8 @@ class EvalConfig:
             raise EvalError(str(e)) from None
         if self.loop_guard not in ("", "close", "stop"):
             raise EvalError(f"loop_guard must be close, stop or '' (off), got {self.loop_guard!r}")
-        if self.thinking not in MODES:
-            raise EvalError(f"thinking must be auto, on or off, got {self.thinking!r}")
-        if self.template not in ("think", "r1-zero"):
-            raise EvalError(f"template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "thinking", MODES, error=EvalError)
+        check_choice(self, "template", ("think", "r1-zero"), error=EvalError)
         if self.strategy != "majority" and not self.strategy.strip():
             raise EvalError("strategy must be 'majority' or a ponder.strategies name")
         try:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ponder.config import check_range
 from ponder.format import parse, start_of
 from ponder.generate.backends import load_backend, prompt
 from ponder.generate.types import SamplingParams
@@ -96,8 +97,7 @@ def check_config(cfg) -> None:
         return
     if cfg.judge_mode not in ("", *MODES):
         raise JudgeError(f"judge_mode must be replace or compare, got {cfg.judge_mode!r}")
-    if cfg.judge_max_tokens < 1:
-        raise JudgeError(f"judge_max_tokens must be >= 1, got {cfg.judge_max_tokens}")
+    check_range(cfg, ("judge_max_tokens",), 1, error=JudgeError)
     load_rubric(cfg.judge_rubric)
 
 

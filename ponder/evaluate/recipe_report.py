@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, option, shared
 from ponder.evaluate.demo_report import paired, pct, pts
 from ponder.evaluate.metrics import mean_ci
 from ponder.io import json_objects, write_json_atomic, write_text_atomic
@@ -39,15 +39,15 @@ class ReportConfig:
 
     base: str = option("", "The model before training (checkpoint directory).")
     trained: str = option("", "The trained model (a checkpoint or LoRA adapter directory; '@grpo' in a recipe).")
-    task: str = option("addition:digits=2", "Task spec; its test split is the held-out set.")
-    limit: int = option(200, "Held-out problems (the first LIMIT of the test split).")
+    task: str = shared("task", "addition:digits=2")
+    limit: int = shared("limit", 200)
     max_tokens: int = option(128, "Most tokens per greedy completion.")
     system: str = option("", "System prompt, as in training ('' = none; r1, r1-zero: R1's prompts).")
     thinking: str = option("auto", "Thinking mode, as in training: auto, on (pre-fill <think>) or off.")
-    batch_prompts: int = option(50, "Problems per generation call.")
+    batch_prompts: int = shared("batch_prompts", 50)
     title: str = option("R1-Zero on a real model", "Report heading.")
     seed: int = option(0, "Unused by greedy decoding; kept so the recipe's seed applies.")
-    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
+    threads: int = shared("threads", 0)
     out: str = option("runs/report/report.md", "The report's path; PNGs, eval/*.json and summary.json go beside it.")
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.evaluate.metrics import maj_at_k, mean_ci
 from ponder.generate.scoring import sample_and_score
 from ponder.io import write_json_atomic
@@ -35,17 +35,16 @@ from ponder.io import write_json_atomic
 class StageEvalConfig:
     """Options of a held-out stage evaluation."""
 
-    task: str = option("addition:digits=3", "Task spec; its test split is the held-out set.")
-    limit: int = option(200, "Held-out problems (the first LIMIT of the test split).")
+    task: str = shared("task", "addition:digits=3")
+    limit: int = shared("limit", 200)
     samples: int = option(0, "Sampled completions per problem for sampled pass@1 and maj@k (0 = greedy only).")
     temperature: float = option(0.8, "Temperature of the sampled completions.")
     max_tokens: int = option(256, "Most tokens per completion.")
-    seed: int = option(0, "Sampling seed.")
-    batch_prompts: int = option(64, "Problems per generation call.")
+    seed: int = shared("seed", 0)
+    batch_prompts: int = shared("batch_prompts", 64)
 
     def check(self) -> None:
-        if self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        check_range(self, ("limit",), 1)
         if self.samples < 0 or self.samples == 1:
             raise ConfigError(f"samples must be 0 (greedy only) or >= 2, got {self.samples}")
         if self.max_tokens < 1 or self.batch_prompts < 1:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_choice, check_range, option, shared
 from ponder.evaluate.metrics import wilson
 from ponder.generate.scoring import sample_and_score
 from ponder.generate.types import Backend, Budget, Capabilities, SamplingParams
@@ -53,10 +53,10 @@ class TuneConfig:
     strategies: list[str] = option(list(SWEEPABLE), "Strategies to sweep (single, majority, weighted_majority, adaptive_majority, best_of_n, deepconf).")
     ns: list[int] = option([2, 4, 8, 16], "Sample counts to sweep for every strategy but single; the largest is drawn once per problem and budget.")
     budgets: list[int] = option([], "Thinking budgets to sweep (empty: no budget, the model thinks freely).")
-    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
+    thinking: str = shared("thinking", "auto")
     temperature: float = option(1.0, "Sampling temperature.")
     top_p: float = option(1.0, "Nucleus sampling.")
-    max_tokens: int = option(256, "Most generated tokens per sample (with a thinking budget: per answer).")
+    max_tokens: int = shared("max_tokens", 256)
     seed: int = option(0, "Seed of the sampling (dev and held-out draws are seeded apart).")
     batch_size: int = option(16, "Problems per generate call for a local model.")
     low_tolerance: float = option(0.05, "low = the cheapest front point within this accuracy of the best.")
@@ -70,8 +70,7 @@ class TuneConfig:
             raise ConfigError("no task given: pass --task (see `ponder tasks list`)")
         if self.split != "dev" and (self.split.count(":") != 1 or "" in self.split.split(":")):
             raise ConfigError(f"split must be 'dev' or 'A:B' (tune on split A, hold out B), got {self.split!r}")
-        if self.thinking not in ("auto", "on", "off"):
-            raise ConfigError(f"thinking must be auto, on or off, got {self.thinking!r}")
+        check_choice(self, "thinking", ("auto", "on", "off"))
         if not 0 < self.dev_frac < 1:
             raise ConfigError(f"dev_frac must be in (0, 1), got {self.dev_frac}")
         if self.limit is not None and self.limit < 2:
@@ -83,9 +82,7 @@ class TuneConfig:
             raise ConfigError(f"ns must be ints >= 1, got {self.ns}")
         if any(not isinstance(b, int) or b < 0 for b in self.budgets) or len(set(self.budgets)) != len(self.budgets):
             raise ConfigError(f"budgets must be distinct ints >= 0, got {self.budgets}")
-        for name in ("low_tolerance", "medium_tolerance"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_range(self, ("low_tolerance", "medium_tolerance"), 0, 1)
         if self.max_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_tokens and batch_size must be >= 1")
         self.ns = sorted(set(self.ns))

@@ -18,13 +18,13 @@ hub (a local spec must be an existing checkpoint directory).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ponder.format import Prompt, render
 from ponder.generate.types import Backend, GenerationError
+from ponder.io import parse_object
 
 OPENAI_PREFIX = "openai:"
 
@@ -74,13 +74,7 @@ def parse_extra_body(text: str | dict | None) -> dict:
         return {}
     if isinstance(text, dict):
         return text
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ModelSpecError(f"--extra-body must be a JSON object, got {text!r:.60} ({e.msg})") from None
-    if not isinstance(value, dict):
-        raise ModelSpecError(f"--extra-body must be a JSON object, got {type(value).__name__}")
-    return value
+    return parse_object(text, "--extra-body", ModelSpecError)
 
 
 #: options that only an endpoint takes (ignored, with an error when set, for a local model)

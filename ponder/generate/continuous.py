@@ -44,7 +44,7 @@ import torch
 from ponder.format import ends_in_think
 from ponder.generate.decode import FastLlama, ThreadTuner, forward, sample
 from ponder.generate.local import PRE, THINK, LocalEngine, _Row
-from ponder.generate.types import Budget, Completion, GenerationError, SamplingParams, check_request, make_completion
+from ponder.generate.types import Budget, Completion, GenerationError, SamplingParams, check_generate
 
 _CACHE = ("k", "v", "bias", "masked", "t", "past", "keep")  # runner attributes that hold one batch's cache
 
@@ -142,17 +142,10 @@ class ContinuousBatch:
         next ``step``. Arguments as ``LocalEngine.generate`` (``on_token(row, ids)`` with the row
         index within this request); bad arguments raise ``GenerationError`` before anything joins."""
         e = self.engine
-        prompts = check_request(prompts, n)
-        sp = sampling if sampling is not None else SamplingParams()
-        budget = budget if budget is not None else Budget()
-        if not isinstance(sp, SamplingParams) or not isinstance(budget, Budget):
-            raise GenerationError("sampling must be a SamplingParams and budget a Budget")
+        prompts, sp, budget = check_generate(prompts, n, sampling, budget)
         if not prompts:
             raise GenerationError("a request needs at least one prompt")
-        enc = e.tokenizer(prompts, add_special_tokens=e.add_special_tokens)["input_ids"]
-        for i, x in enumerate(enc):
-            if not x:
-                raise GenerationError(f"prompts[{i}] encodes to no tokens; a prompt needs at least one")
+        enc = e._encode_all(prompts)
         plan = e._plan(sp, budget)
         req = Request(prompts, n, sp, budget, plan, [ends_in_think(p) for p in prompts], on_token)
         P, L = len(enc), max(map(len, enc))
@@ -364,7 +357,4 @@ class ContinuousBatch:
         return done
 
     def _complete(self, req: Request) -> None:
-        e, n = self.engine, req.n
-        req.completions = [[make_completion(r.ids, e._decode, r.finish, r.lps, req.pre[i], req.sp.stop, e.eos_ids,
-                                            forced_close=r.forced_close, waits=r.waits, loop_breaks=r.loop_breaks)
-                            for r in req.rows[i * n:(i + 1) * n]] for i in range(len(req.prompts))]
+        req.completions = self.engine._grouped(req.rows, req.pre, req.n, req.sp.stop)

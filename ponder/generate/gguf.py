@@ -51,12 +51,12 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
-from ponder.format import THINK_CLOSE, THINK_OPEN, decide_thinking, ends_in_think
+from ponder.format import THINK_CLOSE, THINK_OPEN, decide_thinking
 from ponder.generate.decode import sample
 from ponder.generate.local import PRE, THINK, LocalEngine, _Plan, _Row
 from ponder.generate.types import (
@@ -65,9 +65,7 @@ from ponder.generate.types import (
     Completion,
     GenerationError,
     SamplingParams,
-    check_request,
     effort_table_for,
-    make_completion,
 )
 
 THREADS_ENV = "PONDER_GGUF_THREADS"  # llama.cpp threads when ``threads`` is not given
@@ -350,26 +348,12 @@ class GGUFBackend(LocalEngine):
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, prompts: list[str], n: int = 1, sampling: SamplingParams | None = None,
-                 budget: Budget | None = None, on_token: Callable[[int, list[int]], bool | None] | None = None
-                 ) -> list[list[Completion]]:
-        """``n`` completions for each prompt, grouped by prompt (``LocalEngine.generate``'s
-        contract, ``on_token`` included); rows are decoded one after the other."""
-        prompts = check_request(prompts, n)
-        sampling = sampling if sampling is not None else SamplingParams()
-        budget = budget if budget is not None else Budget()
-        if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
-            raise GenerationError("sampling must be a SamplingParams and budget a Budget")
-        if not prompts:
-            return []
-        enc = [self.tokenizer.encode(p, add_special_tokens=self.add_special_tokens) for p in prompts]
-        for i, e in enumerate(enc):
-            if not e:
-                raise GenerationError(f"prompts[{i}] encodes to no tokens; a prompt needs at least one")
-            if len(e) >= self.n_ctx:
-                raise GenerationError(f"prompts[{i}] has {len(e)} tokens; the context holds {self.n_ctx} "
-                                      f"(set n_ctx or {CTX_ENV})")
-        pre = [ends_in_think(p) for p in prompts]
+    def _generate(self, enc: list[list[int]], pre: list[bool], n: int, sampling: SamplingParams, budget: Budget,
+                  on_token, stop_row) -> list[list[Completion]]:
+        """``LocalEngine.generate``'s contract, ``on_token`` included, but not ``stop_row``
+        (``capabilities.stop_hook`` is off); rows are decoded one after the other."""
+        if stop_row is not None:
+            raise GenerationError("stop_row: a GGUF model decodes one row at a time and has no stop hook")
         plan = self._plan(sampling, budget)
         gen = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
         out: list[list[Completion]] = []
@@ -380,12 +364,18 @@ class GGUFBackend(LocalEngine):
             for i, e in enumerate(enc):
                 group = []
                 for j in range(n):
-                    r = self._row(e, pre[i], plan, gen, on_token, i * n + j)
-                    group.append(make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop,
-                                                 self.eos_ids, forced_close=r.forced_close, waits=r.waits,
-                                                 loop_breaks=r.loop_breaks))
+                    group.append(self._completion(self._row(e, pre[i], plan, gen, on_token, i * n + j), pre[i],
+                                                  sampling.stop))
                 out.append(group)
         return out
+
+    def _encode_all(self, prompts: list[str]) -> list[list[int]]:
+        enc = super()._encode_all(prompts)
+        for i, e in enumerate(enc):
+            if len(e) >= self.n_ctx:
+                raise GenerationError(f"prompts[{i}] has {len(e)} tokens; the context holds {self.n_ctx} "
+                                      f"(set n_ctx or {CTX_ENV})")
+        return enc
 
     def _row(self, enc: list[int], prefilled: bool, plan: _Plan, gen, on_token, index: int) -> _Row:
         """Decode one completion of ``enc`` with ``LocalEngine``'s token rules (``_advance``)."""

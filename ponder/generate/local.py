@@ -55,7 +55,7 @@ from ponder.generate.types import (
     Completion,
     GenerationError,
     SamplingParams,
-    check_request,
+    check_generate,
     effort_table_for,
     make_completion,
 )
@@ -219,25 +219,37 @@ class LocalEngine:
         Returning True stops that row now (finish "length"; the server frees a gone client's rows).
         ``stop_row(row, logprobs)``: the same after each token with the row's log-probs so far;
         True stops the row (finish "length": confidence-based early stopping, ``deepconf``)."""
-        prompts = check_request(prompts, n)
-        sampling = sampling if sampling is not None else SamplingParams()
-        budget = budget if budget is not None else Budget()
-        if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
-            raise GenerationError("sampling must be a SamplingParams and budget a Budget")
+        prompts, sampling, budget = check_generate(prompts, n, sampling, budget)
         if not prompts:
             return []
+        enc = self._encode_all(prompts)
+        return self._generate(enc, [ends_in_think(p) for p in prompts], n, sampling, budget, on_token, stop_row)
+
+    def _generate(self, enc: list[list[int]], pre: list[bool], n: int, sampling: SamplingParams, budget: Budget,
+                  on_token, stop_row) -> list[list[Completion]]:
+        """The grouped completions of checked, encoded prompts (``pre``: each ends in <think>)."""
+        k = self.num_threads or (1 if len(enc) * n * self.n_params < 2e7 else torch.get_num_threads())
+        with torch.inference_mode(), ThreadTuner(k, tune=self.num_threads is None) as tuner:
+            rows = self._run(enc, pre, n, sampling, budget, tuner, on_token, stop_row)
+        self.threads_used = tuner.best
+        return self._grouped(rows, pre, n, sampling.stop)
+
+    def _encode_all(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each prompt; one that encodes to nothing is an error naming it."""
         enc = self.tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
         for i, e in enumerate(enc):
             if not e:
                 raise GenerationError(f"prompts[{i}] encodes to no tokens; a prompt needs at least one")
-        pre = [ends_in_think(p) for p in prompts]
-        k = self.num_threads or (1 if len(prompts) * n * self.n_params < 2e7 else torch.get_num_threads())
-        with torch.inference_mode(), ThreadTuner(k, tune=self.num_threads is None) as tuner:
-            rows = self._run(enc, pre, n, sampling, budget, tuner, on_token, stop_row)
-        self.threads_used = tuner.best
-        return [[make_completion(r.ids, self._decode, r.finish, r.lps, pre[i], sampling.stop, self.eos_ids,
-                                 forced_close=r.forced_close, waits=r.waits, loop_breaks=r.loop_breaks)
-                 for r in rows[i * n : (i + 1) * n]] for i in range(len(prompts))]
+        return enc
+
+    def _completion(self, r: _Row, prefilled: bool, stop) -> Completion:
+        """The Completion of a finished row."""
+        return make_completion(r.ids, self._decode, r.finish, r.lps, prefilled, stop, self.eos_ids,
+                               forced_close=r.forced_close, waits=r.waits, loop_breaks=r.loop_breaks)
+
+    def _grouped(self, rows: list[_Row], prefilled: list[bool], n: int, stop) -> list[list[Completion]]:
+        """The completions of P·n finished rows, grouped by prompt (``prefilled``: one per prompt)."""
+        return [[self._completion(r, pre, stop) for r in rows[i * n : (i + 1) * n]] for i, pre in enumerate(prefilled)]
 
     def _run(self, enc: list[list[int]], prefilled: list[bool], n: int, sp: SamplingParams,
              budget: Budget, tuner: ThreadTuner, on_token=None, stop_row=None) -> list[_Row]:

@@ -344,6 +344,17 @@ def check_request(prompts: object, n: object, *, messages: bool = False) -> list
     return list(prompts)
 
 
+def check_generate(prompts: object, n: object, sampling: object, budget: object
+                   ) -> tuple[list, SamplingParams, Budget]:
+    """``check_request`` plus the sampling and budget the request runs with (the defaults for None)."""
+    prompts = check_request(prompts, n)
+    sampling = sampling if sampling is not None else SamplingParams()
+    budget = budget if budget is not None else Budget()
+    if not isinstance(sampling, SamplingParams) or not isinstance(budget, Budget):
+        raise GenerationError("sampling must be a SamplingParams and budget a Budget")
+    return prompts, sampling, budget
+
+
 def estimate_tokens(text: str) -> int:
     """A tokenizer-free token count: one per digit and punctuation mark, one per word of up to
     six letters and one per four letters beyond (BPE vocabularies split digits and long words;

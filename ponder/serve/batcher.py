@@ -126,13 +126,18 @@ class Batcher:
 
     # ----------------------------------------------------------------- worker
 
+    def _take(self, job: Job | None) -> bool:
+        """Add a dequeued job to ``_pending``; False for the stop sentinel ``close`` puts (None)."""
+        if job is None:
+            self._stop = True
+            return False
+        self._pending.append(job)
+        return True
+
     def _collect(self) -> list[Job]:
         """Block for a first job, then gather more for ``window`` seconds or until ``max_rows``."""
-        if not self._pending:
-            job = self._q.get()
-            if job is None:
-                return []
-            self._pending.append(job)
+        if not self._pending and not self._take(self._q.get()):
+            return []
         deadline = time.perf_counter() + self.window
         while sum(j.rows for j in self._pending) < self.max_rows:
             left = deadline - time.perf_counter()
@@ -140,10 +145,8 @@ class Batcher:
                 job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
-            if job is None:
-                self._stop = True
+            if not self._take(job):
                 break
-            self._pending.append(job)
         jobs, self._pending = self._pending, []
         return jobs
 
@@ -232,10 +235,8 @@ class Batcher:
                 job = self._q.get_nowait()
             except queue.Empty:
                 return
-            if job is None:
-                self._stop = True
+            if not self._take(job):
                 return
-            self._pending.append(job)
 
     def _loop_continuous(self) -> None:
         from ponder.generate.continuous import ContinuousBatch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_range, option
 
 REASONING_MODES = ("full", "summary", "hidden")
 
@@ -50,12 +50,9 @@ class ServeConfig:
             raise ConfigError(f"default_effort must be low, medium, high or None, got {self.default_effort!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
-        for name in ("default_max_tokens", "max_tokens_limit", "max_n", "max_body_bytes", "max_messages",
-                     "max_concurrent", "max_batch_rows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_window_ms < 0:
-            raise ConfigError(f"batch_window_ms must be >= 0, got {self.batch_window_ms}")
+        check_range(self, ("default_max_tokens", "max_tokens_limit", "max_n", "max_body_bytes", "max_messages",
+                           "max_concurrent", "max_batch_rows"), 1)
+        check_range(self, ("batch_window_ms",), 0)
         for level, entry in self.efforts.items():
             check_effort(level, entry, self.max_n)
         if self.api_key is not None and not self.api_key.strip():

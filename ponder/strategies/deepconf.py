@@ -40,12 +40,11 @@ from ponder.strategies.base import (
     check_float,
     check_int,
     equality,
-    payload,
-    result,  # fmt: skip
+    result,
     seeded,
 )
 from ponder.strategies.run import register_batched
-from ponder.strategies.voting import vote
+from ponder.strategies.voting import examples_for, generate_groups, vote
 
 CONFIDENCES = ("lowest", "tail", "bottom", "mean")
 
@@ -168,15 +167,10 @@ def deepconf_batch(backend, prompts, *, n: int = 16, sampling=None, budget=None,
     check_int("warmup", warmup)
     warmup = min(warmup, n)  # the warm-up traces are part of the n (n <= warmup: offline with a threshold)
     eq = equality(equal)
-    exs = list(examples) if examples is not None else [None] * len(prompts)
+    exs = examples_for(prompts, examples)
     if not prompts:
         return []
-    first = warmup if mode == "online" else n
-    groups = backend.generate([payload(p) for p in prompts], n=first, sampling=sampling, budget=budget)
-    if len(groups) != len(prompts) or any(len(g) != first for g in groups):
-        raise StrategyError(f"backend returned {[len(g) for g in groups]} completions for {len(prompts)} "
-                            f"prompts x n={first}")
-    comps = [list(g) for g in groups]
+    comps = [list(g) for g in generate_groups(backend, prompts, warmup if mode == "online" else n, sampling, budget)]
     confs = [[trace_confidence(c, confidence, window) for c in g] for g in comps]
     if mode == "offline":
         return [_vote("deepconf", comps[i], confs[i], set(_top(confs[i], eta)), task, exs[i], eq, mode=mode, eta=eta)
@@ -213,11 +207,7 @@ def deepconf_batch(backend, prompts, *, n: int = 16, sampling=None, budget=None,
             row_t = [thresh[i] for i in active for _ in range(k)]
             # the same rule as stop_point, on the window ending at the newest token
             kw["stop_row"] = lambda row, lps: len(lps) >= window and sum(lps[-window:]) / window < row_t[row]
-        got = backend.generate([payload(prompts[i]) for i in active], n=k, sampling=seeded(sampling, rounds),
-                               budget=budget, **kw)
-        if len(got) != len(active) or any(len(g) != k for g in got):
-            raise StrategyError(f"backend returned {[len(g) for g in got]} completions for {len(active)} "
-                                f"prompts x n={k}")
+        got = generate_groups(backend, [prompts[i] for i in active], k, seeded(sampling, rounds), budget, **kw)
         for i, g in zip(active, got):
             for c in g:
                 at = stop_point(c.logprobs, window, thresh[i])

@@ -30,7 +30,8 @@ from ponder.strategies.run import register_batched
 from ponder.strategies.scorers import resolve_scorer, scores
 
 
-def _examples(prompts: Sequence[str], examples: Sequence[Any] | None) -> list[Any]:
+def examples_for(prompts: Sequence[str], examples: Sequence[Any] | None) -> list[Any]:
+    """One task example per prompt (None each when not given); another count is an error."""
     if examples is None:
         return [None] * len(prompts)
     if len(examples) != len(prompts):
@@ -38,10 +39,11 @@ def _examples(prompts: Sequence[str], examples: Sequence[Any] | None) -> list[An
     return list(examples)
 
 
-def _generate(backend, prompts, n, sampling, budget) -> list[list[Completion]]:
+def generate_groups(backend, prompts, n, sampling, budget, **kw) -> list[list[Completion]]:
+    """``n`` completions per prompt; a backend that returns another shape is an error."""
     if not prompts:
         return []
-    groups = backend.generate([payload(p) for p in prompts], n=n, sampling=sampling, budget=budget)
+    groups = backend.generate([payload(p) for p in prompts], n=n, sampling=sampling, budget=budget, **kw)
     if len(groups) != len(prompts) or any(len(g) != n for g in groups):
         raise StrategyError(f"backend returned {[len(g) for g in groups]} completions for {len(prompts)} "
                             f"prompts x n={n}")
@@ -87,9 +89,9 @@ def single_batch(backend, prompts, *, n: int = 1, sampling: SamplingParams | Non
     """One sample per prompt: the baseline."""
     if n != 1:
         raise StrategyError(f"strategy 'single' draws one sample (n=1), got n={n}; use majority or best_of_n")
-    exs = _examples(prompts, examples)
+    exs = examples_for(prompts, examples)
     out = []
-    for p, g, ex in zip(prompts, _generate(backend, prompts, 1, sampling, budget), exs):
+    for p, g, ex in zip(prompts, generate_groups(backend, prompts, 1, sampling, budget), exs):
         out.append(result("single", g[0], g, answer_of(g[0], task, ex), chosen=0))
     return out
 
@@ -101,8 +103,8 @@ def majority_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, 
     if scorer is not None:
         raise StrategyError("majority does not use a scorer; use weighted_majority or best_of_n")
     eq = equality(equal)
-    exs = _examples(prompts, examples)
-    groups = _generate(backend, prompts, n, sampling, budget)
+    exs = examples_for(prompts, examples)
+    groups = generate_groups(backend, prompts, n, sampling, budget)
     return [_aggregate("majority", p, g, task, ex, eq) for p, g, ex in zip(prompts, groups, exs)]
 
 
@@ -114,8 +116,8 @@ def weighted_majority_batch(backend, prompts, *, n: int = 8, sampling=None, budg
     Scores from a scorer are used as weights when all are >= 0, else squashed by a sigmoid.
     """
     eq = equality(equal)
-    exs = _examples(prompts, examples)
-    groups = _generate(backend, prompts, n, sampling, budget)
+    exs = examples_for(prompts, examples)
+    groups = generate_groups(backend, prompts, n, sampling, budget)
     out = []
     for p, g, ex in zip(prompts, groups, exs):
         s = scores(resolve_scorer(scorer, task, ex), p, g)
@@ -131,8 +133,8 @@ def weighted_majority_batch(backend, prompts, *, n: int = 8, sampling=None, budg
 def best_of_n_batch(backend, prompts, *, n: int = 8, sampling=None, budget=None, task=None, examples=None,
                     scorer=None) -> list[StrategyResult]:
     """n samples, keep the one the scorer ranks highest (ties: the earliest)."""
-    exs = _examples(prompts, examples)
-    groups = _generate(backend, prompts, n, sampling, budget)
+    exs = examples_for(prompts, examples)
+    groups = generate_groups(backend, prompts, n, sampling, budget)
     out = []
     for p, g, ex in zip(prompts, groups, exs):
         s = scores(resolve_scorer(scorer, task, ex), p, g)
@@ -172,7 +174,7 @@ def adaptive_majority_batch(backend, prompts, *, n: int = 16, sampling=None, bud
         check_float("confidence", confidence, 0.5, 1.0)
     min_samples = batch if min_samples is None else check_int("min_samples", min_samples)
     eq = equality(equal)
-    exs = _examples(prompts, examples)
+    exs = examples_for(prompts, examples)
     comps: list[list[Completion]] = [[] for _ in prompts]
     answers: list[list[str | None]] = [[] for _ in prompts]
     why: list[str | None] = [None] * len(prompts)
@@ -182,7 +184,7 @@ def adaptive_majority_batch(backend, prompts, *, n: int = 16, sampling=None, bud
         if not active:
             break
         k = min(batch, n - len(comps[active[0]]))  # every active prompt has the same sample count
-        groups = _generate(backend, [prompts[i] for i in active], k, seeded(sampling, rounds), budget)
+        groups = generate_groups(backend, [prompts[i] for i in active], k, seeded(sampling, rounds), budget)
         rounds += 1
         for i, g in zip(active, groups):
             comps[i] += g

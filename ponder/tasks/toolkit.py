@@ -9,16 +9,21 @@
   those of the requested split not seen before, so problems within a split are distinct.
 * **Options.** ``build_options`` reads a task's options dataclass from a spec's values, with
   the error naming the task.
+* **Files.** A task whose problems come from a file (``FileTask``) takes ``path`` and ``split``
+  (``FileOptions``): a path with ``{split}`` in it serves both splits, any other path holds the
+  one split ``split`` names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from ponder.config import ConfigError, from_dict
-from ponder.tasks.base import TaskError
+from ponder.config import ConfigError, check_choice, from_dict, option
+from ponder.tasks.base import BaseTask, TaskError
 
 SPLITS = ("train", "test")
 TEST_ONE_IN = 10  # one problem in ten belongs to the test split
@@ -41,6 +46,37 @@ def check_split(split: str, task: str) -> None:
     """Refuse a split other than train/test, naming the task."""
     if split not in SPLITS:
         raise TaskError(f"{task}: unknown split {split!r}; choose train or test")
+
+
+@dataclass
+class FileOptions:
+    """Where a file-based task reads its problems (subclasses add their own options)."""
+
+    path: str | None = option(None, "JSONL file; may contain {split} to serve both splits.")
+    split: str = option("test", "The split a path without {split} holds.")
+
+    def __post_init__(self) -> None:
+        check_choice(self, "split", SPLITS, error=TaskError)
+
+    def file(self, split: str, task: str) -> Path:
+        """The file of ``split``: ``path`` with ``{split}`` filled in, or ``path`` if it holds ``split``."""
+        if "{split}" in self.path:
+            return Path(self.path.replace("{split}", split)).expanduser()
+        if split != self.split:
+            raise TaskError(f"{task}: {self.path} holds the {self.split} split, not {split} "
+                            "(use {split} in path for both)")
+        return Path(self.path).expanduser()
+
+
+class FileTask(BaseTask):
+    """A task whose ``Options`` are ``FileOptions``; ``path`` may also come first, positionally."""
+
+    Options = FileOptions
+
+    def __init__(self, path: str | Path | None = None, **options: Any) -> None:
+        if path is not None:
+            options["path"] = str(path)
+        self.options = build_options(self.Options, options, self.name)
 
 
 def split_of(key: str) -> str:

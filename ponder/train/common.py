@@ -200,6 +200,16 @@ def already_done(out: Path, name: str) -> Path | None:
     return None
 
 
+def begin(cfg: Any, stage: str) -> tuple[Path, Path | None]:
+    """Start training stage ``stage`` of ``cfg``: ``(out, <out>/final)`` when it finished earlier
+    (``already_done``: nothing to do), else ``(out, None)`` with torch's threads set to ``cfg.threads``."""
+    out = check_out(cfg.out, stage)
+    done = already_done(out, stage)
+    if done is None:
+        set_threads(cfg.threads)
+    return out, done
+
+
 def save_final(out: Path, model, tokenizer, cfg: Any, extra: dict[str, Any] | None = None,
                thinking: Thinking | None = None) -> Path:
     """Write ``<out>/final`` atomically (model, tokenizer, ponder_config.json), then the done marker.

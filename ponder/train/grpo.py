@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.train import common, dynamic
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,12 @@ class GRPOConfig:
     model: str = option("", "Checkpoint directory to start from (base, or after cold-start SFT).")
     task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
     rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
-    out: str = option("runs/grpo", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    out: str = shared("out", "runs/grpo")
     steps: int = option(30, "Optimizer steps (a generation round every num_iterations of them).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
     lr: float | None = option(None, "Learning rate (AdamW, constant after warm-up); default by model size: 1e-4 below 50M parameters (tiny models need far more than TRL's), 1e-6 above (TRL's).")
-    warmup_steps: int = option(0, "Linear warm-up steps.")
+    warmup_steps: int = shared("warmup_steps", 0)
     beta: float = option(0.0, "KL coefficient against the starting model (0 = no reference model, kl logged as null).")
     epsilon: float = option(0.2, "PPO-style clipping range of the probability ratio (lower side when epsilon_high is set; GSPO: 3e-4).")
     epsilon_high: float | None = option(None, "Upper clipping range, clip-higher (DAPO: 0.28 with epsilon 0.2; GSPO: 4e-4; cispo: its cap, 5.0); None = epsilon.")
@@ -87,15 +87,15 @@ class GRPOConfig:
     system: str = option("", "System prompt in every prompt ('' = none; r1, r1-zero: R1's prompts; must match how the model was trained).")
     thinking: str = option("auto", "Thinking mode of the prompts: auto (decided from the model), on (pre-fill <think>) or off.")
     generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
-    device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
-    save_every: int = option(25, "Checkpoint every N steps (a killed run resumes from the last one).")
-    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
+    device: str = shared("device", "cpu")
+    save_every: int = shared("save_every", 25)
+    threads: int = shared("threads", 0)
     seed: int = option(0, "Seed for prompt order and sampling.")
     on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
     alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
     tools: bool = option(False, "Tool-augmented rollouts (generator local): a fenced python block in the reasoning runs in the sandbox and its output is inserted, masked out of the loss (ponder.train.tool_rollout).")
     max_tool_calls: int = option(2, "With tools: most sandbox executions per rollout; after the cap the rollout generates without stopping at fences.")
-    lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
+    lora: str = shared("lora", "")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -104,8 +104,7 @@ class GRPOConfig:
                                "n_prompts", "save_every", "epsilon", "alarm_patience"), "grpo")
         if self.lr is not None:
             common.positive(self, ("lr",), "grpo")
-        if self.on_alarm not in ("warn", "stop"):
-            raise ConfigError(f"grpo.on_alarm must be warn or stop, got {self.on_alarm!r}")
+        check_choice(self, "on_alarm", ("warn", "stop"), "grpo.")
         if self.num_generations < 2:
             raise ConfigError(f"grpo.num_generations must be >= 2 (advantages compare a group), got {self.num_generations}")
         if self.beta < 0:
@@ -113,12 +112,10 @@ class GRPOConfig:
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"grpo.loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
         self._check_variants()
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ConfigError(f"grpo.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        check_choice(self, "scale_rewards", ("group", "batch", "none"), "grpo.")
         if self.generator not in GENERATORS:
             raise ConfigError(f"grpo.generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
-        if self.device not in ("cpu", "auto"):
-            raise ConfigError(f"grpo.device must be cpu or auto, got {self.device!r}")
+        check_choice(self, "device", ("cpu", "auto"), "grpo.")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"grpo.top_p must be in (0, 1], got {self.top_p}")
         from ponder.models.lora import normalise
@@ -133,8 +130,7 @@ class GRPOConfig:
         if self.epsilon_high is not None and (isinstance(self.epsilon_high, bool) or self.epsilon_high < self.epsilon):
             raise ConfigError(f"grpo.epsilon_high must be >= epsilon ({self.epsilon}), got {self.epsilon_high!r}")
         level, loss = self.importance_sampling_level, self.loss_type
-        if level not in ("token", "sequence"):
-            raise ConfigError(f"grpo.importance_sampling_level must be token or sequence, got {level!r}")
+        check_choice(self, "importance_sampling_level", ("token", "sequence"), "grpo.")
         if level == "sequence" and loss in TOKEN_SUM_LOSSES:
             raise ConfigError(f"grpo.importance_sampling_level=sequence (GSPO) with loss_type={loss} weights each "
                               "sequence by its length; use loss_type grpo (GSPO's) or luspo")
@@ -443,9 +439,7 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
 
 def run(cfg: GRPOConfig) -> Path:
     """GRPO from ``cfg.model`` on ``cfg.task``; returns ``<out>/final`` and writes ``<out>/metrics.jsonl``."""
-    common.set_threads(cfg.threads)
-    out = common.check_out(cfg.out, "grpo")
-    done = common.already_done(out, "grpo")
+    out, done = common.begin(cfg, "grpo")
     if done is not None:
         return done
     from ponder.train.health import HealthConfig, HealthMonitor

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.format import THINK_CLOSE, THINK_OPEN, format_completion, parse
 from ponder.train import common
 from ponder.train.checkpoint import STATE_FILE, atomic_dir, checkpoints, last_complete_checkpoint
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class PretrainConfig:
     """Options of ``ponder train pretrain``."""
 
-    out: str = option("runs/pretrain", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    out: str = shared("out", "runs/pretrain")
     task: object = option(
         "addition:digits=3",
         "Task spec(s) whose train split is the corpus: one spec, a YAML list, or specs separated by ';'.",
@@ -50,7 +50,7 @@ class PretrainConfig:
     preset: object = option("micro", "Model size: nano (~1M), micro (~3M), mini (~10M) or a mapping of ModelConfig fields.")
     steps: int = option(600, "Optimizer steps (fewer leaves a partly trained base model with headroom for RL).")
     lr: float = option(2e-3, "Peak learning rate (AdamW, linear warm-up then cosine decay to 10%).")
-    warmup_steps: int = option(30, "Linear warm-up steps.")
+    warmup_steps: int = shared("warmup_steps", 30)
     anneal: float = option(
         1.0, "How far the cosine decay has gone at the last step: 1 = fully annealed; 0.6 stops mid-decay, a "
         "partly trained base whose reasoning GRPO can still improve (the measured recipe, docs/training.md).")
@@ -68,16 +68,15 @@ class PretrainConfig:
     system: str = option("", "System prompt in every prompt ('' = none: tiny models do not need R1's).")
     vocab_size: int = option(512, "Tokenizer vocabulary (trained on the corpus when out/tokenizer does not exist).")
     tokenizer: str | None = option(None, "Use this tokenizer directory instead of training one.")
-    save_every: int = option(100, "Checkpoint every N steps (a killed run resumes from the last one).")
-    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
+    save_every: int = shared("save_every", 100)
+    threads: int = shared("threads", 0)
     seed: int = option(0, "Seed for weights, corpus choice and batch order.")
 
     def __post_init__(self) -> None:
         common.positive(self, ("steps", "lr", "batch_size", "seq_len", "n_examples", "save_every"), "pretrain")
         if not 0.0 <= self.solution_share <= 1.0:
             raise ConfigError(f"pretrain.solution_share must be in [0, 1], got {self.solution_share}")
-        if self.template not in ("think", "r1-zero"):
-            raise ConfigError(f"pretrain.template must be think or r1-zero, got {self.template!r}")
+        check_choice(self, "template", ("think", "r1-zero"), "pretrain.")
         if not 0 < self.anneal <= 1:
             raise ConfigError(f"pretrain.anneal must be in (0, 1], got {self.anneal}")
         if self.warmup_steps < 0:
@@ -234,12 +233,10 @@ def run(cfg: PretrainConfig) -> Path:
     """Train tokenizer (if none) and base model; return ``<out>/final`` (HF dir incl. tokenizer)."""
     from ponder.models import build_model
 
-    out = common.check_out(cfg.out, "pretrain")
-    done = common.already_done(out, "pretrain")
+    out, done = common.begin(cfg, "pretrain")
     if done is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    common.set_threads(cfg.threads)
     common.quiet_transformers()
     pairs = build_corpus(cfg)
     tok = _tokenizer(cfg, out, pairs)

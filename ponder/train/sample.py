@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_range, option, shared
 from ponder.io import RecordWriter, read_records, write_json_atomic, write_text_atomic
 
 
@@ -53,7 +53,7 @@ class SampleConfig:
     limit: int = option(0, "Use only the first LIMIT prompts of the split (0 = all).")
     n: int = option(4, "Samples per prompt.")
     temperature: float = option(0.8, "Sampling temperature (0 = greedy, then n should be 1).")
-    top_p: float = option(1.0, "Nucleus sampling threshold (1 = off).")
+    top_p: float = shared("top_p", 1.0)
     max_tokens: int = option(256, "Most tokens generated per sample.")
     keep: str = option("all", "all: every correct sample; shortest: the correct sample with fewest tokens.")
     dedup: bool = option(True, "Drop correct samples whose text repeats an earlier one of the same prompt.")
@@ -61,9 +61,9 @@ class SampleConfig:
     verify: bool = option(True, "Keep only verified-correct samples (False: keep every sample, unfiltered traces).")
     batch_prompts: int = option(16, "Prompts per generation call (rows = batch_prompts * n).")
     seed: int = option(0, "Sampling seed (batch b uses seed*1000003 + b).")
-    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.")
+    thinking: str = shared("thinking", "auto")
     system: str = option("", "System prompt ('' = none; r1, r1-zero: R1's prompts).")
-    extra_body: str = option("", "Endpoints: a JSON object merged into every request.")
+    extra_body: str = shared("extra_body", "")
     tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder.")
 
     def check(self) -> None:
@@ -71,14 +71,8 @@ class SampleConfig:
             raise ConfigError(f"keep must be 'all' or 'shortest', got {self.keep!r}")
         if self.split not in ("train", "test"):
             raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
-        for name in ("n", "max_tokens", "batch_prompts"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("limit", "max_per_prompt"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        check_range(self, ("n", "max_tokens", "batch_prompts"), 1)
+        check_range(self, ("limit", "max_per_prompt", "temperature"), 0)
         if not self.model:
             raise ConfigError("model is required: the checkpoint directory to sample from")
 

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, check_choice, option, shared
 from ponder.train import common
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class SFTConfig:
 
     model: str = option("", "Checkpoint directory to start from (e.g. <pretrain out>/final).")
     data: str = option("", "JSONL file, one {prompt, completion} object per line (other fields are ignored).")
-    out: str = option("runs/sft", "Run directory: checkpoints, metrics.jsonl and final/ go here.")
+    out: str = shared("out", "runs/sft")
     epochs: float = option(1.0, "Passes over the data (ignored when max_steps > 0).")
     max_steps: int = option(-1, "Optimizer steps; -1 = run for `epochs`.")
     lr: float | None = option(None, "Peak learning rate (AdamW, linear decay); default by model size: 5e-4 below 50M parameters, 2e-5 above.")
@@ -40,11 +40,11 @@ class SFTConfig:
     batch_size: int = option(16, "Sequences per optimizer step per process.")
     grad_accum: int = option(1, "Gradient accumulation steps (effective batch = batch_size * grad_accum * processes).")
     max_length: int = option(256, "Longest prompt + completion in tokens (longer ones are truncated).")
-    save_every: int = option(50, "Checkpoint every N steps (a killed run resumes from the last one).")
-    device: str = option("cpu", "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).")
-    threads: int = option(0, "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).")
+    save_every: int = shared("save_every", 50)
+    device: str = shared("device", "cpu")
+    threads: int = shared("threads", 0)
     seed: int = option(0, "Seed for data order and dropout.")
-    lora: str = option("", "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.")
+    lora: str = shared("lora", "")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -56,8 +56,7 @@ class SFTConfig:
             common.positive(self, ("lr",), "sft")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("sft: give epochs > 0 or max_steps > 0")
-        if self.device not in ("cpu", "auto"):
-            raise ConfigError(f"sft.device must be cpu or auto, got {self.device!r}")
+        check_choice(self, "device", ("cpu", "auto"), "sft.")
         from ponder.models.lora import normalise
 
         try:
@@ -114,9 +113,7 @@ def build_trainer(cfg: SFTConfig, out: Path, rows: list[dict], callbacks: list |
 
 def run(cfg: SFTConfig) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` (loss on completions only); return ``<out>/final``."""
-    common.set_threads(cfg.threads)
-    out = common.check_out(cfg.out, "sft")
-    done = common.already_done(out, "sft")
+    out, done = common.begin(cfg, "sft")
     if done is not None:
         return done
     rows = common.read_jsonl_pairs(cfg.data, "sft.data")
