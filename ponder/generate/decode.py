@@ -87,30 +87,56 @@ def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tenso
     return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
 
 
+def _per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[in, out]`` weight ``w`` as int8 ``[out, in]`` and one symmetric scale per output
+    channel (max |w| / 127)."""
+    w = w.t().contiguous()
+    scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def _int8(w: torch.Tensor, b: torch.Tensor | None) -> tuple:
+    """Weight-only int8 (``quantize="int8"``): (int8 [out, in], bfloat16 scales, bias) for
+    ``aten._weight_int8pack_mm``, which takes bfloat16 activations (its float32 kernel is ~5x
+    slower here)."""
+    q, scale = _per_channel(w)
+    return q, scale.bfloat16(), b
+
+
+def _w8mm(x: torch.Tensor, w: tuple, b) -> torch.Tensor:
+    q, scale, bias = w
+    y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, scale).float()
+    return y if bias is None else y + bias
+
+
+def _int8_dynamic(w: torch.Tensor, b: torch.Tensor | None):
+    """fbgemm's packed int8 weight (``quantize="int8-dynamic"``), as ``quantize_dynamic`` makes
+    it: ``quantized.linear_dynamic`` also quantises each call's activations to 8 bits, one scale
+    for the whole [B, in] input -- faster than ``_int8`` here, less accurate, and a row's output
+    then depends on the other rows of its batch."""
+    q, scale = _per_channel(w)
+    with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao (not a dependency)
+        warnings.simplefilter("ignore")
+        qt = torch._make_per_channel_quantized_tensor(q, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(qt, b)
+
+
 def _qmm(x: torch.Tensor, w, b) -> torch.Tensor:
-    """x @ W.T + b for an int8 weight packed by ``_int8`` (the bias is packed with it)."""
+    """x @ W.T + b for a weight packed by ``_int8_dynamic`` (the bias is packed with it)."""
     return torch.ops.quantized.linear_dynamic(x, w)
 
 
-def _int8(w: torch.Tensor, b: torch.Tensor | None):
-    """fbgemm's packed int8 form of the ``[in, out]`` weight ``w`` (and its bias): one symmetric
-    scale per output channel, max |w| / 127. ``quantized.linear_dynamic`` then quantises each
-    call's activations to 8 bits on the fly -- the kernel under ``quantize_dynamic``, and on this
-    CPU faster than ``aten._weight_int8pack_mm`` (docs/generation.md)."""
-    w = w.t().contiguous()  # [out, in]
-    scale = (w.abs().amax(1) / 127).clamp(min=1e-12).double()
-    with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao (not a dependency)
-        warnings.simplefilter("ignore")
-        q = torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
-        return torch.ops.quantized.linear_prepack(q, b)
+#: quantize= value -> (weight packer, matmul)
+_QUANT = {"int8": (_int8, _w8mm), "int8-dynamic": (_int8_dynamic, _qmm)}
 
 
 class FastLlama:
     """A decode step for Llama-family weights that bypasses the HF forward (see module docstring).
 
-    ``quantize="int8"``: the decode step's matmuls (q|k|v, o, gate|up, down, lm head) run on
-    int8 weights (``_int8``); prefill and the embedding stay float32. For inference only: the
-    logits are no longer HF's, and the weights are re-quantised on every ``load``.
+    ``quantize``: the decode step's matmuls (q|k|v, o, gate|up, down, lm head) run on int8
+    weights, "int8" weight-only (``_int8``) or "int8-dynamic" (``_int8_dynamic``); prefill and
+    the embedding stay float32. For inference only: the logits are no longer HF's, and the
+    weights are re-quantised on every ``load``.
 
     Shapes: B rows, D hidden, H query heads, KV key/value heads (G = H // KV queries per KV head),
     hd head dim, A = (H + KV)·hd (the q|k part), I intermediate, S cache length, V vocabulary.
@@ -147,7 +173,7 @@ class FastLlama:
                 return "unexpected layer layout (q/k norms or a non-SwiGLU MLP)"
         return None
 
-    QUANTIZE = ("int8",)
+    QUANTIZE = tuple(_QUANT)
 
     def __init__(self, model: torch.nn.Module, quantize: str | None = None):
         if quantize is not None and quantize not in self.QUANTIZE:
@@ -207,10 +233,11 @@ class FastLlama:
         self.norm = m.model.norm.weight
         self.lm, self.lm_b = effective_weight(m.lm_head).t(), getattr(m.lm_head, "bias", None)  # [D, V], [V] | None
         self.mm = _mm
-        if self.quantize == "int8":  # the float fused copies are dropped once packed
-            self.layers = [(w1, _int8(wqkv, b), b, _int8(wo, bo), bo, w2, _int8(wgu, bgu), bgu, _int8(wd, bd), bd)
+        if self.quantize:  # the float fused copies are dropped once packed
+            pack, self.mm = _QUANT[self.quantize]
+            self.layers = [(w1, pack(wqkv, b), b, pack(wo, bo), bo, w2, pack(wgu, bgu), bgu, pack(wd, bd), bd)
                            for w1, wqkv, b, wo, bo, w2, wgu, bgu, wd, bd in self.layers]
-            self.lm, self.mm = _int8(self.lm, self.lm_b), _qmm
+            self.lm = pack(self.lm, self.lm_b)
         self.gemv = None  # contiguous copies for single-row steps, made on first use
         rot_mod = m.model.rotary_emb
         self.inv_freq = rot_mod.inv_freq.float()

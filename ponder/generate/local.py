@@ -116,8 +116,9 @@ class LocalEngine:
     size in tokens; ``prefix_cache_stats()`` its counters (None when off, ``prefix_cache_reason``
     then says why).
     ``thinking``: the thinking mode (auto|on|off, ``ponder.format.decide_thinking``); the decision
-    is ``self.thinking``. ``quantize="int8"``: decode with int8 weights (``FastLlama``; fast path
-    only, inference only: the output is close to, not equal to, float32's). ``path`` says which decode path is used and ``path_reason`` why.
+    is ``self.thinking``. ``quantize``: "int8" (weight-only) or "int8-dynamic" decodes on int8
+    weights (``FastLlama``; fast path only, inference only: the output is close to, not equal to,
+    float32's). ``path`` says which decode path is used and ``path_reason`` why.
     """
 
     capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True,
