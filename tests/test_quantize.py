@@ -79,3 +79,31 @@ def test_cli_ask_runs_int8(smollm2_dir):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{"):])
     assert "5" in out["answer"], out
+
+
+def test_served_int8_answers_concurrent_requests(model_tok):
+    """``ponder serve --quantize int8`` decodes in the continuous batch: concurrent requests join
+    the int8 step and each gets its own answer to its own question."""
+    import threading
+
+    import httpx
+
+    from ponder.serve import Running, ServeConfig, create_app
+
+    engine = LocalEngine(*model_tok, quantize="int8")
+    questions = {"What is 2+3?": "5", "What is the capital of France?": "Paris"}
+    out: dict[str, str] = {}
+    with Running(create_app(engine, ServeConfig(log_requests=False, batch_window_ms=200), "smollm2-int8")) as s:
+        def ask(q: str) -> None:
+            body = {"model": "smollm2-int8", "messages": [{"role": "user", "content": q}], "max_tokens": 24,
+                    "temperature": 0}
+            r = httpx.post(s.url + "/v1/chat/completions", json=body, timeout=120)
+            out[q] = r.json()["choices"][0]["message"]["content"]
+
+        threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for q, want in questions.items():
+        assert want in out[q], (q, out[q])
