@@ -147,6 +147,7 @@ def main() -> None:
                     help="tiny: the random Llama built here; smollm2: the real SmolLM2-135M-Instruct")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch (and llama.cpp) threads; smollm2 default 1, tiny default torch's count")
+    ap.add_argument("--profile", action="store_true", help="smollm2: also profile decode steps, ponder vs HF")
     args = ap.parse_args()
     if args.model == "smollm2":
         args.threads = args.threads or 1
@@ -416,7 +417,51 @@ def smollm2(args) -> None:
               f"decode only {d:.2f}x ({verdict(d, target)})")
     for q in ("int8", "int8-dyn"):
         print(f"(no target) ponder {q} b1 vs llama.cpp Q8_0: {rate[1, 'ponder ' + q] / rate[1, 'llama.cpp Q8_0']:.2f}x")
+    if args.profile:
+        print(f"\ndecode-step profile (self CPU time share of the top ops, {th} thread(s)):")
+        for batch in (1, 16):
+            profile_steps(model, tok, fp32, texts[:batch])
     print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+def profile_steps(model, tok, engine: LocalEngine, texts: list[str], steps: int = 8) -> None:
+    """torch.profiler's top entries over ``steps`` decode steps (prefill excluded) of ponder's fast
+    step and of the HF forward with its own cache, same prompts: where a step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    B = len(texts)
+    enc = tok(texts, add_special_tokens=engine.add_special_tokens)["input_ids"]
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=engine.add_special_tokens)
+    with torch.inference_mode():
+        logits, past, valid = engine._prefill(enc)
+        run = engine.runner
+        run.start(past, torch.arange(B), valid, valid.shape[1] + steps + 2)
+        toks, pos = logits.argmax(-1), valid.sum(1)
+        out = model(**batch, use_cache=True, logits_to_keep=1)
+        hf_state = [out.logits[:, -1].argmax(-1, keepdim=True), batch.attention_mask, out.past_key_values]
+
+        def ours(i: int) -> None:
+            run.step(toks, pos + i)
+
+        def hf(i: int) -> None:
+            nxt, mask, kv = hf_state
+            mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
+            o = model(input_ids=nxt, attention_mask=mask, past_key_values=kv, use_cache=True, logits_to_keep=1)
+            hf_state[:] = [o.logits[:, -1].argmax(-1, keepdim=True), mask, o.past_key_values]
+
+        for name, fn in (("ponder fast step", ours), ("HF forward", hf)):
+            fn(0)  # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                t = time.perf_counter()
+                for i in range(1, steps + 1):
+                    fn(i)
+                ms = (time.perf_counter() - t) / steps * 1e3
+            rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:5]
+            total = sum(e.self_cpu_time_total for e in prof.key_averages())
+            mm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key == "aten::mm") / steps / 1e3
+            print(f"  batch {B:>2} {name:<16} {ms:7.1f} ms/step under the profiler, {mm:6.1f} ms of it in mm: "
+                  + ", ".join(f"{e.key.removeprefix('aten::')} {100 * e.self_cpu_time_total / total:.0f}%"
+                              for e in rows))
 
 
 def lc_version() -> str:
