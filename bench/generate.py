@@ -285,7 +285,7 @@ def smollm2_files() -> tuple[Path, Path, Path]:
     return ckpt, out[0], out[1]
 
 
-def llama_cpp(path: Path, threads: int):
+def llama_cpp(path: Path, threads: int, logits_all: bool = False):
     """llama-cpp-python on ``path`` with the repacked weight buffers off: this build segfaults in
     its first quantised matmul (Q4_1 and Q8_0 alike) on this CPU (AVX512 + AMX) when they are on."""
     import llama_cpp as lc
@@ -300,7 +300,8 @@ def llama_cpp(path: Path, threads: int):
 
     lcl.llama_cpp.llama_model_default_params = params
     try:
-        return lc.Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+        return lc.Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False,
+                        logits_all=logits_all)
     finally:
         lcl.llama_cpp.llama_model_default_params = default
 
@@ -313,6 +314,33 @@ def llama_generate(llm, ids: list[int], new: int) -> list[int]:
         if len(out) == new:
             break
     return out
+
+
+def forced_engine(engine: LocalEngine, ids: list[list[int]], ref: list[list[int]]) -> float:
+    """Teacher-forced top-1 agreement: fed the reference's tokens, the share of decode steps whose
+    argmax is the reference's next token (one early difference cannot derail the rest, unlike
+    greedy agreement). The first token comes from the float32 prefill and is not counted."""
+    new = len(ref[0])
+    with torch.inference_mode():
+        logits, past, valid = engine._prefill(ids)
+        run = engine.runner
+        run.start(past, torch.arange(len(ids)), valid, valid.shape[1] + new + 1)
+        pos, want, hits = valid.sum(1), torch.tensor(ref), 0
+        for i in range(1, new):
+            logits = run.step(want[:, i - 1], pos + i - 1)
+            hits += int((logits.argmax(-1) == want[:, i]).sum())
+    return hits / (len(ids) * (new - 1))
+
+
+def forced_llama(llm, ids: list[list[int]], ref: list[list[int]]) -> float:
+    """``forced_engine`` for llama.cpp (a ``logits_all`` context): one evaluation per row."""
+    hits = 0
+    for p, r in zip(ids, ref):
+        llm.reset()
+        llm.eval(p + r[:-1])
+        top = llm.scores[len(p) : len(p) + len(r) - 1].argmax(-1)  # position len(p)-1+i predicts r[i]
+        hits += int(sum(int(t) == w for t, w in zip(top, r[1:])))
+    return hits / (len(ids) * (len(ref[0]) - 1))
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -400,12 +428,19 @@ def smollm2(args) -> None:
     # accuracy of the 8-bit paths: greedy agreement with HF fp32 over all 16 questions
     rows = {name: [llama_generate(llama[name], i, new) for i in ids] for name in llama}
     rows.update({name: outs[16, name] for name in sides if "ponder" in name})
-    print(f"\ngreedy agreement with HF fp32 (batch 16) over {len(ids)} questions x {new} tokens "
-          "(identical rows; mean tokens before the first difference):")
+    ref = outs[16, "HF generate"]
+    llama.clear()  # free the timed contexts; the teacher-forced ones keep every position's logits
+    forced = {"llama.cpp f32": forced_llama(llama_cpp(f32_gguf, th, logits_all=True), ids, ref),
+              "llama.cpp Q8_0": forced_llama(llama_cpp(q8_gguf, th, logits_all=True), ids, ref)}
+    forced.update({f"ponder {n}": forced_engine(engines[q], ids, ref)
+                   for n, q in (("fp32", None), ("int8", "int8"), ("int8-dyn", "int8-dynamic"))})
+    print(f"\nagreement with HF fp32's greedy tokens (batch 16), {len(ids)} questions x {new} tokens: greedy "
+          "(identical rows; mean tokens before the first difference) and teacher-forced top-1 (share of "
+          f"the {len(ids) * (new - 1)} decode steps whose argmax is HF's next token, fed HF's tokens):")
     for name in ("ponder fp32", "llama.cpp f32", "ponder int8", "ponder int8-dyn", "llama.cpp Q8_0"):
-        pre = [common_prefix(a, b) for a, b in zip(rows[name], outs[16, "HF generate"])]
+        pre = [common_prefix(a, b) for a, b in zip(rows[name], ref)]
         print(f"  {name:<15} {sum(p == new for p in pre):>2}/{len(pre)} identical, mean prefix "
-              f"{sum(pre) / len(pre):.1f}/{new}")
+              f"{sum(pre) / len(pre):4.1f}/{new}; teacher-forced top-1 {100 * forced[name]:5.1f}%")
     ratios = {"b1 vs llama.cpp f32": (rate[1, "ponder fp32"] / rate[1, "llama.cpp f32"],
                                       dec[1, "ponder fp32"] / dec[1, "llama.cpp f32"]),
               "b16 vs HF generate": (rate[16, "ponder fp32"] / rate[16, "HF generate"],
