@@ -26,12 +26,14 @@ MODEL_HELP = "Local checkpoint directory, a .gguf file (run by llama.cpp in-proc
 THINKING_HELP = "Thinking mode: auto (decided from the model), on (pre-fill <think>), off (no thinking)."
 EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}')."
 TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."
+QUANTIZE_HELP = ("Local checkpoints: decode on int8 weights, int8 (weight-only) or int8-dynamic (activations too; "
+                 "faster, less exact). Close to, not equal to, float32's output; see docs/generation.md.")
 TOKENIZER_HELP = ("Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
                   "generates through /v1/completions, with exact thinking budgets and budget forcing.")
 
 
 def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None,
-         tokenizer: str | None = None):
+         tokenizer: str | None = None, quantize: str | None = None):
     """The backend for MODEL, with a spinner while a local model loads."""
     from ponder.generate.backends import load_backend
 
@@ -40,7 +42,8 @@ def load(model: str, thinking: str = "auto", extra_body: str | None = None, time
 
         hf_logging.disable_progress_bar()
     with console.status(f"loading {model}", spinner="dots"):
-        return load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer)
+        return load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer,
+                            quantize=quantize)
 
 
 def print_stream(events, show_thinking: bool = True):
@@ -125,6 +128,7 @@ class GenerateOptions:
     extra_body: str | None = option(None, EXTRA_BODY_HELP)
     timeout: float | None = option(None, TIMEOUT_HELP)
     tokenizer: str | None = option(None, TOKENIZER_HELP)
+    quantize: str | None = option(None, QUANTIZE_HELP)
 
     def params(self):
         """SamplingParams and Budget (their checks raise GenerationError)."""
@@ -139,7 +143,7 @@ class GenerateOptions:
     def load(self):
         if not self.model:
             fail("give MODEL: a local checkpoint directory or openai:<model>@<base_url>")
-        return load(self.model, self.thinking, self.extra_body, self.timeout, self.tokenizer)
+        return load(self.model, self.thinking, self.extra_body, self.timeout, self.tokenizer, self.quantize)
 
 
 @dataclass

@@ -35,6 +35,7 @@ def serve(
     extra_body: Optional[str] = typer.Option(None, "--extra-body", help="Remote MODEL: a JSON object merged into every upstream request."),
     timeout: Optional[float] = typer.Option(None, min=1, help="Remote MODEL: seconds per upstream request."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Remote MODEL: its tokenizer (directory or .gguf): ponder renders prompts and uses /v1/completions."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="Local checkpoint: decode on int8 weights, int8 (weight-only) or int8-dynamic; close to, not equal to, float32's output."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of ServeConfig options (field: value)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any ServeConfig option: --set max_n=32."),
 ) -> None:
@@ -50,7 +51,8 @@ def serve(
     from ponder.serve import create_app, model_name_for
 
     with err_console.status(f"loading {model} …"):
-        backend = load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer)
+        backend = load_backend(model, thinking=thinking, extra_body=extra_body, timeout=timeout, tokenizer=tokenizer,
+                               quantize=quantize)
     app = create_app(backend, cfg, model_name_for(model))
     name = app.state.ponder.model_name
     err_console.print(f"[bold]ponder serve[/]: model [cyan]{name}[/] on http://{cfg.host}:{cfg.port} "

@@ -97,7 +97,8 @@ def load_backend(spec: str | ModelSpec, thinking: str = "auto", **kw) -> Backend
 
     Errors (missing or malformed directory, bad openai spec, unreadable checkpoint) are
     ``ModelSpecError`` / ``ponder.models.build.ModelLoadError`` (ValueError subclasses) naming
-    the problem. A local checkpoint is loaded by ``ponder.models.load`` (offline, float32); a LoRA
+    the problem. ``quantize`` (int8, int8-dynamic: ``LocalEngine``) is for a checkpoint directory only.
+    A local checkpoint is loaded by ``ponder.models.load`` (offline, float32); a LoRA
 adapter directory loads its base and merges the adapter (``ponder.models.lora``).
     """
     ms = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
@@ -110,6 +111,8 @@ adapter directory loads its base and merges the adapter (``ponder.models.lora``)
         if kw.get("tokenizer"):
             raise ModelSpecError("--tokenizer names an endpoint's tokenizer; a local model has its own")
         kw = {k: v for k, v in kw.items() if k not in REMOTE_ONLY}
+    if kw.get("quantize") and ms.kind == "openai":
+        raise ModelSpecError("--quantize applies to a local checkpoint; an endpoint's server decides its own weights")
     if ms.kind == "openai":
         from ponder.generate.openai_backend import OpenAIBackend
 
@@ -126,7 +129,10 @@ adapter directory loads its base and merges the adapter (``ponder.models.lora``)
     from ponder.generate.gguf import GGUFBackend, is_gguf
 
     if is_gguf(path):
-        return GGUFBackend(path, thinking=thinking, **kw)
+        if kw.get("quantize"):
+            raise ModelSpecError(f"--quantize applies to a local checkpoint; {path.name} is a GGUF file, whose "
+                                 "weight format is fixed in the file")
+        return GGUFBackend(path, thinking=thinking, **{k: v for k, v in kw.items() if k != "quantize"})
     kw = {k: v for k, v in kw.items() if k not in GGUF_ONLY}
     from ponder.generate.local import LocalEngine
     from ponder.models import load

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -81,8 +82,61 @@ class HFRunner:
         self.keep[row, col] = 0
 
 
+def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x @ w (+ b) for a float weight stored as FastLlama keeps it ([in, out])."""
+    return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
+
+
+def _per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``[in, out]`` weight ``w`` as int8 ``[out, in]`` and one symmetric scale per output
+    channel (max |w| / 127)."""
+    w = w.t().contiguous()
+    scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def _int8(w: torch.Tensor, b: torch.Tensor | None) -> tuple:
+    """Weight-only int8 (``quantize="int8"``): (int8 [out, in], bfloat16 scales, bias) for
+    ``aten._weight_int8pack_mm``, which takes bfloat16 activations (its float32 kernel is ~5x
+    slower here)."""
+    q, scale = _per_channel(w)
+    return q, scale.bfloat16(), b
+
+
+def _w8mm(x: torch.Tensor, w: tuple, b) -> torch.Tensor:
+    q, scale, bias = w
+    y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, scale).float()
+    return y if bias is None else y + bias
+
+
+def _int8_dynamic(w: torch.Tensor, b: torch.Tensor | None):
+    """fbgemm's packed int8 weight (``quantize="int8-dynamic"``), as ``quantize_dynamic`` makes
+    it: ``quantized.linear_dynamic`` also quantises each call's activations to 8 bits, one scale
+    for the whole [B, in] input -- faster than ``_int8`` here, less accurate, and a row's output
+    then depends on the other rows of its batch."""
+    q, scale = _per_channel(w)
+    with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao (not a dependency)
+        warnings.simplefilter("ignore")
+        qt = torch._make_per_channel_quantized_tensor(q, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(qt, b)
+
+
+def _qmm(x: torch.Tensor, w, b) -> torch.Tensor:
+    """x @ W.T + b for a weight packed by ``_int8_dynamic`` (the bias is packed with it)."""
+    return torch.ops.quantized.linear_dynamic(x, w)
+
+
+#: quantize= value -> (weight packer, matmul)
+_QUANT = {"int8": (_int8, _w8mm), "int8-dynamic": (_int8_dynamic, _qmm)}
+
+
 class FastLlama:
     """A decode step for Llama-family weights that bypasses the HF forward (see module docstring).
+
+    ``quantize``: the decode step's matmuls (q|k|v, o, gate|up, down, lm head) run on int8
+    weights, "int8" weight-only (``_int8``) or "int8-dynamic" (``_int8_dynamic``); prefill and
+    the embedding stay float32. For inference only: the logits are no longer HF's, and the
+    weights are re-quantised on every ``load``.
 
     Shapes: B rows, D hidden, H query heads, KV key/value heads (G = H // KV queries per KV head),
     hd head dim, A = (H + KV)·hd (the q|k part), I intermediate, S cache length, V vocabulary.
@@ -119,8 +173,12 @@ class FastLlama:
                 return "unexpected layer layout (q/k norms or a non-SwiGLU MLP)"
         return None
 
-    def __init__(self, model: torch.nn.Module):
-        self.model = unwrap_peft(model)
+    QUANTIZE = tuple(_QUANT)
+
+    def __init__(self, model: torch.nn.Module, quantize: str | None = None):
+        if quantize is not None and quantize not in self.QUANTIZE:
+            raise ValueError(f"quantize must be None or one of {', '.join(self.QUANTIZE)}, got {quantize!r}")
+        self.model, self.quantize = unwrap_peft(model), quantize
         self.load()
 
     def signature(self) -> tuple:
@@ -174,6 +232,12 @@ class FastLlama:
         self.emb = m.model.embed_tokens.weight  # [V, D]
         self.norm = m.model.norm.weight
         self.lm, self.lm_b = effective_weight(m.lm_head).t(), getattr(m.lm_head, "bias", None)  # [D, V], [V] | None
+        self.mm = _mm
+        if self.quantize:  # the float fused copies are dropped once packed
+            pack, self.mm = _QUANT[self.quantize]
+            self.layers = [(w1, pack(wqkv, b), b, pack(wo, bo), bo, w2, pack(wgu, bgu), bgu, pack(wd, bd), bd)
+                           for w1, wqkv, b, wo, bo, w2, wgu, bgu, wd, bd in self.layers]
+            self.lm = pack(self.lm, self.lm_b)
         self.gemv = None  # contiguous copies for single-row steps, made on first use
         rot_mod = m.model.rotary_emb
         self.inv_freq = rot_mod.inv_freq.float()
@@ -223,8 +287,8 @@ class FastLlama:
         """
         B, t, T = tokens.shape[0], self.t, self.t + 1
         H, KV, G, hd, A, I, D, eps = self.H, self.KV, self.G, self.hd, self.A, self.I, self.D, self.eps
-        layers, lm = self.layers, self.lm
-        if B == 1:  # a [1, K] x [K, N] product is ~2.5x faster with the weight stored [K, N]
+        layers, lm, mm = self.layers, self.lm, self.mm
+        if B == 1 and not self.quantize:  # a [1, K] x [K, N] product is ~2.5x faster with the weight stored [K, N]
             if self.gemv is None:
                 c = lambda w: w.contiguous() if w is not None and w.dim() == 2 else w  # noqa: E731
                 self.gemv = [tuple(map(c, layer)) for layer in self.layers], self.lm.contiguous()
@@ -234,7 +298,7 @@ class FastLlama:
         mask = self.bias[:, None, None, :T] if self.masked else None  # [B, 1, 1, T]
         for i, (w1, wqkv, bqkv, wo, bo, w2, wgu, bgu, wd, bd) in enumerate(layers):
             h = F.rms_norm(x, (D,), w1, eps)
-            qkv = torch.mm(h, wqkv) if bqkv is None else torch.addmm(bqkv, h, wqkv)  # [B, A + KV·hd]
+            qkv = mm(h, wqkv, bqkv)  # [B, A + KV·hd]
             # RoPE on q and k at once: pairs as complex numbers times e^(i·angle), back to [x1 | x2]
             qk = torch.view_as_complex(qkv[:, :A].reshape(B, H + KV, hd // 2, 2)) * rot
             qk = torch.view_as_real(qk).transpose(2, 3).reshape(B, H + KV, hd)
@@ -249,13 +313,13 @@ class FastLlama:
                                                    scale=hd ** -0.5)
             o = o.reshape(B, H * hd)
             # residuals as HF adds them (addmm(x, ...) rounds differently when B > 1)
-            x = x + (torch.mm(o, wo) if bo is None else torch.addmm(bo, o, wo))
+            x = x + mm(o, wo, bo)
             h = F.rms_norm(x, (D,), w2, eps)
-            gu = torch.mm(h, wgu) if bgu is None else torch.addmm(bgu, h, wgu)  # [B, 2I]
+            gu = mm(h, wgu, bgu)  # [B, 2I]
             act = F.silu(gu[:, :I]) * gu[:, I:]
-            x = x + (torch.mm(act, wd) if bd is None else torch.addmm(bd, act, wd))
+            x = x + mm(act, wd, bd)
         h = F.rms_norm(x, (D,), self.norm, eps)
-        logits = torch.mm(h, lm) if self.lm_b is None else torch.addmm(self.lm_b, h, lm)  # [B, V]
+        logits = mm(h, lm, self.lm_b)  # [B, V]
         self.t += 1
         return logits
 

@@ -116,7 +116,9 @@ class LocalEngine:
     size in tokens; ``prefix_cache_stats()`` its counters (None when off, ``prefix_cache_reason``
     then says why).
     ``thinking``: the thinking mode (auto|on|off, ``ponder.format.decide_thinking``); the decision
-    is ``self.thinking``. ``path`` says which decode path is used and ``path_reason`` why.
+    is ``self.thinking``. ``quantize``: "int8" (weight-only) or "int8-dynamic" decodes on int8
+    weights (``FastLlama``; fast path only, inference only: the output is close to, not equal to,
+    float32's). ``path`` says which decode path is used and ``path_reason`` why.
     """
 
     capabilities = Capabilities(local=True, token_level=True, streaming=True, concurrent=False, logprobs=True,
@@ -126,7 +128,7 @@ class LocalEngine:
     def __init__(self, model, tokenizer, device: str = "cpu", *, fast: bool | None = None,
                  effort_table: Mapping[str, int] | None = None, num_threads: int | None = None,
                  add_special_tokens: bool = True, thinking: str = "auto", name: str | None = None,
-                 prefix_cache: int | None = DEFAULT_BUDGET, prefix_block: int = 16):
+                 prefix_cache: int | None = DEFAULT_BUDGET, prefix_block: int = 16, quantize: str | None = None):
         self.model, self.tokenizer, self.device = model.to(device), tokenizer, torch.device(device)
         self.add_special_tokens = add_special_tokens
         self.num_threads = num_threads
@@ -142,9 +144,15 @@ class LocalEngine:
             raise GenerationError(f"fast=True but {why}")
         if fast is False:
             why = "fast=False was requested"
-        self.runner = HFRunner(model) if why else FastLlama(model)
+        if quantize is not None and quantize not in FastLlama.QUANTIZE:
+            raise GenerationError(f"quantize must be one of {', '.join(FastLlama.QUANTIZE)} (or none), got {quantize!r}")
+        if quantize and why:
+            raise GenerationError(f"quantize={quantize!r} runs in the fast decode step, which this model cannot use: {why}")
+        self.quantize = quantize
+        self.runner = HFRunner(model) if why else FastLlama(model, quantize)
         self.path = self.runner.name
-        self.path_reason = why or f"{model.config.model_type} weights fused into the fast decode step"
+        self.path_reason = why or (f"{model.config.model_type} weights fused into the fast decode step"
+                                   + (f", {quantize} weight-only matmuls" if quantize else ""))
         log.info("LocalEngine decode path: %s (%s)", self.path, self.path_reason)
         gc = getattr(model, "generation_config", None)
         eos = getattr(gc, "eos_token_id", None)
