@@ -288,24 +288,15 @@ def smollm2_files() -> tuple[Path, Path, Path]:
 
 
 def llama_cpp(path: Path, threads: int, logits_all: bool = False):
-    """llama-cpp-python on ``path`` with the repacked weight buffers off: this build segfaults in
-    its first quantised matmul (Q4_1 and Q8_0 alike) on this CPU (AVX512 + AMX) when they are on."""
+    """llama-cpp-python on ``path``, its load-time weight repacking set as ponder's GGUF backend
+    sets it (off on an AMX-flagged CPU, where this build segfaulted in its first quantised matmul)."""
     import llama_cpp as lc
-    import llama_cpp.llama as lcl
 
-    default = lc.llama_model_default_params
+    from ponder.generate.gguf import default_repack, llama_model_params
 
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    lcl.llama_cpp.llama_model_default_params = params
-    try:
+    with llama_model_params(use_extra_bufts=default_repack()):
         return lc.Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False,
                         logits_all=logits_all)
-    finally:
-        lcl.llama_cpp.llama_model_default_params = default
 
 
 def llama_generate(llm, ids: list[int], new: int) -> list[int]:
