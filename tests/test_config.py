@@ -74,7 +74,7 @@ def test_inherited_fields_keep_their_order_and_the_child_defaults(tmp_path):
     assert r.exit_code == 0, r.output
     out = r.output
     assert out.index("--steps") < out.index("--seed")
-    assert "Steps of the child. [default: 7]" in out and "Sampling seed. [default: 0]" in out
+    assert "Steps of the child. [default: 7]" in out and f"{SHARED_HELP['seed']} [default: 0]" in out
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"steps": 9, "seed": 2}))
     r = runner.invoke(cli, ["m", "--config", str(path)])
