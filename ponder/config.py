@@ -9,8 +9,11 @@ A config class is a plain ``@dataclass`` whose fields carry ``metadata={"help": 
 * the record: ``asdict(cfg)`` is saved beside every checkpoint as ``ponder_config.json``.
 
 An option several commands declare with the same meaning takes its text from ``SHARED_HELP``
-(``shared("threads", 0)``); a subclass inherits its base's options, in the base's order, and a
-field it declares again keeps that place. ``check_range`` is the one "must be >= 1" check.
+(``shared("threads", 0)``), so it reads the same in every command. Options that recur together
+are groups here (``ModelOptions``, ``SamplingOptions``, ``PromptOptions``, ``RunOptions``,
+``FineTuneOptions``) that a command's config inherits; a subclass takes its bases' options
+first, in their order, and a field it declares again (a command's own default) keeps that place.
+``check_range`` is the one "must be >= 1" check, ``check_given`` the one "no model given".
 """
 
 from __future__ import annotations
@@ -40,23 +43,24 @@ def option(default: Any, help: str, **kw) -> Any:
 #: Help texts of options that several config classes declare with the same meaning, keyed by the
 #: field name: each says its text once, so the commands' ``--help`` pages cannot drift apart.
 SHARED_HELP: dict[str, str] = {
-    "model": "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.",
+    "model": "Local checkpoint directory, a .gguf file (run by llama.cpp in-process), or openai:<model>@<base_url> "
+             "for an OpenAI-compatible server.",
     "task": "Task spec (ponder tasks list), e.g. addition:digits=3, countdown, gsm8k or jsonl:path=f.jsonl.",
     "split": "Task split: train or test.",
     "limit": "Only the first LIMIT problems of the split.",
     "n": "Samples per problem.",
     "batch_prompts": "Problems per generation call.",
-    "temperature": "Sampling temperature (0 = greedy; then n should be 1).",
+    "temperature": "Sampling temperature (0 = greedy).",
     "top_p": "Nucleus sampling threshold (1 = off).",
     "max_tokens": "Most generated tokens per sample (with a thinking budget: per answer).",
     "seed": "Random seed (sampling, data order, initial weights).",
     "thinking": "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.",
     "system": "System prompt ('' = none; r1, r1-zero: R1's prompts).",
     "template": "Answer format: think (<think>…</think>answer) or r1-zero (the answer in <answer> tags).",
-    "extra_body": "Endpoints: a JSON object merged into every request.",
-    "timeout": "Endpoints: seconds per request.",
-    "tokenizer": "Endpoints: the served model's tokenizer (dir or .gguf): ponder renders the prompts and "
-                 "sends them to /v1/completions.",
+    "extra_body": "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}').",
+    "timeout": "Endpoints: seconds per request before it is abandoned.",
+    "tokenizer": "Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
+                 "generates through /v1/completions, with exact thinking budgets and budget forcing.",
     "out": "Run directory: checkpoints, metrics.jsonl and final/ go here.",
     "save_every": "Checkpoint every N steps (a killed run resumes from the last one).",
     "warmup_steps": "Linear warm-up steps.",

@@ -66,7 +66,7 @@ class PretrainConfig(RunOptions):
         False, "Also train on prompt tokens (the question's digits are random, so their loss is pure noise)."
     )
     template: str = shared("template", "think")
-    system: str = option("", "System prompt in every prompt ('' = none: tiny models do not need R1's).")
+    system: str = shared("system", "")
     vocab_size: int = option(512, "Tokenizer vocabulary (trained on the corpus when out/tokenizer does not exist).")
     tokenizer: str | None = option(None, "Use this tokenizer directory instead of training one.")
 

@@ -42,21 +42,32 @@ class SampleError(ValueError):
     """Bad rejection-sampling input or state; the message names the problem."""
 
 
+#: ``limit`` of the commands that sample traces (where 0 means the whole split).
+LIMIT_HELP = "Use only the first LIMIT prompts of the split (0 = all)."
+
+
 @dataclass
-class SampleConfig(PromptOptions, SamplingOptions, ModelOptions):
-    """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
+class TraceOptions:
+    """How traces are sampled and which become SFT data (``ponder sample``; ``ponder train distill``'s teacher)."""
 
     task: str = shared("task", "addition:digits=3")
-    out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
-    split: str = shared("split", "train")
-    limit: int = option(0, "Use only the first LIMIT prompts of the split (0 = all).")
+    limit: int = option(0, LIMIT_HELP)
     n: int = shared("n", 4)
     temperature: float = shared("temperature", 0.8)
-    top_p: float = shared("top_p", 1.0)
+    max_tokens: int = shared("max_tokens", 256)
     keep: str = option("all", "all: every correct sample; shortest: the correct sample with fewest tokens.")
     dedup: bool = option(True, "Drop correct samples whose text repeats an earlier one of the same prompt.")
-    max_per_prompt: int = option(0, "With keep=all: at most this many samples per prompt (0 = no cap).")
     verify: bool = option(True, "Keep only verified-correct samples (False: keep every sample, unfiltered traces).")
+
+
+@dataclass
+class SampleConfig(TraceOptions, PromptOptions, SamplingOptions, ModelOptions):
+    """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
+
+    out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
+    split: str = shared("split", "train")
+    top_p: float = shared("top_p", 1.0)
+    max_per_prompt: int = option(0, "With keep=all: at most this many samples per prompt (0 = no cap).")
     batch_prompts: int = option(16, "Prompts per generation call (rows = batch_prompts * n).")
 
     def check(self) -> None:
