@@ -9,15 +9,18 @@ A config class is a plain ``@dataclass`` whose fields carry ``metadata={"help": 
 * the record: ``asdict(cfg)`` is saved beside every checkpoint as ``ponder_config.json``.
 
 An option several commands declare with the same meaning takes its text from ``SHARED_HELP``
-(``shared("threads", 0)``); a subclass inherits its base's options, in the base's order, and a
-field it declares again keeps that place. ``check_range`` is the one "must be >= 1" check.
+(``shared("threads", 0)``), so it reads the same in every command. Options that recur together
+are groups here (``ModelOptions``, ``SamplingOptions``, ``PromptOptions``, ``RunOptions``,
+``FineTuneOptions``) that a command's config inherits; a subclass takes its bases' options
+first, in their order, and a field it declares again (a command's own default) keeps that place.
+``check_range`` is the one "must be >= 1" check, ``check_given`` the one "no model given".
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from dataclasses import MISSING, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -40,17 +43,24 @@ def option(default: Any, help: str, **kw) -> Any:
 #: Help texts of options that several config classes declare with the same meaning, keyed by the
 #: field name: each says its text once, so the commands' ``--help`` pages cannot drift apart.
 SHARED_HELP: dict[str, str] = {
-    "model": "Local checkpoint directory, or openai:<model>@<base_url> for an OpenAI-compatible server.",
-    "task": "Task spec; its test split is the held-out set.",
-    "limit": "Held-out problems (the first LIMIT of the test split).",
+    "model": "Local checkpoint directory, a .gguf file (run by llama.cpp in-process), or openai:<model>@<base_url> "
+             "for an OpenAI-compatible server.",
+    "task": "Task spec (ponder tasks list), e.g. addition:digits=3, countdown, gsm8k or jsonl:path=f.jsonl.",
+    "split": "Task split: train or test.",
+    "limit": "Only the first LIMIT problems of the split.",
+    "n": "Samples per problem.",
     "batch_prompts": "Problems per generation call.",
-    "seed": "Sampling seed.",
-    "max_tokens": "Most generated tokens per sample (with a thinking budget: per answer).",
+    "temperature": "Sampling temperature (0 = greedy).",
     "top_p": "Nucleus sampling threshold (1 = off).",
+    "max_tokens": "Most generated tokens per sample (with a thinking budget: per answer).",
+    "seed": "Random seed (sampling, data order, initial weights).",
     "thinking": "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off.",
-    "template": "Answer format the judge expects: think or r1-zero.",
-    "extra_body": "Endpoints: a JSON object merged into every request.",
-    "timeout": "Endpoints: seconds per request.",
+    "system": "System prompt ('' = none; r1, r1-zero: R1's prompts).",
+    "template": "Answer format: think (<think>…</think>answer) or r1-zero (the answer in <answer> tags).",
+    "extra_body": "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}').",
+    "timeout": "Endpoints: seconds per request before it is abandoned.",
+    "tokenizer": "Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
+                 "generates through /v1/completions, with exact thinking budgets and budget forcing.",
     "out": "Run directory: checkpoints, metrics.jsonl and final/ go here.",
     "save_every": "Checkpoint every N steps (a killed run resumes from the last one).",
     "warmup_steps": "Linear warm-up steps.",
@@ -65,6 +75,71 @@ def shared(name: str, default: Any) -> Any:
     """``option(default, SHARED_HELP[name])`` for the field ``name`` (the metadata records ``name``,
     so a field declared under another name than its text's is caught by the tests)."""
     return option(default, SHARED_HELP[name], shared=name)
+
+
+# The groups of options that recur across commands, each field with one help text. A command's
+# config inherits the groups it has; a field it declares again (``shared(name, its_default)``)
+# takes the command's own default and keeps the group's place.
+
+
+@dataclass
+class ModelOptions:
+    """The model to query: a checkpoint or an endpoint, and what an endpoint needs."""
+
+    model: str = shared("model", "")
+    extra_body: str = shared("extra_body", "")
+    tokenizer: str = shared("tokenizer", "")
+
+
+@dataclass
+class SamplingOptions:
+    """How each completion is sampled."""
+
+    temperature: float = shared("temperature", 0.6)
+    top_p: float = shared("top_p", 0.95)
+    max_tokens: int = shared("max_tokens", 256)
+    seed: int = shared("seed", 0)
+
+
+@dataclass
+class PromptOptions:
+    """How each prompt is framed."""
+
+    system: str = shared("system", "")
+    thinking: str = shared("thinking", "auto")
+
+
+@dataclass
+class RunOptions:
+    """Where a training run writes, how often it checkpoints, its threads and seed."""
+
+    out: str = shared("out", "runs/train")
+    save_every: int = shared("save_every", 50)
+    threads: int = shared("threads", 0)
+    seed: int = shared("seed", 0)
+
+
+@dataclass
+class FineTuneOptions(RunOptions):
+    """What a run that trains an existing checkpoint adds: its start, device and LoRA."""
+
+    model: str = option("", "Checkpoint directory to start from (a base model, or an earlier stage's final/).")
+    device: str = shared("device", "cpu")
+    lora: str = shared("lora", "")
+
+
+#: What a user passes for a required option left empty (``check_given``).
+_HOW_TO_GIVE = {
+    "model": "pass a checkpoint directory or openai:<model>@<base_url>",
+    "task": "pass --task (see `ponder tasks list`)",
+}
+
+
+def check_given(cfg: Any, names: Iterable[str], error: type[Exception] = ConfigError) -> None:
+    """``error`` naming the first field of ``names`` left empty: "no model given: pass a checkpoint …"."""
+    for name in names:
+        if not getattr(cfg, name):
+            raise error(f"no {name} given: {_HOW_TO_GIVE[name]}")
 
 
 def check_range(cfg: Any, names: Iterable[str], low: float, high: float | None = None,

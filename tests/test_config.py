@@ -16,8 +16,9 @@ from ponder.config import SHARED_HELP, option, shared
 runner = CliRunner()
 
 CONFIG_MODULES = ("ponder.cli.ask", "ponder.evaluate.budget", "ponder.evaluate.doctor", "ponder.evaluate.harness",
-                  "ponder.evaluate.recipe_report", "ponder.evaluate.stages", "ponder.evaluate.tune", "ponder.train.grpo",
-                  "ponder.train.pretrain", "ponder.train.sample", "ponder.train.sft")
+                  "ponder.evaluate.recipe_report", "ponder.evaluate.stages", "ponder.evaluate.tune", "ponder.train.distill",
+                  "ponder.train.grpo", "ponder.train.pretrain", "ponder.train.references", "ponder.train.sample",
+                  "ponder.train.sft")
 
 
 def _config_fields():
@@ -40,14 +41,21 @@ def test_a_shared_text_is_declared_under_its_own_field_name():
 
 @pytest.mark.parametrize("flag,commands", [
     ("--threads", (["train", "sft"], ["train", "grpo"], ["train", "pretrain"])),
-    ("--extra-body", (["doctor"], ["budget-curve"], ["sample"])),
+    ("--extra-body", (["doctor"], ["budget-curve"], ["sample"], ["eval", "run"], ["ask"])),
+    ("--temperature", (["eval", "run"], ["sample"], ["doctor"], ["budget-curve"], ["tune"], ["train", "grpo"],
+                       ["train", "distill"])),
+    ("--seed", (["eval", "run"], ["sample"], ["tune"], ["train", "sft"], ["train", "grpo"], ["train", "pretrain"],
+                ["train", "distill"])),
+    ("--thinking", (["eval", "run"], ["sample"], ["doctor"], ["budget-curve"], ["tune"], ["train", "grpo"], ["ask"])),
+    ("--max-tokens", (["eval", "run"], ["sample"], ["doctor"], ["budget-curve"], ["tune"], ["train", "distill"])),
+    ("--task", (["eval", "run"], ["sample"], ["doctor"], ["budget-curve"], ["tune"], ["train", "grpo"])),
 ])
 def test_shared_options_read_the_same_in_every_command(flag, commands):
     texts = set()
     for cmd in commands:
         r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "400"})
         assert r.exit_code == 0, r.output
-        line = next(x for x in r.output.splitlines() if f" {flag} " in x)
+        line = next(x for x in r.output.splitlines() if x.strip(" │").startswith(f"{flag} "))
         texts.add(line.split(flag, 1)[1].split("[default")[0].strip(" │"))
     assert len(texts) == 1, texts
 
@@ -74,7 +82,7 @@ def test_inherited_fields_keep_their_order_and_the_child_defaults(tmp_path):
     assert r.exit_code == 0, r.output
     out = r.output
     assert out.index("--steps") < out.index("--seed")
-    assert "Steps of the child. [default: 7]" in out and "Sampling seed. [default: 0]" in out
+    assert "Steps of the child. [default: 7]" in out and f"{SHARED_HELP['seed']} [default: 0]" in out
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"steps": 9, "seed": 2}))
     r = runner.invoke(cli, ["m", "--config", str(path)])

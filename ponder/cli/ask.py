@@ -18,18 +18,17 @@ from rich.console import Console
 
 from ponder.cli.common import err_console, fail
 from ponder.cli.configcli import command
-from ponder.config import option, shared
+from ponder.config import SHARED_HELP, option, shared
 
 console = Console(highlight=False)
 
-MODEL_HELP = "Local checkpoint directory, a .gguf file (run by llama.cpp in-process), or openai:<model>@<base_url> for an OpenAI-compatible server."
-THINKING_HELP = "Thinking mode: auto (decided from the model), on (pre-fill <think>), off (no thinking)."
-EXTRA_BODY_HELP = "Endpoints: a JSON object merged into every request (server-specific fields, e.g. '{\"top_k\": 0}')."
-TIMEOUT_HELP = "Endpoints: seconds per request before it is abandoned."
+MODEL_HELP = SHARED_HELP["model"]
+THINKING_HELP = SHARED_HELP["thinking"]
+EXTRA_BODY_HELP = SHARED_HELP["extra_body"]
+TIMEOUT_HELP = SHARED_HELP["timeout"]
+TOKENIZER_HELP = SHARED_HELP["tokenizer"]
 QUANTIZE_HELP = ("Local checkpoints: decode on int8 weights, int8 (weight-only) or int8-dynamic (activations too; "
                  "faster, less exact). Close to, not equal to, float32's output; see docs/generation.md.")
-TOKENIZER_HELP = ("Endpoints: the served model's tokenizer (a directory or .gguf file): ponder renders the prompt and "
-                  "generates through /v1/completions, with exact thinking budgets and budget forcing.")
 
 
 def load(model: str, thinking: str = "auto", extra_body: str | None = None, timeout: float | None = None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.config import ConfigError, check_range, option, shared
+from ponder.config import ConfigError, ModelOptions, PromptOptions, SamplingOptions, check_range, option, shared
 from ponder.evaluate.harness import EvalConfig, EvalError, run_eval
 from ponder.evaluate.report import CURVE_CSV, CURVE_PNG
 from ponder.generate.types import Backend
@@ -31,27 +31,21 @@ CSV_NAME, PNG_NAME = CURVE_CSV, CURVE_PNG
 
 
 @dataclass
-class BudgetCurveConfig:
+class BudgetCurveConfig(PromptOptions, SamplingOptions, ModelOptions):
     """Settings of one accuracy-vs-thinking-budget sweep."""
 
-    model: str = option("", "Local checkpoint directory or openai:<model>@<base_url>.")
-    task: str = option("addition", "Task spec, e.g. addition, countdown, gsm8k, jsonl:path=...")
+    task: str = shared("task", "addition")
     budgets: list[int] = option([16, 32, 64, 128], "Thinking budgets in tokens, comma-separated (0 = no thinking).")
-    n: int = option(4, "Samples per problem and budget (accuracy is their mean: pass@1).")
-    limit: int = option(50, "How many problems of the split to use (the first ones).")
-    split: str = option("test", "Task split: train or test.")
-    temperature: float = option(0.7, "Sampling temperature (0 = greedy; then use n=1).")
-    top_p: float = shared("top_p", 0.95)
-    max_tokens: int = option(64, "Most answer tokens after the thinking ends.")
+    n: int = shared("n", 4)
+    limit: int = shared("limit", 50)
+    split: str = shared("split", "test")
+    temperature: float = shared("temperature", 0.7)
+    max_tokens: int = shared("max_tokens", 64)
     min_thinking_frac: float = option(0.0, "Budget forcing: force at least this fraction of each budget with 'Wait' (0 = cut-off only; needs a local model, an endpoint given its tokenizer, or ponder serve).")
     max_waits: int = option(2, "Most 'Wait's inserted per completion when forcing.")
     template: str = shared("template", "think")
-    system: str | None = option(None, "System prompt (unset or empty: none, the layout ponder's models are trained with).")
-    thinking: str = option("auto", "Thinking mode: auto, on (pre-fill <think>) or off.")
+    system: str | None = shared("system", None)
     timeout: float = shared("timeout", 600.0)
-    extra_body: str = shared("extra_body", "")
-    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): exact budgets and forcing via /v1/completions.")
-    seed: int = option(0, "Sampling seed (the same seed at every budget).")
     chunk: int = option(16, "Problems per generate call.")
     out: str = option("budget_curve", "Output directory: budget_curve.csv, budget_curve.png, report.md and budget-<B>/ runs.")
 

@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ponder.config import check_choice, option, shared
+from ponder.config import ModelOptions, PromptOptions, SamplingOptions, check_choice, option, shared
 from ponder.evaluate.doctor_endpoint import check_endpoint, check_split
 from ponder.format import (
     MODES,
@@ -78,25 +78,16 @@ class Finding:
 
 
 @dataclass
-class DoctorConfig:
+class DoctorConfig(PromptOptions, SamplingOptions, ModelOptions):
     """Options of ``ponder doctor``."""
 
-    model: str = shared("model", "")
-    task: str = option("addition", "Task whose questions are sampled (ponder tasks list); a cheap one by default.")
+    task: str = shared("task", "addition")
     problems: int = option(2, "Questions of the task's test split to sample.")
     n: int = option(2, "Sampled completions per question, besides the greedy one (0: greedy only).")
-    max_tokens: int = shared("max_tokens", 256)
-    thinking: str = option("auto", "Thinking mode to check: auto (decided from the model), on (pre-fill <think>), off.")
     thinking_budget: int | None = option(None, "Thinking budget to check the context against and sample with; excludes effort.")
     effort: str | None = option(None, "Effort level low|medium|high (the model's effort table) instead of a thinking budget.")
-    temperature: float = option(0.6, "Temperature of the sampled completions (the greedy one uses 0).")
-    top_p: float = option(0.95, "Nucleus sampling of the sampled completions.")
-    seed: int = shared("seed", 0)
-    system: str = option("", "System prompt eval/serve will use (empty: none; r1, r1-zero: R1's prompts).")
     template: str = shared("template", "think")
-    extra_body: str = shared("extra_body", "")
     timeout: float = shared("timeout", 120.0)
-    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): runs the tokenizer checks too.")
     json: bool = option(False, "Print the findings as one JSON object instead of a table.", flag="--json")
 
     def __post_init__(self) -> None:

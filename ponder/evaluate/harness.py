@@ -51,7 +51,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
-from ponder.config import check_choice, check_range, option, shared
+from ponder.config import (
+    ModelOptions,
+    PromptOptions,
+    SamplingOptions,
+    check_choice,
+    check_given,
+    check_range,
+    option,
+    shared,
+)
 from ponder.evaluate.card import write_card
 from ponder.evaluate.judge import JudgeError, default_mode, run_judge
 from ponder.evaluate.judge import check_config as check_judge
@@ -95,21 +104,17 @@ class EndpointError(EvalError):
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(PromptOptions, SamplingOptions, ModelOptions):
     """Options of ``ponder eval`` (also the content of ``config.json``)."""
 
-    model: str = shared("model", "")
-    task: str = option("", "Task spec: addition, gsm8k, math500, aime24, jsonl:path=f.jsonl, … (ponder tasks list).")
-    split: str = option("test", "Task split to evaluate (train or test).")
-    n: int = option(8, "Samples per problem (pass@k and maj@k use k <= n).")
+    task: str = shared("task", "")
+    split: str = shared("split", "test")
+    n: int = shared("n", 8)
     strategy: str = option("majority", "'majority' (vote over the n samples: no extra generation) or a ponder.strategies name run once per problem.")
     effort: str | None = option(None, "Thinking effort low|medium|high (the model's effort table); excludes thinking_budget.")
     thinking_budget: int | None = option(None, "Most reasoning tokens per sample (cut off with </think>); excludes effort.")
-    temperature: float = option(0.6, "Sampling temperature (R1 paper's evaluation setting: 0.6).")
-    top_p: float = option(0.95, "Nucleus sampling (R1 paper: 0.95).")
     max_tokens: int = shared("max_tokens", 512)
-    limit: int | None = option(None, "Evaluate only the first N problems of the split.")
-    seed: int = option(0, "Seed from which every request's sampling seed is derived.")
+    limit: int | None = shared("limit", None)
     out: str | None = option(None, "Run directory (default runs/eval/<model>-<task>-<time>).")
     resume: bool = option(False, "Continue the run in --out, skipping finished (problem, sample) pairs.")
     budgets: list[int] = option([], "Thinking budgets to sweep (e.g. 64,128,256): one sub-run each + accuracy-vs-budget CSV and plot.")
@@ -118,16 +123,12 @@ class EvalConfig:
     max_waits: int = option(2, "Most 'Wait's inserted per sample by budget forcing.")
     loop_guard: str = option("", "Reasoning-loop breaker: close (force </think> on a loop), stop (end the sample there) or '' (off); local models and ponder serve.")
     by: list[str] = option([], "Meta fields to break results down by (e.g. subject,level or digits).")
-    template: str = option("think", "Answer format the judge expects: think (<think>…</think>answer) or r1-zero (only an <answer> block counts).")
-    thinking: str = option("auto", "Thinking mode: auto (decided from the model), on (pre-fill <think>) or off (no thinking).")
-    system: str = option("", "System prompt, the same for local models and endpoints (empty: none; r1, r1-zero: R1's prompts).")
+    template: str = shared("template", "think")
     concurrency: int = option(8, "Concurrent requests against an endpoint (local models run one batch at a time).")
     batch_size: int = option(16, "Problems per generate call for a local model (each with its n samples).")
     retries: int = option(3, "Retries per failed endpoint request (exponential backoff from 0.5 s).")
     max_failures: int = option(3, "Stop after this many requests in a row failed for good.")
-    timeout: float = option(600.0, "Endpoints: seconds per request before it is abandoned (and retried).")
-    extra_body: str = option("", "Endpoints: a JSON object merged into every request (server-specific sampling fields).")
-    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder, /v1/completions.")
+    timeout: float = shared("timeout", 600.0)
     protocol: str = option("", "Evaluation protocol (ponder eval protocols): r1, lm-eval-gsm8k, qwen-math, ponder or a .yaml file; its fields are defaults that flags and --set override.")
     prompt_template: str = option("", "User text with {question} replaced by the problem (empty: the bare question).")
     shots: int = option(0, "Worked examples from the task's train split put before each question (few-shot).")
@@ -143,10 +144,7 @@ class EvalConfig:
     judge_cache: str = option("", "Directory of a judge cache shared between runs (judge_cache.jsonl; the run dir always keeps its own).")
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise EvalError("no model given: pass a checkpoint directory or openai:<model>@<base_url>")
-        if not self.task:
-            raise EvalError("no task given: pass --task (see `ponder tasks list`)")
+        check_given(self, ("model", "task"), error=EvalError)
         check_range(self, ("n", "concurrency", "batch_size", "max_failures", "limit"), 1, error=EvalError)
         check_range(self, ("retries",), 0, error=EvalError)
         if any(b < 0 for b in self.budgets):

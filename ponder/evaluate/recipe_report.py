@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
-from ponder.config import ConfigError, option, shared
+from ponder.config import ConfigError, PromptOptions, option, shared
 from ponder.evaluate.demo_report import paired, pct, pts
 from ponder.evaluate.metrics import mean_ci
 from ponder.io import json_objects, write_json_atomic, write_text_atomic
@@ -34,16 +34,14 @@ GAIN_BAR = 0.10  # the recipe's target: +10 points of held-out pass@1 over the b
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(PromptOptions):
     """Options of a ``kind: report`` recipe stage."""
 
     base: str = option("", "The model before training (checkpoint directory).")
     trained: str = option("", "The trained model (a checkpoint or LoRA adapter directory; '@grpo' in a recipe).")
     task: str = shared("task", "addition:digits=2")
     limit: int = shared("limit", 200)
-    max_tokens: int = option(128, "Most tokens per greedy completion.")
-    system: str = option("", "System prompt, as in training ('' = none; r1, r1-zero: R1's prompts).")
-    thinking: str = option("auto", "Thinking mode, as in training: auto, on (pre-fill <think>) or off.")
+    max_tokens: int = shared("max_tokens", 128)
     batch_prompts: int = shared("batch_prompts", 50)
     title: str = option("R1-Zero on a real model", "Report heading.")
     seed: int = option(0, "Unused by greedy decoding; kept so the recipe's seed applies.")

@@ -38,8 +38,8 @@ class StageEvalConfig:
     task: str = shared("task", "addition:digits=3")
     limit: int = shared("limit", 200)
     samples: int = option(0, "Sampled completions per problem for sampled pass@1 and maj@k (0 = greedy only).")
-    temperature: float = option(0.8, "Temperature of the sampled completions.")
-    max_tokens: int = option(256, "Most tokens per completion.")
+    temperature: float = shared("temperature", 0.8)
+    max_tokens: int = shared("max_tokens", 256)
     seed: int = shared("seed", 0)
     batch_prompts: int = shared("batch_prompts", 64)
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.config import ConfigError, check_choice, check_range, option, shared
+from ponder.config import ConfigError, SamplingOptions, check_choice, check_given, check_range, option, shared
 from ponder.evaluate.metrics import wilson
 from ponder.generate.scoring import sample_and_score
 from ponder.generate.types import Backend, Budget, Capabilities, SamplingParams
@@ -42,32 +42,27 @@ LEVELS = ("low", "medium", "high")
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(SamplingOptions):
     """Options of ``ponder tune``."""
 
-    model: str = option("", "Local checkpoint directory, or openai:<model>@<base_url>.")
-    task: str = option("", "Task spec (ponder tasks list), e.g. addition:min_digits=2,max_digits=3 or gsm8k.")
+    model: str = shared("model", "")
+    task: str = shared("task", "")
     split: str = option("dev", "dev: split the test problems by id hash into dev (tuned on) and held-out; or A:B to tune on the task's split A and hold out split B.")
     dev_frac: float = option(0.5, "With split dev: the share of problems (by id hash) that go to dev.")
-    limit: int | None = option(None, "Use only the first N problems of the split(s) before dividing them.")
+    limit: int | None = shared("limit", None)
     strategies: list[str] = option(list(SWEEPABLE), "Strategies to sweep (single, majority, weighted_majority, adaptive_majority, best_of_n, deepconf).")
     ns: list[int] = option([2, 4, 8, 16], "Sample counts to sweep for every strategy but single; the largest is drawn once per problem and budget.")
     budgets: list[int] = option([], "Thinking budgets to sweep (empty: no budget, the model thinks freely).")
     thinking: str = shared("thinking", "auto")
-    temperature: float = option(1.0, "Sampling temperature.")
-    top_p: float = option(1.0, "Nucleus sampling.")
-    max_tokens: int = shared("max_tokens", 256)
-    seed: int = option(0, "Seed of the sampling (dev and held-out draws are seeded apart).")
+    temperature: float = shared("temperature", 1.0)
+    top_p: float = shared("top_p", 1.0)
     batch_size: int = option(16, "Problems per generate call for a local model.")
     low_tolerance: float = option(0.05, "low = the cheapest front point within this accuracy of the best.")
     medium_tolerance: float = option(0.01, "medium = the cheapest front point within this accuracy of majority@max(ns).")
     out: str = option("runs/tune", "Output directory: report.md, tune.json, pareto.png, serve.yaml.")
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("no model given: pass a checkpoint directory or openai:<model>@<base_url>")
-        if not self.task:
-            raise ConfigError("no task given: pass --task (see `ponder tasks list`)")
+        check_given(self, ("model", "task"))
         if self.split != "dev" and (self.split.count(":") != 1 or "" in self.split.split(":")):
             raise ConfigError(f"split must be 'dev' or 'A:B' (tune on split A, hold out B), got {self.split!r}")
         check_choice(self, "thinking", ("auto", "on", "off"))

@@ -20,29 +20,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ponder.config import ConfigError, option
+from ponder.config import ConfigError, option, shared
 from ponder.io import write_json_atomic
 from ponder.train.checkpoint import is_done
+from ponder.train.sample import LIMIT_HELP, TraceOptions
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(TraceOptions):
     """Options of ``ponder train distill``."""
 
     teacher: str = option("", "Teacher checkpoint directory (samples the traces).")
     student: str = option("", "Student checkpoint directory to fine-tune (e.g. a smaller base model's final/).")
-    task: str = option("addition:digits=3", "Task spec: its train split gives the prompts, its verifier filters traces.")
-    out: str = option("runs/distill", "Run directory (traces.jsonl, the student's checkpoints and final/).")
-    limit: int = option(1000, "Train problems the teacher answers (0 = the whole split).")
-    n: int = option(4, "Teacher samples per problem.")
-    temperature: float = option(0.8, "Teacher sampling temperature.")
-    max_tokens: int = option(256, "Most tokens per teacher sample.")
-    keep: str = option("all", "all: every correct trace; shortest: the shortest correct trace per problem.")
-    dedup: bool = option(True, "Drop repeated traces of the same problem.")
-    verify: bool = option(True, "Keep verified-correct traces only (False: every trace, unfiltered).")
-    lora: str = option("", "Train the student as a LoRA adapter: a preset (default, small, attn) and/or r=16,alpha=32,dropout=0,targets=all-linear ('' = full fine-tuning; same as sft.lora).")
+    out: str = shared("out", "runs/distill")
+    limit: int = option(1000, LIMIT_HELP)
+    lora: str = shared("lora", "")
     sft: dict = option({}, "SFT options for the student, fields of `ponder train sft` (YAML mapping, or --set sft.max_steps=200).")
-    seed: int = option(0, "Seed for sampling and SFT.")
+    seed: int = shared("seed", 0)
 
     def __post_init__(self) -> None:
         if not self.teacher or not self.student:

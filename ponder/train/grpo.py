@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.config import ConfigError, check_choice, option, shared
+from ponder.config import ConfigError, FineTuneOptions, PromptOptions, check_choice, option, shared
 from ponder.train import common, dynamic
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,13 @@ TOKEN_SUM_LOSSES = ("bnpo", "dr_grpo", "dapo", "cispo")
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(PromptOptions, FineTuneOptions):
     """Options of ``ponder train grpo``."""
 
-    model: str = option("", "Checkpoint directory to start from (base, or after cold-start SFT).")
-    task: str = option("addition:digits=3", "Task spec whose train split gives the prompts (e.g. countdown).")
-    rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
+    task: str = shared("task", "addition:digits=3")
     out: str = shared("out", "runs/grpo")
+    save_every: int = shared("save_every", 25)
+    rewards: str = option("accuracy=1,format=0.2", "Reward functions and weights, e.g. 'accuracy=1,format=0.2,cosine(max_len=256)=1'.")
     steps: int = option(30, "Optimizer steps (a generation round every num_iterations of them).")
     batch_size: int = option(8, "Prompts per step; each gets num_generations completions.")
     num_generations: int = option(8, "Group size G: completions per prompt whose rewards are compared.")
@@ -75,27 +75,20 @@ class GRPOConfig:
     num_iterations: int = option(1, "Optimizer steps on each generation round (PPO epochs, mu); the ratio, hence clipping, only departs from 1 when > 1.")
     loss_type: str = option("dapo", f"Loss aggregation, one of {', '.join(LOSS_TYPES)} (TRL's definitions).")
     scale_rewards: str = option("group", "Divide advantages by the reward std: group, batch or none (Dr. GRPO).")
-    temperature: float = option(1.0, "Sampling temperature of the rollouts.")
-    top_p: float = option(1.0, "Nucleus sampling of the rollouts (1 = off).")
+    temperature: float = shared("temperature", 1.0)
+    top_p: float = shared("top_p", 1.0)
     max_completion_length: int = option(96, "Most tokens per completion (longer ones are cut).")
     mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss (DAPO's overlong filtering; TRL's mask_truncated_completions).")
     top_entropy_quantile: float = option(1.0, "Policy loss only on this top share of tokens by entropy (Wang et al. 2025 use 0.2; 1 = every token).")
     dynamic_sampling: bool = option(False, "DAPO dynamic sampling: replace groups whose rewards are all equal by groups from fresh prompts (generator local).")
     max_refill_rounds: int = option(3, "Dynamic sampling: most refill rounds per step; slots still unfilled keep their zero-spread group.")
     n_prompts: int = option(2000, "Train-split prompts in the pool (drawn in order from the task).")
-    template: str = option("think", "Answer format the rewards check: think or r1-zero (answer in <answer> tags).")
-    system: str = option("", "System prompt in every prompt ('' = none; r1, r1-zero: R1's prompts; must match how the model was trained).")
-    thinking: str = option("auto", "Thinking mode of the prompts: auto (decided from the model), on (pre-fill <think>) or off.")
+    template: str = shared("template", "think")
     generator: str = option("local", "Rollouts: local (ponder's LocalEngine, CPU), trl (model.generate), vllm (GPU).")
-    device: str = shared("device", "cpu")
-    save_every: int = shared("save_every", 25)
-    threads: int = shared("threads", 0)
-    seed: int = option(0, "Seed for prompt order and sampling.")
     on_alarm: str = option("warn", "What a health alarm does (no learning signal, entropy collapse, …): warn or stop (checkpoint first).")
     alarm_patience: int = option(3, "Steps a health condition must hold before its alarm fires.")
     tools: bool = option(False, "Tool-augmented rollouts (generator local): a fenced python block in the reasoning runs in the sandbox and its output is inserted, masked out of the loss (ponder.train.tool_rollout).")
     max_tool_calls: int = option(2, "With tools: most sandbox executions per rollout; after the cap the rollout generates without stopping at fences.")
-    lora: str = shared("lora", "")
 
     def __post_init__(self) -> None:
         if not self.model:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ponder.config import ConfigError, check_choice, option, shared
+from ponder.config import ConfigError, RunOptions, check_choice, option, shared
 from ponder.format import THINK_CLOSE, THINK_OPEN, format_completion, parse
 from ponder.train import common
 from ponder.train.checkpoint import STATE_FILE, atomic_dir, checkpoints, last_complete_checkpoint
@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunOptions):
     """Options of ``ponder train pretrain``."""
 
     out: str = shared("out", "runs/pretrain")
+    save_every: int = shared("save_every", 100)
     task: object = option(
         "addition:digits=3",
         "Task spec(s) whose train split is the corpus: one spec, a YAML list, or specs separated by ';'.",
@@ -64,13 +65,10 @@ class PretrainConfig:
     prompt_loss: bool = option(
         False, "Also train on prompt tokens (the question's digits are random, so their loss is pure noise)."
     )
-    template: str = option("think", "Completion template: think (<think>R</think>A) or r1-zero (answer in <answer> tags).")
-    system: str = option("", "System prompt in every prompt ('' = none: tiny models do not need R1's).")
+    template: str = shared("template", "think")
+    system: str = shared("system", "")
     vocab_size: int = option(512, "Tokenizer vocabulary (trained on the corpus when out/tokenizer does not exist).")
     tokenizer: str | None = option(None, "Use this tokenizer directory instead of training one.")
-    save_every: int = shared("save_every", 100)
-    threads: int = shared("threads", 0)
-    seed: int = option(0, "Seed for weights, corpus choice and batch order.")
 
     def __post_init__(self) -> None:
         common.positive(self, ("steps", "lr", "batch_size", "seq_len", "n_examples", "save_every"), "pretrain")

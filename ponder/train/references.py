@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from ponder.config import option
+from ponder.config import option, shared
 from ponder.io import write_text_atomic
 from ponder.train.common import StageError
 
@@ -22,11 +22,11 @@ class ReferencesConfig:
     """Cold-start SFT data: the task's own worked solutions as ``{prompt, completion}`` lines."""
 
     model: str = option("", "Checkpoint whose tokenizer's chat template frames each prompt ('' = the plain layout).")
-    task: str = option("addition:digits=3", "Task spec (addition, multiplication and countdown have reference solutions).")
-    split: str = option("train", "Task split to take problems from.")
-    limit: int = option(200, "Number of problems (a small cold-start set, as in DeepSeek-R1).")
-    template: str = option("think", "Completion template: think or r1-zero.")
-    thinking: str = option("auto", "Thinking mode of the prompts (auto: as the model decides; see docs/format.md).")
+    task: str = shared("task", "addition:digits=3")
+    split: str = shared("split", "train")
+    limit: int = shared("limit", 200)
+    template: str = shared("template", "think")
+    thinking: str = shared("thinking", "auto")
     out: str = option("runs/references.jsonl", "Output JSONL.")
 
 

@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable
 
-from ponder.config import ConfigError, check_range, option, shared
+from ponder.config import ConfigError, ModelOptions, PromptOptions, SamplingOptions, check_range, option, shared
 from ponder.io import RecordWriter, read_records, write_json_atomic, write_text_atomic
 
 
@@ -42,29 +42,33 @@ class SampleError(ValueError):
     """Bad rejection-sampling input or state; the message names the problem."""
 
 
-@dataclass
-class SampleConfig:
-    """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
+#: ``limit`` of the commands that sample traces (where 0 means the whole split).
+LIMIT_HELP = "Use only the first LIMIT prompts of the split (0 = all)."
 
-    model: str = option("", "Model to sample (the RL model or the teacher): a checkpoint directory or openai:<model>@<url>.")
-    task: str = option("addition:digits=3", "Task spec whose examples are the prompts and whose verifier filters.")
-    out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
-    split: str = option("train", "Task split to draw prompts from (train or test).")
-    limit: int = option(0, "Use only the first LIMIT prompts of the split (0 = all).")
-    n: int = option(4, "Samples per prompt.")
-    temperature: float = option(0.8, "Sampling temperature (0 = greedy, then n should be 1).")
-    top_p: float = shared("top_p", 1.0)
-    max_tokens: int = option(256, "Most tokens generated per sample.")
+
+@dataclass
+class TraceOptions:
+    """How traces are sampled and which become SFT data (``ponder sample``; ``ponder train distill``'s teacher)."""
+
+    task: str = shared("task", "addition:digits=3")
+    limit: int = option(0, LIMIT_HELP)
+    n: int = shared("n", 4)
+    temperature: float = shared("temperature", 0.8)
+    max_tokens: int = shared("max_tokens", 256)
     keep: str = option("all", "all: every correct sample; shortest: the correct sample with fewest tokens.")
     dedup: bool = option(True, "Drop correct samples whose text repeats an earlier one of the same prompt.")
-    max_per_prompt: int = option(0, "With keep=all: at most this many samples per prompt (0 = no cap).")
     verify: bool = option(True, "Keep only verified-correct samples (False: keep every sample, unfiltered traces).")
+
+
+@dataclass
+class SampleConfig(TraceOptions, PromptOptions, SamplingOptions, ModelOptions):
+    """Options of ``ponder sample`` (rejection sampling / teacher traces)."""
+
+    out: str = option("runs/samples.jsonl", "Output SFT JSONL ({prompt, completion, provenance}).")
+    split: str = shared("split", "train")
+    top_p: float = shared("top_p", 1.0)
+    max_per_prompt: int = option(0, "With keep=all: at most this many samples per prompt (0 = no cap).")
     batch_prompts: int = option(16, "Prompts per generation call (rows = batch_prompts * n).")
-    seed: int = option(0, "Sampling seed (batch b uses seed*1000003 + b).")
-    thinking: str = shared("thinking", "auto")
-    system: str = option("", "System prompt ('' = none; r1, r1-zero: R1's prompts).")
-    extra_body: str = shared("extra_body", "")
-    tokenizer: str = option("", "Endpoints: the served model's tokenizer (dir or .gguf): prompts rendered by ponder.")
 
     def check(self) -> None:
         if self.keep not in ("all", "shortest"):

@@ -20,17 +20,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.config import ConfigError, check_choice, option, shared
+from ponder.config import ConfigError, FineTuneOptions, check_choice, option, shared
 from ponder.train import common
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(FineTuneOptions):
     """Options of ``ponder train sft``."""
 
-    model: str = option("", "Checkpoint directory to start from (e.g. <pretrain out>/final).")
     data: str = option("", "JSONL file, one {prompt, completion} object per line (other fields are ignored).")
     out: str = shared("out", "runs/sft")
     epochs: float = option(1.0, "Passes over the data (ignored when max_steps > 0).")
@@ -40,11 +39,6 @@ class SFTConfig:
     batch_size: int = option(16, "Sequences per optimizer step per process.")
     grad_accum: int = option(1, "Gradient accumulation steps (effective batch = batch_size * grad_accum * processes).")
     max_length: int = option(256, "Longest prompt + completion in tokens (longer ones are truncated).")
-    save_every: int = shared("save_every", 50)
-    device: str = shared("device", "cpu")
-    threads: int = shared("threads", 0)
-    seed: int = option(0, "Seed for data order and dropout.")
-    lora: str = shared("lora", "")
 
     def __post_init__(self) -> None:
         if not self.model:
