@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ponder.evaluate.metrics import mean_ci  # noqa: E402
+from ponder.evaluate.tune import Replay  # noqa: E402 - replays pre-drawn samples, as the tuner does
 from ponder.format import decide_thinking, render  # noqa: E402
 from ponder.generate import DEFAULT_CLOSE_TEXT, LocalEngine, SamplingParams  # noqa: E402
 from ponder.models.build import build_model, load, save  # noqa: E402
@@ -106,23 +107,6 @@ def train(task, preset: str, steps: int, batch: int, lr: float, seed: int, out: 
     return time.time() - start
 
 
-class Replay:
-    """A backend that hands out pre-drawn samples in order (per prompt), for paired comparisons."""
-
-    def __init__(self, pool: dict[str, list]):
-        self.pool, self.used = pool, {p: 0 for p in pool}
-
-    def generate(self, prompts, n=1, sampling=None, budget=None):
-        out = []
-        for p in prompts:
-            i = self.used[p]
-            if i + n > len(self.pool[p]):
-                raise RuntimeError(f"replay pool exhausted: asked for {i + n} of {len(self.pool[p])} samples")
-            out.append(self.pool[p][i: i + n])
-            self.used[p] = i + n
-        return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="a local checkpoint to evaluate (default: train one here)")
@@ -178,7 +162,7 @@ def main() -> None:
     print(f"pass@1 (mean over {len(per_sample)} samples): {sum(per_sample) / len(per_sample):.3f}")
 
     def paired(name, label, **kw):
-        rs = run_batch(name, Replay(pool), prompts, sampling=sp, task=task, examples=exs, **kw)
+        rs = run_batch(name, Replay(engine, pool), prompts, sampling=sp, task=task, examples=exs, **kw)
         rows.append((label, accuracy(rs), sum(r.tokens for r in rs) / len(rs), None, rs))
 
     paired("single", "single (paired)")
