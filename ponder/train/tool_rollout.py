@@ -25,6 +25,7 @@ multi-turn re-tokenisation drift; the text is the same).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 
@@ -40,14 +41,15 @@ class _Row:
 
 
 def tool_rollouts(engine, tokenizer, texts: list[str], sampling, max_tokens: int, max_calls: int,
-                  timeout: float = 5.0, max_output_chars: int = 1000) -> tuple[list, list, list, list]:
+                  timeout: float = 5.0, max_output_chars: int = 1000, workers: int = 4) -> tuple[list, list, list, list]:
     """Completion ids, log-probs, env masks and executions for each of ``texts`` (one rollout each).
 
     The executions of a rollout are ``run_python``'s records (``code``, ``output``, ``ok``,
     ``reason``), one per sandbox run.
 
     ``sampling`` is a ``SamplingParams`` without stop strings; ``max_tokens`` caps each rollout's
-    total length (sampled plus inserted tokens), as ``max_completion_length`` does in TRL.
+    total length (sampled plus inserted tokens), as ``max_completion_length`` does in TRL; up to
+    ``workers`` sandbox runs go at once.
     """
     from dataclasses import replace
 
@@ -66,6 +68,7 @@ def tool_rollouts(engine, tokenizer, texts: list[str], sampling, max_tokens: int
             sp = replace(sampling, stop=list(stop), max_tokens=max(1, left), seed=(sampling.seed or 0) + step)
             step += 1
             outs = engine.generate([r.text for r in rs], n=1, sampling=sp)
+            closed = []  # (row, code) of the pieces that closed a block: run together below
             for r, (c,) in zip(rs, outs):
                 # the tokens include the fence that stopped the piece (its text is cut before it): the
                 # model sampled that fence, so it is trained -- opening a block is the decision to call
@@ -78,9 +81,12 @@ def tool_rollouts(engine, tokenizer, texts: list[str], sampling, max_tokens: int
                     continue
                 r.text += c.text + stop[0]
                 r.want_code = not r.want_code
-                if r.want_code:  # the opening fence: the code comes next, nothing is inserted
-                    continue
-                output, record = run_python(c.text, timeout, max_output_chars)
+                if not r.want_code:  # the closing fence: run the block; at an opening one the code comes next
+                    closed.append((r, c.text))
+            # each sandbox run is a process that mostly waits on its start-up: run a batch's side by side
+            with ThreadPoolExecutor(max(1, min(len(closed), workers))) as pool:
+                results = list(pool.map(lambda rc: run_python(rc[1], timeout, max_output_chars), closed))
+            for (r, _), (output, record) in zip(closed, results):
                 r.calls.append(record)
                 insert = output_block(output)[len(CLOSE_FENCE):]  # the model wrote the closing fence
                 ins = tokenizer.encode(insert, add_special_tokens=False)
