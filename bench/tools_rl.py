@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| checkpoint | pass@1 without tool | pass@1 with tool (`tools` strategy) | answers that call the tool |")
     print("|---|---|---|---|")
     for name, e in evals.items():
-        print(f"| {name} | {_ci(e['plain'])} | {_ci(e['tools'])} | {100 * e['tool_use']:.0f}% |")
+        print(f"| {name} | {_ci(e['plain'])} | {_ci(e['tools'])} | {100 * e['tool_use']:.1f}% |")
     for name, rows in curves.items():
         first, last = rows[:3], rows[-3:]
 
