@@ -169,3 +169,21 @@ def test_tool_metrics_reach_the_step_log(base):
     row = grpo.metrics_row({"reward": 1.0, **logged})
     assert row["tool_calls"] == 0.5 and row["masked_share"] == 0.1 and row["tool_error_share"] is None
     assert "tool_calls" not in grpo.metrics_row({"reward": 1.0})  # runs without tools keep their columns
+
+
+def test_local_engine_keeps_the_stop_tokens_tool_rollouts_train(base):
+    """LocalEngine cuts a stopped completion's text before the stop string but returns the tokens that
+    spelled it: tool rollouts keep those tokens (the model's own fence) and insert no second fence."""
+    from ponder.generate import LocalEngine, SamplingParams
+
+    model, tok = load(base)
+    eng = LocalEngine(model, tok)
+    prompt = "User: What is 12 + 34?\nAssistant: "
+    ((free,),) = eng.generate([prompt], n=1, sampling=SamplingParams(temperature=0.0, max_tokens=24))
+    assert len(free.text) >= 8, free.text
+    stop = free.text[4:8]
+    ((cut,),) = eng.generate([prompt], n=1, sampling=SamplingParams(temperature=0.0, max_tokens=24, stop=[stop]))
+    assert cut.finish_reason == "stop"
+    assert cut.text == free.text[: free.text.find(stop)]
+    spelled = tok.decode(cut.token_ids)
+    assert spelled.startswith(cut.text + stop) and len(cut.logprobs) == len(cut.token_ids)
