@@ -23,6 +23,7 @@ accuracy and tool use per GRPO step, both runs). Stages already done in ``--work
 
     .venv/bin/python bench/tools_rl.py --work /tmp/ponder-tools-rl     # ~12 min on a shared 2-core CPU
     .venv/bin/python bench/tools_rl.py --quick                          # a smoke test of the plumbing
+    .venv/bin/python bench/tools_rl.py --digits min_digits=2,max_digits=3  # mixed sizes, broken down by size
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-TASK = "multiplication:digits=3"
+TASK = "multiplication"
 CORPUS = "multiplication-with-tool-corpus"
 
 
@@ -74,7 +75,7 @@ def base(work: Path, a) -> Path:
     if CORPUS not in TASKS:
         TASKS.register(CORPUS, corpus_task(a.tool_share))
     return pretrain.run(pretrain.PretrainConfig(
-        out=str(work / "base"), task=f"{CORPUS}:digits=3", preset="nano", steps=a.base_steps, batch_size=32,
+        out=str(work / "base"), task=f"{CORPUS}:{a.digits}", preset="nano", steps=a.base_steps, batch_size=32,
         seq_len=160, n_examples=4000, solution_share=a.solution_share, warmup_steps=20, save_every=10_000,
         threads=a.threads, seed=a.seed))
 
@@ -83,7 +84,7 @@ def grpo_run(start_dir: str, out: str, tools: bool, a: dict) -> str:
     """One GRPO run (in its own process: one torch thread each, the two side by side)."""
     from ponder.train import grpo
 
-    cfg = grpo.GRPOConfig(model=start_dir, task=TASK, out=out, steps=a["steps"], batch_size=a["batch_size"],
+    cfg = grpo.GRPOConfig(model=start_dir, task=f"{TASK}:{a['digits']}", out=out, steps=a["steps"], batch_size=a["batch_size"],
                           num_generations=a["group"], max_completion_length=a["max_len"], lr=a["lr"],
                           rewards="accuracy=1", tools=tools, max_tool_calls=1, save_every=10_000,
                           threads=a["threads"], seed=a["seed"], n_prompts=2000, temperature=1.0)
@@ -94,14 +95,26 @@ def evaluate(model: Path, out: Path, a) -> dict:
     """Greedy held-out pass@1 without the tool and with it (the ``tools`` strategy), 95% intervals."""
     from ponder.evaluate.harness import EvalConfig, run_eval
 
-    cfg = EvalConfig(model=str(model), task=TASK, split="test", n=1, strategy="tools", temperature=0.0, top_p=1.0,
+    cfg = EvalConfig(model=str(model), task=f"{TASK}:{a.digits}", split="test", n=1, strategy="tools", temperature=0.0, top_p=1.0,
                      max_tokens=a.max_len, limit=a.limit, out=str(out), resume=out.is_dir(), seed=a.seed,
                      batch_size=50)
+    from ponder.evaluate.metrics import wilson
+
     m = run_eval(cfg, progress=False).metrics
     strategy = [json.loads(x) for x in (out / "strategy.jsonl").read_text().splitlines() if x.strip()]
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines() if x.strip()]
     called = sum("```output" in r["text"] for r in strategy)
+    by: dict[str, dict] = {}  # per operand size ("3x2": the larger and the smaller operand's digits)
+    for kind, recs in (("plain", samples), ("tools", strategy)):
+        groups: dict[str, list[bool]] = {}
+        for r in recs:
+            sizes = sorted((len(x) for x in r["id"].split("/")[-1].split("*")), reverse=True)
+            groups.setdefault("x".join(map(str, sizes)), []).append(bool(r["correct"]))
+        for size, oks in sorted(groups.items()):
+            by.setdefault(size, {})[kind] = dict(zip(("mean", "low", "high"), wilson(sum(oks), len(oks)))) | {
+                "n": len(oks)}
     return {"plain": m["pass@1"], "tools": m["strategy"]["accuracy"], "tool_use": called / len(strategy),
-            "problems": len(strategy)}
+            "problems": len(strategy), "by_size": by}
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -138,6 +151,7 @@ def _ci(d: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/ponder-tools-rl"))
+    p.add_argument("--digits", default="digits=3", help="operand sizes, as multiplication's options")
     p.add_argument("--base-steps", type=int, default=800)
     p.add_argument("--solution-share", type=float, default=0.8, help="corpus share with a worked or tool solution")
     p.add_argument("--tool-share", type=float, default=0.4, help="share of those solutions that call the tool")
@@ -162,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     start_dir = base(a.work, a)
     times["start (pretrain)"] = time.perf_counter() - t
     t = time.perf_counter()
-    opts = {k: getattr(a, k) for k in ("steps", "batch_size", "group", "max_len", "lr", "threads", "seed")}
+    opts = {k: getattr(a, k) for k in ("digits", "steps", "batch_size", "group", "max_len", "lr", "threads", "seed")}
     runs = {"tools": a.work / "grpo-tools", "plain": a.work / "grpo-plain"}
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         futs = {k: pool.submit(grpo_run, str(start_dir), str(v), k == "tools", opts) for k, v in runs.items()}
@@ -177,11 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     plot(curves, a.work / "tools_rl.png")
     (a.work / "tools_rl.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "evals": evals,
                                                       "seconds": times, "curves": curves}, indent=1))
-    print(f"held-out {TASK}, first {a.limit} test problems, greedy, 95% Wilson intervals")
+    print(f"held-out {TASK}:{a.digits}, first {a.limit} test problems, greedy, 95% Wilson intervals")
     print("| checkpoint | pass@1 without tool | pass@1 with tool (`tools` strategy) | answers that call the tool |")
     print("|---|---|---|---|")
     for name, e in evals.items():
         print(f"| {name} | {_ci(e['plain'])} | {_ci(e['tools'])} | {100 * e['tool_use']:.1f}% |")
+    if any(len(e["by_size"]) > 1 for e in evals.values()):
+        print("| checkpoint | operand digits | problems | pass@1 without tool | pass@1 with tool |\n|---|---|---|---|---|")
+        for name, e in evals.items():
+            for size, d in e["by_size"].items():
+                print(f"| {name} | {size} | {d['tools']['n']} | {_ci(d['plain'])} | {_ci(d['tools'])} |")
     for name, rows in curves.items():
         first, last = rows[:3], rows[-3:]
 
