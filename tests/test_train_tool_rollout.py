@@ -83,3 +83,32 @@ def test_step_metrics_count_calls_errors_and_masked_tokens():
     assert stats["masked_share"] == pytest.approx(sum(inserted) / total)
     no_tools = rollout_stats([plain_calls], [plain_mask])
     assert no_tools == {"tool_calls": 0.0, "tool_use_share": 0.0, "tool_error_share": None, "masked_share": 0.0}
+
+
+class PerRow:
+    """An engine that writes each row's own pieces (keyed by the row's prompt), all rows in one call."""
+
+    def __init__(self, pieces):
+        self.pieces, self.limits = {k: list(v) for k, v in pieces.items()}, []
+
+    def generate(self, prompts, n=1, sampling=None):
+        self.limits.append(sampling.max_tokens)
+        out = []
+        for p in prompts:
+            todo = self.pieces[next(k for k in self.pieces if p.startswith(k))]
+            text = todo.pop(0)[: sampling.max_tokens]
+            stopped = bool(sampling.stop) and bool(todo)
+            sampled = text + (sampling.stop[0] if stopped else "")
+            out.append([SimpleNamespace(text=text, token_ids=[ord(ch) for ch in sampled],
+                                        logprobs=[-0.5] * len(sampled), finish_reason="stop" if stopped else "length")])
+        return out
+
+
+def test_a_long_row_does_not_cut_the_others_short():
+    long_prose = "Let me think about this for a good while first, carefully.\n"  # B then has ~20 tokens left
+    eng = PerRow({"A:": ["x\n", "print(6*7)\n", "</think>" + "4" * 60], "B:": [long_prose, "print(1)\n", "</think>1"]})
+    ids, _, mask, calls = tool_rollouts(eng, Tok(), ["A:", "B:"], SamplingParams(seed=0), 120, 1)
+    assert [len(c) for c in calls] == [1, 1]
+    a_sampled = "".join(chr(i) for i, m in zip(ids[0], mask[0]) if m == 1)
+    assert a_sampled.endswith("</think>" + "4" * 60)  # A's answer was not cut to what B had left
+    assert all(len(i) <= 120 for i in ids)  # B, the longer row, is still capped at max_tokens

@@ -64,7 +64,9 @@ def tool_rollouts(engine, tokenizer, texts: list[str], sampling, max_tokens: int
                 stop = (CLOSE_FENCE,) if r.want_code else ((OPEN_FENCE,) if len(r.calls) < max_calls else ())
                 groups.setdefault(stop, []).append(r)
         for stop, rs in groups.items():
-            left = min(max_tokens - len(r.ids) for r in rs)
+            # one call for the group, so one token limit: the most any row has left (a row that runs
+            # past its own is done and cut to max_tokens below), never cutting the others short
+            left = max(max_tokens - len(r.ids) for r in rs)
             sp = replace(sampling, stop=list(stop), max_tokens=max(1, left), seed=(sampling.seed or 0) + step)
             step += 1
             outs = engine.generate([r.text for r in rs], n=1, sampling=sp)
