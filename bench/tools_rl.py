@@ -21,7 +21,7 @@ block is just text, and whatever the model writes after it is its own guess.
 Writes ``<work>/tools_rl.json`` (every number) and ``<work>/tools_rl.png`` (reward, sampled
 accuracy and tool use per GRPO step, both runs). Stages already done in ``--work`` are reused.
 
-    .venv/bin/python bench/tools_rl.py --work /tmp/ponder-tools-rl     # ~12 min on a shared 2-core CPU
+    .venv/bin/python bench/tools_rl.py --work /tmp/ponder-tools-rl     # 9-14 min on a shared 2-core CPU
     .venv/bin/python bench/tools_rl.py --quick                          # a smoke test of the plumbing
     .venv/bin/python bench/tools_rl.py --digits min_digits=2,max_digits=3  # mixed sizes, broken down by size
 """
