@@ -148,3 +148,42 @@ def test_tool_rollouts_train_end_to_end(base, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "tools" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(isinstance(r["kl"], (int, float)) and r["completion_length"] <= 24 for r in rows)
+    for r in rows:  # the tool metrics ride along every step (an untrained model rarely opens a fence)
+        assert 0 <= r["tool_use_share"] <= 1 and 0 <= r["masked_share"] < 1
+        assert r["tool_calls"] <= 1  # max_tool_calls=1
+        assert (r["tool_error_share"] is None) == (r["tool_calls"] == 0)
+
+
+def test_tool_metrics_reach_the_step_log(base):
+    """The rollout's tool metrics are logged once, by the first reward, and metrics_row keeps them."""
+    _, tok = load(base)
+    stats = {"tool_calls": 0.5, "tool_use_share": 0.25, "tool_error_share": None, "masked_share": 0.1}
+    rollout = grpo.LocalRollout(max_tool_calls=1)
+    rollout.stats = dict(stats)
+    logged: dict = {}
+    wrapped = grpo.WithCompletionMetrics(parse_reward_spec("format")[0][0], tok, rollout.take_stats)
+    wrapped(["<think>a</think>1"], prompts=["p"], log_metric=lambda k, v: logged.setdefault(k, v), template=["think"])
+    assert {k: logged[k] for k in logged if k.startswith("ponder/tool") or k == "ponder/masked_share"} == {
+        "ponder/tool_calls": 0.5, "ponder/tool_use_share": 0.25, "ponder/masked_share": 0.1}
+    assert rollout.take_stats() == {}  # taken: a second reward call does not log them again
+    row = grpo.metrics_row({"reward": 1.0, **logged})
+    assert row["tool_calls"] == 0.5 and row["masked_share"] == 0.1 and row["tool_error_share"] is None
+    assert "tool_calls" not in grpo.metrics_row({"reward": 1.0})  # runs without tools keep their columns
+
+
+def test_local_engine_keeps_the_stop_tokens_tool_rollouts_train(base):
+    """LocalEngine cuts a stopped completion's text before the stop string but returns the tokens that
+    spelled it: tool rollouts keep those tokens (the model's own fence) and insert no second fence."""
+    from ponder.generate import LocalEngine, SamplingParams
+
+    model, tok = load(base)
+    eng = LocalEngine(model, tok)
+    prompt = "User: What is 12 + 34?\nAssistant: "
+    ((free,),) = eng.generate([prompt], n=1, sampling=SamplingParams(temperature=0.0, max_tokens=24))
+    assert len(free.text) >= 8, free.text
+    stop = free.text[4:8]
+    ((cut,),) = eng.generate([prompt], n=1, sampling=SamplingParams(temperature=0.0, max_tokens=24, stop=[stop]))
+    assert cut.finish_reason == "stop"
+    assert cut.text == free.text[: free.text.find(stop)]
+    spelled = tok.decode(cut.token_ids)
+    assert spelled.startswith(cut.text + stop) and len(cut.logprobs) == len(cut.token_ids)

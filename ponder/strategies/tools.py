@@ -42,6 +42,14 @@ from ponder.strategies.base import (
 from ponder.strategies.run import register_strategy
 from ponder.strategies.voting import vote
 
+#: The fences of a tool call, as the model writes them (the training rollouts use the same ones).
+OPEN_FENCE, CLOSE_FENCE = "```python\n", "```"
+
+
+def output_block(output: str, close_fence: str = CLOSE_FENCE) -> str:
+    """What follows a closed code block: the block's closing fence, then its output in an ``output`` fence."""
+    return f"{close_fence}\n{close_fence}output\n{output}\n{close_fence}\n"
+
 
 def run_python(code: str, timeout: float, max_chars: int) -> tuple[str, dict]:
     """Run ``code`` in the sandbox; returns (text to insert, a trace record)."""
@@ -74,7 +82,7 @@ class _Trajectory:
 
 @register_strategy("tools")
 def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=None, task=None, example=None,
-          scorer=None, max_calls: int = 4, open_fence: str = "```python\n", close_fence: str = "```",
+          scorer=None, max_calls: int = 4, open_fence: str = OPEN_FENCE, close_fence: str = CLOSE_FENCE,
           timeout: float = 5.0, max_output_chars: int = 1000, equal: str | Any = "math") -> Any:
     """Generate with a python tool: run each fenced block the model writes and insert its output.
 
@@ -120,7 +128,7 @@ def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=N
                 else:  # the code block closed: run it and insert its output
                     output, record = run_python(c.text, timeout, max_output_chars)
                     t.calls.append(record)
-                    t.suffixes.append(f"{close_fence}\n{close_fence}output\n{output}\n{close_fence}\n")
+                    t.suffixes.append(output_block(output, close_fence))
                     t.want_code = False
     finals = [join(prompt, t.parts, t.suffixes) for t in trajs]
     answers = [answer_of(f, task, example) for f in finals]

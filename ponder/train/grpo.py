@@ -24,8 +24,10 @@ vLLM; see docs/training.md). bench/train.py measures local vs trl.
      "clip_high", "seconds", "peak_rss_mb"}
 
 plus ``dropped_groups``, ``refilled_groups``, ``refill_rounds``, ``unfilled_groups`` with
-``dynamic_sampling`` (``ponder.train.dynamic``). With ``num_iterations`` > 1 only every μ-th
-step generates: the others have ``reward`` null and their own ``loss``/``clip_*``.
+``dynamic_sampling`` (``ponder.train.dynamic``), and ``tool_calls``, ``tool_use_share``,
+``tool_error_share``, ``masked_share`` with ``tools`` (``ponder.train.tool_rollout.rollout_stats``).
+With ``num_iterations`` > 1 only every μ-th step generates: the others have ``reward`` null and
+their own ``loss``/``clip_*``.
 
 ``accuracy`` is the task verifier's verdict (whatever the reward weights), ``reasoning_length``
 the mean tokens inside ``<think>``, ``think_share`` the share of completions with a non-empty
@@ -46,6 +48,7 @@ from typing import Any
 
 from ponder.config import ConfigError, FineTuneOptions, PromptOptions, check_choice, option, shared
 from ponder.train import common, dynamic
+from ponder.train.tool_rollout import STATS as TOOL_STATS
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +186,13 @@ class WithCompletionMetrics:
     (TRL's log key) and values are untouched. Logged: ``ponder/accuracy`` (the judge),
     ``ponder/reasoning_length`` (tokens), ``ponder/think_share`` (completions whose reasoning
     was closed by ``</think>``; the prompt's pre-fill is read from the prompt itself),
-    ``ponder/looped_share`` (completions whose reasoning repeats a cycle: ``ponder.format.loops``).
+    ``ponder/looped_share`` (completions whose reasoning repeats a cycle: ``ponder.format.loops``),
+    and with tool rollouts the step's ``ponder.train.tool_rollout.rollout_stats``.
     """
 
-    def __init__(self, inner, tokenizer):
+    def __init__(self, inner, tokenizer, rollout_stats=None):
         self.inner, self.tokenizer = inner, tokenizer
+        self.rollout_stats = rollout_stats  # e.g. LocalRollout.take_stats: metrics of the step's rollout
         self.__name__ = getattr(inner, "__name__", type(inner).__name__)
 
     def __call__(self, completions: list, **kwargs: Any):
@@ -198,6 +203,10 @@ class WithCompletionMetrics:
         kwargs = dynamic.rollout_kwargs(kwargs)  # a refilled row's own prompt, not TRL's
         values = self.inner(completions, **kwargs)
         log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and self.rollout_stats is not None:
+            for name, value in self.rollout_stats().items():
+                if value is not None:  # no executions this step: no error share to log
+                    log_metric(f"ponder/{name}", float(value))
         if callable(log_metric) and completions:
             texts, pre = _inputs.read(completions, kwargs)
             parsed = [parse(t, p) for t, p in zip(texts, pre)]
@@ -232,6 +241,7 @@ class LocalRollout:
         self.loaded_step: int | None = None
         self.tokens = 0  # generated tokens, for benchmarks
         self.seconds = 0.0
+        self.stats: dict[str, float | None] = {}  # the last tool rollout's metrics (rollout_stats)
 
     def __call__(self, prompts: list, trainer) -> dict[str, Any]:
         from ponder.format import render
@@ -301,19 +311,25 @@ class LocalRollout:
     def _sample_tools(self, texts, trainer, model, sp, rank, salt, was_training, t0) -> dict[str, list]:
         """Tool-augmented rows (one rollout per row) plus ``env_mask``, TRL's mask of inserted tokens."""
         from ponder.generate import SamplingParams
-        from ponder.train.tool_rollout import tool_rollouts
+        from ponder.train.tool_rollout import rollout_stats, tool_rollouts
 
         seed = (self.seed * 1_000_003 + trainer.state.global_step * 101 + rank * 7 + salt * 7919) % (2**31)
         max_tokens = sp.pop("max_tokens")
-        ids, lps, mask, _ = tool_rollouts(self.engine, trainer.processing_class, texts,
-                                          SamplingParams(seed=seed, max_tokens=max_tokens, **sp), max_tokens,
-                                          self.max_tool_calls)
+        ids, lps, mask, calls = tool_rollouts(self.engine, trainer.processing_class, texts,
+                                              SamplingParams(seed=seed, max_tokens=max_tokens, **sp), max_tokens,
+                                              self.max_tool_calls)
         if was_training:
             model.train()
         enc = trainer.processing_class(texts, add_special_tokens=self.engine.add_special_tokens)["input_ids"]
         self.tokens += sum(map(sum, mask))
         self.seconds += time.perf_counter() - t0
+        self.stats = rollout_stats(calls, mask)
         return {"prompt_ids": [list(e) for e in enc], "completion_ids": ids, "logprobs": lps, "env_mask": mask}
+
+    def take_stats(self) -> dict[str, float | None]:
+        """The last rollout's tool metrics, once (empty for plain rollouts or when already taken)."""
+        stats, self.stats = self.stats, {}
+        return stats
 
 
 # --------------------------------------------------------------------------- run
@@ -337,6 +353,8 @@ METRIC_KEYS = {
 }
 #: logged only with dynamic sampling on
 DYNAMIC_KEYS = {f"ponder/{k}": k for k in dynamic.STATS}
+#: logged only with tool rollouts (``tool_error_share`` only on steps that ran a tool)
+TOOL_KEYS = {f"ponder/{k}": k for k in TOOL_STATS}
 
 
 def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
@@ -345,6 +363,8 @@ def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
         return None
     row: dict[str, Any] = {v: logs.get(k) for k, v in METRIC_KEYS.items()}
     row.update({v: logs[k] for k, v in DYNAMIC_KEYS.items() if k in logs})
+    if any(k in logs for k in TOOL_KEYS):
+        row.update({v: logs.get(k) for k, v in TOOL_KEYS.items()})
     for k, v in logs.items():
         if k.startswith("rewards/") and k.endswith("/mean"):
             row[k[: -len("/mean")]] = v
@@ -414,8 +434,8 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     if cfg.dynamic_sampling:
         sampler = dynamic.DynamicSampler(funcs, weights, dataset.to_list(), cfg.max_refill_rounds, cfg.seed)
         funcs = [dynamic.FromRollout(f, i) for i, f in enumerate(funcs)]  # reuse the rollout's scores
-    funcs = [WithCompletionMetrics(funcs[0], tok), *funcs[1:]]
     rollout = LocalRollout(cfg.seed, sampler, cfg.max_tool_calls if cfg.tools else None) if cfg.generator == "local" else None
+    funcs = [WithCompletionMetrics(funcs[0], tok, rollout.take_stats if rollout else None), *funcs[1:]]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
