@@ -21,7 +21,7 @@ the start and again after the batch-64 runs; the better is used), and by 1-threa
 FLOPs = 2 x (non-embedding parameters) x tokens + attention (4 x heads x head_dim x context
 per token per layer). Finally it times the step's weight matmuls at batch 16 in the form the
 bit-exact path must use against contiguous weights (why batch 16 is bounded; see
-docs/benchmarks.md).
+docs/benchmarks-generation.md).
 
     .venv/bin/python bench/generate.py            # 128 new tokens
     .venv/bin/python bench/generate.py --quick    # 32 new tokens, one repeat
