@@ -8,7 +8,7 @@
    train): greedy pass@1 with a 95% interval (``ponder.evaluate.stages``), and for the final model
    sampled pass@1 and maj@8 from 8 samples per problem.
 3. Writes ``runs/<name>/report.md`` with PNG plots (pass@1 per stage; GRPO reward, accuracy and
-   reasoning-length curves) and checks the issue's bars honestly, printing PASS or MISS:
+   reasoning-length curves) and checks its stated bars honestly, printing PASS or MISS:
    GRPO gains >= 10 points of held-out pass@1 over its starting checkpoint; maj@8 >= pass@1. The
    distillation-vs-RL comparison is stated whichever way it comes out.
 

@@ -2,7 +2,7 @@
 
 Every number in ``report.md`` is read from the per-stage evaluation files ``eval/<stage>.json``
 (written by ``ponder.evaluate.stages``) or from the GRPO runs' ``metrics.jsonl``; ``summary.json``
-holds the same numbers for programs. Checks print PASS or MISS against the issue's bars and never
+holds the same numbers for programs. Checks print PASS or MISS against the demo's stated bars and never
 adjust a number to pass.
 
 Paired difference of two stages on the same problems: per problem d = score_A - score_B; the

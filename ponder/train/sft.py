@@ -1,6 +1,6 @@
-"""Stage 2, ``ponder train sft``: supervised fine-tuning on ``{prompt, completion}`` JSONL.
+"""``ponder train sft``: supervised fine-tuning on ``{prompt, completion}`` JSONL.
 
-Cold-start SFT (R1) and distillation SFT (R1-Distill, T2's ``ponder train distill``) are the same
+Cold-start SFT (R1) and distillation SFT (R1-Distill, ``ponder train distill``) are the same
 operation: teach a checkpoint to write given completions. Built on TRL's ``SFTTrainer`` with the
 prompt-completion dataset format, so the loss covers completion tokens only (TRL's
 ``completion_only_loss``, on by default for that format) and an EOS is appended to every
