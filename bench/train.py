@@ -49,10 +49,12 @@ sys.path.insert(0, str(ROOT))
 PHASES = ("generate", "score", "prepare", "forward", "backward", "optimizer")
 
 
-def _pretrained(root: Path) -> Path:
+def _pretrained(root: Path, threads: int) -> Path:
     from ponder.train import pretrain
 
-    cfg = pretrain.PretrainConfig(out=str(root / "base"), preset="micro", steps=1, n_examples=256, batch_size=8)
+    # the bench's own thread decision, not the stage's auto re-decided at its start
+    cfg = pretrain.PretrainConfig(out=str(root / "base"), preset="micro", steps=1, n_examples=256, batch_size=8,
+                                  threads=threads)
     return pretrain.run(cfg)
 
 
@@ -106,7 +108,7 @@ def _phases(before: dict[str, float], after: dict[str, float], step_s: float) ->
 
 
 def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group: int, max_len: int,
-              lora: str = "") -> dict:
+              lora: str = "", auto: bool = False) -> dict:
     """Run ``steps`` GRPO steps in configuration ``name``; steps/s and generated tokens/s after step 1."""
     from ponder.train import common, grpo
 
@@ -133,7 +135,10 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
         def on_step_end(self, a, state, control, **kw):
             marks.append(dict(totals))
 
-    trainer, _ = grpo.build_trainer(cfg, root / name, [timer.callback, Lengths()], args=args)
+    # auto threads: ponder's per-step re-check on both sides alike (the count it chose is reported)
+    guard = common.ThreadGuard() if auto else None
+    trainer, rollout = grpo.build_trainer(cfg, root / name, [timer.callback, Lengths(), *([guard.callback] if guard else [])],
+                                          args=args)
     common.drop_printer(trainer)
     totals = _phase_timers(trainer)
     trainer.train()
@@ -141,7 +146,8 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
     tokens = sum(lens) * prompts * group
     return {"config": name, "steps": len(times), "steps_per_s": len(times) / sum(times),
             "gen_tokens_per_s": tokens / sum(times), "mean_completion_len": sum(lens) / len(lens),
-            "threads": torch.get_num_threads(), "peak_rss_mb": common.peak_rss_mb(),
+            "threads": sorted(set(guard.counts[1:])) if guard else [torch.get_num_threads()], "rollout_threads": getattr(rollout and rollout.engine, "threads_used", None),
+            "peak_rss_mb": common.peak_rss_mb(),
             "phases": _phases(marks[0], marks[-1], sum(times))}
 
 
@@ -157,7 +163,8 @@ def in_child(spec: dict) -> dict:
 def sft_rate(base: Path, root: Path, steps: int) -> dict:
     """SFT tokens/s (prompt + completion tokens through forward+backward) with the CPU flags."""
     from ponder.models import load
-    from ponder.tasks import get_task, reference_completion
+    from ponder.tasks import get_task
+    from ponder.tasks.synthetic import reference_completion
     from ponder.train import common, sft
 
     _, tok = load(base)
@@ -179,10 +186,12 @@ def sft_rate(base: Path, root: Path, steps: int) -> dict:
 
 def _table(rows: list[dict], ref: dict) -> None:
     print(f"{'configuration':<16} {'steps/s':>9} {'gen tok/s*':>10} {'mean len':>9} {'peak RSS MB':>12} "
-          f"{'vs TRL defaults':>16}")
+          f"{'threads':>8} {'vs TRL defaults':>16}")
     for r in rows:
+        th = "/".join(map(str, r["threads"]))
         print(f"{r['config']:<16} {r['steps_per_s']:>9.3f} {r['gen_tokens_per_s']:>10.0f} "
-              f"{r['mean_completion_len']:>9.1f} {r['peak_rss_mb']:>12.0f} {r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
+              f"{r['mean_completion_len']:>9.1f} {r['peak_rss_mb']:>12.0f} {th:>8} "
+              f"{r['steps_per_s'] / ref['steps_per_s']:>15.2f}x")
     print("* completion tokens generated per second of whole-step time (generation + scoring + backward)")
     print("\nseconds per timed step, by phase:")
     print(f"{'configuration':<16} " + " ".join(f"{p:>9}" for p in PHASES))
@@ -197,11 +206,11 @@ def smollm2(a, threads: int, load: float) -> None:
     base = smollm2_files()[0]
     with tempfile.TemporaryDirectory() as d:
         rows = [in_child(dict(name=n, base=str(base), root=d, steps=a.steps, prompts=a.prompts, group=a.group,
-                              max_len=a.max_len, lora=a.lora, threads=threads))
+                              max_len=a.max_len, lora=a.lora, threads=threads, auto=a.threads <= 0))
                 for n in ("trl-defaults", "ponder")]
     print(f"\nGRPO, SmolLM2-135M-Instruct + LoRA ({a.lora}), {a.prompts} prompts x {a.group} completions "
           f"<= {a.max_len} tokens per step, {a.steps - 1} timed steps, one process per configuration; "
-          f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
+          f"torch threads {threads}{' (auto, re-checked every step)' if a.threads <= 0 else ''}; load average at start {load:.1f}; torch {torch.__version__}")
     _table(rows, rows[0])
     json.dump({"grpo": rows}, sys.stderr)
 
@@ -243,20 +252,23 @@ def main() -> None:
         return smollm2(a, threads, load)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        base = _pretrained(root)
+        base = _pretrained(root, threads)
         # Rounds of A, B, C in turn: a change of machine load hits every configuration alike; the
         # median round per configuration is reported.
         names = ("trl-defaults", "ponder-trl-gen", "ponder")
         runs: dict[str, list[dict]] = {n: [] for n in names}
         for r in range(a.rounds):
             for n in names:
-                runs[n].append(grpo_rate(n, base, root / f"r{r}", a.steps, a.prompts, a.group, a.max_len))
+                torch.set_num_threads(threads)  # each configuration starts from the same decision
+                runs[n].append(grpo_rate(n, base, root / f"r{r}", a.steps, a.prompts, a.group, a.max_len,
+                                         auto=a.threads <= 0))
         rows = [sorted(runs[n], key=lambda x: x["steps_per_s"])[len(runs[n]) // 2] for n in names]
+        print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step, "
+              f"{a.steps - 1} timed steps, median of {a.rounds} rounds; "
+              f"torch threads {threads}{' (auto, re-checked every step)' if a.threads <= 0 else ''}; load average at start {load:.1f}; torch {torch.__version__}")
+        _table(rows, rows[0])
+        torch.set_num_threads(threads)
         s = sft_rate(base, root, a.steps)
-    print(f"\nGRPO, micro model, {a.prompts} prompts x {a.group} completions <= {a.max_len} tokens per step, "
-          f"{a.steps - 1} timed steps, median of {a.rounds} rounds; "
-          f"torch threads {threads}; load average at start {load:.1f}; torch {torch.__version__}")
-    _table(rows, rows[0])
     print(f"\nSFT (CPU flags), batch 16: {s['steps_per_s']:.2f} steps/s, {s['tokens_per_s']:.0f} tokens/s")
     json.dump({"grpo": runs, "sft": s}, sys.stderr)
 

@@ -64,7 +64,7 @@ SHARED_HELP: dict[str, str] = {
     "out": "Run directory: checkpoints, metrics.jsonl and final/ go here.",
     "save_every": "Checkpoint every N steps (a killed run resumes from the last one).",
     "warmup_steps": "Linear warm-up steps.",
-    "threads": "torch CPU threads (0 = auto: 1 when the machine is busier than its cores).",
+    "threads": "torch CPU threads (0 = auto: torch's count, cut to the cores no other job is running on, re-checked every step).",
     "device": "cpu: the CPU flags (use_cpu, no bf16, no gradient checkpointing); auto: TRL's defaults (GPU).",
     "lora": "LoRA adapter instead of full fine-tuning: a preset (default, small, attn) and/or "
             "r=16,alpha=32,dropout=0,targets=all-linear; '' = full fine-tuning.",

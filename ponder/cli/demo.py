@@ -107,7 +107,7 @@ def demo(
     eval_limit: Optional[int] = typer.Option(None, help="Held-out problems per evaluation [default: 200, quick 24]."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a stage field: --set grpo.steps=300 (repeatable)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first (otherwise finished stages are reused)."),
-    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busier than its cores) or N (every stage's default)."),
+    threads: str = typer.Option("auto", help="torch CPU threads: auto (torch's count cut to the cores no other job is running on) or N (every stage's default)."),
 ) -> None:
     """Run the R1 recipe at micro size on CPU, evaluate every stage on held-out problems, write the report."""
     import shutil

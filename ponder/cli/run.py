@@ -25,7 +25,7 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set stage.field=value or --set out=DIR (repeatable)."),
     until: Optional[str] = typer.Option(None, help="Stop after this stage."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe (YAML) and run nothing."),
-    threads: str = typer.Option("auto", help="torch CPU threads: auto (1 when the machine is busier than its cores) or N (every stage's default)."),
+    threads: str = typer.Option("auto", help="torch CPU threads: auto (torch's count cut to the cores no other job is running on) or N (every stage's default)."),
 ) -> None:
     """Run every stage of RECIPE in order; finished stages are skipped, a killed stage resumes."""
     from ponder.train.pipeline import run_recipe, set_threads

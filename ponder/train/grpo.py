@@ -459,7 +459,7 @@ def run(cfg: GRPOConfig) -> Path:
 
     callbacks = [common.trainer_progress(cfg.steps, "grpo"),
                  HealthMonitor(HealthConfig(patience=cfg.alarm_patience), on_alarm=cfg.on_alarm),
-                 common.JsonlLogger(out / "metrics.jsonl", metrics_row)]
+                 common.JsonlLogger(out / "metrics.jsonl", metrics_row), *common.thread_guards(cfg.threads)]
     trainer, _ = build_trainer(cfg, out, callbacks)
     common.drop_printer(trainer)
     return common.train_and_save(trainer, out, cfg, thinking=trainer.ponder_thinking)

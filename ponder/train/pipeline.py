@@ -188,8 +188,8 @@ def resolve(data: dict[str, Any]) -> list[Stage]:
 def set_threads(threads: str | int = "auto") -> int:
     """torch CPU threads for what runs in this process (sampling, evaluation); returns the count.
 
-    ``auto`` applies ``ponder.train.common.set_threads(0)`` (one thread when the machine is
-    busier than it has cores); each training stage applies its own ``threads`` field the same
+    ``auto`` applies ``ponder.train.common.set_threads(0)`` (torch's count cut to the
+    cores no other job is running on); each training stage applies its own ``threads`` field the same
     way when it starts. An explicit ``N`` is used here and, through the recipe setting
     ``threads``, becomes every stage's default.
     """

@@ -113,7 +113,7 @@ def run(cfg: SFTConfig) -> Path:
     rows = common.read_jsonl_pairs(cfg.data, "sft.data")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     callbacks = [common.trainer_progress(total_steps(cfg, len(rows), world), "sft"),
-                 common.JsonlLogger(out / "metrics.jsonl")]
+                 common.JsonlLogger(out / "metrics.jsonl"), *common.thread_guards(cfg.threads)]
     trainer = build_trainer(cfg, out, rows, callbacks)
     common.drop_printer(trainer)
     return common.train_and_save(trainer, out, cfg, {"rows": len(rows)}, thinking=data_thinking(rows))
