@@ -1,10 +1,12 @@
-"""Auto thread choice of the training stages (ponder.train.common): the decision, its inputs, the re-check."""
+"""Auto thread choice (ponder.threads, re-checked per step by ponder.train.common.ThreadGuard): the decision,
+its inputs, the re-check."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ponder import threads
 from ponder.train import common
 
 
@@ -12,8 +14,8 @@ from ponder.train import common
 def two_cores(monkeypatch):
     """A 2-core machine whose torch default is 2 threads; torch's real count restored after."""
     old = torch.get_num_threads()
-    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(common, "_DEFAULT", [2])
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_DEFAULT", [2])
     yield
     torch.set_num_threads(old)
 
@@ -29,7 +31,7 @@ def two_cores(monkeypatch):
     (2, 2, None, None, 2),
 ])
 def test_auto_threads_uses_only_the_cores_no_other_job_runs_on(cores, default, others, load, want):
-    assert common.auto_threads(cores, default, others, load) == want
+    assert threads.auto_threads(cores, default, others, load) == want
 
 
 def _proc(root, running, states):
@@ -43,8 +45,8 @@ def _proc(root, running, states):
 
 def test_other_runnable_subtracts_this_process_running_threads(tmp_path):
     _proc(tmp_path, 3, ["R", "S", "R", "S"])
-    assert common.other_runnable(tmp_path) == 1
-    assert common.other_runnable(tmp_path / "missing") is None
+    assert threads.other_runnable(tmp_path) == 1
+    assert threads.other_runnable(tmp_path / "missing") is None
 
 
 def test_other_runnable_on_this_machine_counts_a_busy_child(tmp_path):
@@ -55,7 +57,7 @@ def test_other_runnable_on_this_machine_counts_a_busy_child(tmp_path):
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
-        seen = [common.other_runnable() for _ in range(20)]
+        seen = [threads.other_runnable() for _ in range(20)]
     finally:
         spin.kill()
         spin.wait()
@@ -63,21 +65,21 @@ def test_other_runnable_on_this_machine_counts_a_busy_child(tmp_path):
 
 
 def test_set_threads_auto_sets_the_decided_count_explicitly(two_cores, monkeypatch):
-    monkeypatch.setattr(common, "other_runnable", lambda: 1)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 1)
     calls = []
     real = torch.set_num_threads
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
-    assert common.set_threads(0) == 1 and torch.get_num_threads() == 1
-    monkeypatch.setattr(common, "other_runnable", lambda: 0)
-    assert common.set_threads(0) == 2
+    assert threads.set_threads(0) == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "other_runnable", lambda: 0)
+    assert threads.set_threads(0) == 2
     # torch's default count is set explicitly too (what runs is what was decided and recorded)
     assert calls == [1, 2]
-    assert common.set_threads(1) == 1
+    assert threads.set_threads(1) == 1
 
 
 def test_thread_guard_drops_at_once_and_climbs_back_after_quiet_steps(two_cores, monkeypatch):
     seen = iter([0, 1, 0, 0, 0, 1, 0, 0, 0])
-    monkeypatch.setattr(common, "other_runnable", lambda: next(seen))
+    monkeypatch.setattr(threads, "other_runnable", lambda: next(seen))
     torch.set_num_threads(2)
     guard = common.ThreadGuard(patience=3)
     assert [guard.step() for _ in range(9)] == [2, 1, 1, 1, 2, 1, 1, 1, 2]

@@ -29,6 +29,7 @@ from ponder.config import ConfigError, PromptOptions, option, shared
 from ponder.evaluate.demo_report import paired, pct, pts
 from ponder.evaluate.metrics import mean_ci
 from ponder.io import json_objects, write_json_atomic, write_text_atomic
+from ponder.threads import set_threads
 
 GAIN_BAR = 0.10  # the recipe's target: +10 points of held-out pass@1 over the base model
 
@@ -173,12 +174,7 @@ def _window(rows: list[dict], key: str, first: bool) -> str:
 
 def run(cfg: ReportConfig) -> Path:
     """Evaluate both models, plot, write ``<out>/report.md``; returns its path."""
-    import torch
-
-    # the training stages' rule (ponder.train.common.set_threads, a layer this one may not import):
-    # one thread when the machine is busier than its cores
-    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-    torch.set_num_threads(cfg.threads if cfg.threads > 0 else 1 if busy else os.cpu_count() or 1)
+    set_threads(cfg.threads)  # the training stages' rule
     out = Path(cfg.out).parent
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
