@@ -188,12 +188,12 @@ def resolve(data: dict[str, Any]) -> list[Stage]:
 def set_threads(threads: str | int = "auto") -> int:
     """torch CPU threads for what runs in this process (sampling, evaluation); returns the count.
 
-    ``auto`` applies ``ponder.train.common.set_threads(0)`` (torch's count cut to the
+    ``auto`` applies ``ponder.threads.set_threads(0)`` (torch's count cut to the
     cores no other job is running on); each training stage applies its own ``threads`` field the same
     way when it starts. An explicit ``N`` is used here and, through the recipe setting
     ``threads``, becomes every stage's default.
     """
-    from ponder.train.common import set_threads as apply
+    from ponder.threads import set_threads as apply
 
     if threads == "auto":
         return apply(0)
