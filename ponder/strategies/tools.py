@@ -51,6 +51,19 @@ def output_block(output: str, close_fence: str = CLOSE_FENCE) -> str:
     return f"{close_fence}\n{close_fence}output\n{output}\n{close_fence}\n"
 
 
+def by_next_stop(items, max_calls: int, open_fence: str = OPEN_FENCE, close_fence: str = CLOSE_FENCE) -> dict:
+    """The unfinished ``items`` (each with ``done``, ``want_code`` and its list of ``calls``) grouped
+    by the stop strings their next piece needs -- the closing fence while code is being written,
+    else the opening fence while calls are left, else none (to the end) -- so a group is one
+    generate call. Shared by this strategy and GRPO's tool rollouts."""
+    groups: dict[tuple, list] = {}
+    for t in items:
+        if not t.done:
+            stop = (close_fence,) if t.want_code else ((open_fence,) if len(t.calls) < max_calls else ())
+            groups.setdefault(stop, []).append(t)
+    return groups
+
+
 def run_python(code: str, timeout: float, max_chars: int) -> tuple[str, dict]:
     """Run ``code`` in the sandbox; returns (text to insert, a trace record)."""
     from ponder.verify.sandbox import Limits, run_code
@@ -106,12 +119,7 @@ def tools(backend, prompt: str, *, n: int | None = None, sampling=None, budget=N
     trajs = [_Trajectory() for _ in range(n)]
     call = 0
     while any(not t.done for t in trajs):
-        groups: dict[tuple, list[_Trajectory]] = {}
-        for t in trajs:
-            if not t.done:
-                stop = (close_fence,) if t.want_code else ((open_fence,) if len(t.calls) < max_calls else ())
-                groups.setdefault(stop, []).append(t)
-        for stop, ts in groups.items():
+        for stop, ts in by_next_stop(trajs, max_calls, open_fence, close_fence).items():
             heads = [t.text(prompt) for t in ts]
             out = backend.generate([prompt + h for h in heads], n=1, sampling=with_stop(sampling, stop, offset=call),
                                    budget=None)

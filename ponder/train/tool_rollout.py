@@ -53,17 +53,12 @@ def tool_rollouts(engine, tokenizer, texts: list[str], sampling, max_tokens: int
     """
     from dataclasses import replace
 
-    from ponder.strategies.tools import CLOSE_FENCE, OPEN_FENCE, output_block, run_python
+    from ponder.strategies.tools import CLOSE_FENCE, by_next_stop, output_block, run_python
 
     rows = [_Row(t) for t in texts]
     step = 0
     while any(not r.done for r in rows):
-        groups: dict[tuple, list[_Row]] = {}
-        for r in rows:
-            if not r.done:
-                stop = (CLOSE_FENCE,) if r.want_code else ((OPEN_FENCE,) if len(r.calls) < max_calls else ())
-                groups.setdefault(stop, []).append(r)
-        for stop, rs in groups.items():
+        for stop, rs in by_next_stop(rows, max_calls).items():
             # one call for the group, so one token limit: the most any row has left (a row that runs
             # past its own is done and cut to max_tokens below), never cutting the others short
             left = max(max_tokens - len(r.ids) for r in rs)
