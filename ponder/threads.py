@@ -62,15 +62,21 @@ def set_threads(threads: int) -> int:
     decided (and what a stage records)."""
     import torch
 
-    default = default_threads()  # read before the first change
+    default_threads()  # read before the first change
     if threads <= 0:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = None
-        threads = auto_threads(os.cpu_count() or 1, default, _others_now(), load)
+        threads = decide(_others_now())
     torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def decide(others: int | None) -> int:
+    """Auto's count on this machine now, given ``others`` other runnable tasks (``other_runnable``;
+    None: unknown, the load average stands in)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return auto_threads(os.cpu_count() or 1, default_threads(), others, load)
 
 
 _DEFAULT: list[int] = []

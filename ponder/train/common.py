@@ -429,7 +429,8 @@ class ThreadGuard:
     def step(self) -> int:
         import torch
 
-        want = thread_choice.auto_threads(os.cpu_count() or 1, thread_choice.default_threads(), thread_choice.other_runnable())
+        # one /proc sample per step (set_threads takes three, 10 ms apart: too slow for every step)
+        want = thread_choice.decide(thread_choice.other_runnable())
         now = torch.get_num_threads()
         if want < now:
             self.quiet = 0
