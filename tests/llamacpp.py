@@ -124,15 +124,12 @@ def use_plain_kernels() -> None:
     this covers ponder's ``GGUFBackend`` and plain ``llama_cpp.Llama`` alike. Idempotent."""
     import llama_cpp.llama_cpp as low
 
+    from ponder.generate.gguf import with_fields
+
     default = low.llama_model_default_params
     if getattr(default, "plain_kernels", False):
         return
-
-    def plain():
-        params = default()
-        params.use_extra_bufts = False
-        return params
-
+    plain = with_fields(default, use_extra_bufts=False)
     plain.plain_kernels = True
     low.llama_model_default_params = plain
 

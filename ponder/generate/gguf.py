@@ -51,7 +51,7 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -110,6 +110,18 @@ def default_repack() -> bool:
 _PARAMS_LOCK = threading.Lock()
 
 
+def with_fields(default: Callable, **fields) -> Callable:
+    """``default`` (``llama_model_default_params``) with ``fields`` set on what it returns."""
+
+    def params():
+        out = default()
+        for k, v in fields.items():
+            setattr(out, k, v)
+        return out
+
+    return params
+
+
 @contextlib.contextmanager
 def llama_model_params(**fields):
     """Set llama.cpp model-loading fields that ``Llama.__init__`` has no argument for: it starts
@@ -120,14 +132,7 @@ def llama_model_params(**fields):
 
     with _PARAMS_LOCK:
         default = low.llama_model_default_params
-
-        def params():
-            out = default()
-            for k, v in fields.items():
-                setattr(out, k, v)
-            return out
-
-        low.llama_model_default_params = params
+        low.llama_model_default_params = with_fields(default, **fields)
         try:
             yield
         finally:
