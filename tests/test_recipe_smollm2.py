@@ -47,6 +47,13 @@ def test_a_short_run_trains_an_adapter_and_writes_the_report(smollm2_dir, tmp_pa
     assert len(rows) == 1 and rows[0]["reward"] is not None and "rewards/format" in rows[0]
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["base"]["pass1"]["n"] == summary["GRPO"]["pass1"]["n"] == 3
+    # the base model also answers with its own prompt (its template's system turn, no pre-fill) and the
+    # bar needs the gain over both base rows
+    own = json.loads((out / "report" / "eval" / "base_own_prompt.json").read_text())
+    assert own["settings"]["system"] == "" and own["settings"]["thinking"] == "off"
+    assert summary["base, own prompt"]["pass1"]["n"] == 3
+    g, g_own = summary["gain"]["mean"], summary["gain_over_own_prompt"]["mean"]
+    assert summary["gain"]["pass"] == (g >= 0.10 and g_own >= 0.10)
     assert summary["grpo_steps"] == 1
     text = (out / "report" / "report.md").read_text()
     assert "GRPO gain" in text and "grpo_curves.png" in text

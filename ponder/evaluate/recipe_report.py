@@ -8,7 +8,10 @@ construction) both models answer greedily with the same prompt: the model's own 
 ``ponder.tasks.judge`` and, beside it, by the ``after-equals`` rule (the number after the last
 ``=``, ``ponder.evaluate.protocol``), which credits a chat model that writes ``33 + 13 = 46`` and
 states no answer. Intervals: Wilson 95% per model (``metrics.mean_ci``); the gain is the paired
-per-problem difference with a normal 95% interval (``demo_report.paired``).
+per-problem difference with a normal 95% interval (``demo_report.paired``). With ``native_base``
+the base model also answers with its own prompt (no system turn of ours: the chat template's
+default; no pre-fill), the way its model card measures it, and the bar applies to the gain over
+the better of the two base rows.
 
 Curves (``grpo_curves.png``, from ``<grpo>/metrics.jsonl``): reward (total and per function),
 rollout accuracy, think share (completions that closed ``</think>`` after some reasoning),
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -46,6 +49,9 @@ class ReportConfig(PromptOptions):
     batch_prompts: int = shared("batch_prompts", 50)
     title: str = option("R1-Zero on a real model", "Report heading.")
     seed: int = option(0, "Unused by greedy decoding; kept so the recipe's seed applies.")
+    native_base: bool = option(True, "Also evaluate the base model with the prompt it was tuned for (its chat "
+                               "template's own system turn, no pre-fill), and require the gain over that too: a "
+                               "prompt the base never saw must not make the gain.")
     threads: int = shared("threads", 0)
     out: str = option("runs/report/report.md", "The report's path; PNGs, eval/*.json and summary.json go beside it.")
 
@@ -178,8 +184,11 @@ def run(cfg: ReportConfig) -> Path:
     out = Path(cfg.out).parent
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
-    evals = {"base": evaluate(cfg.base, cfg, out / "eval" / "base.json"),
-             "GRPO": evaluate(cfg.trained, cfg, out / "eval" / "trained.json")}
+    evals = {"base": evaluate(cfg.base, cfg, out / "eval" / "base.json")}
+    if cfg.native_base:
+        evals["base, own prompt"] = evaluate(cfg.base, replace(cfg, system="", thinking="off"),
+                                             out / "eval" / "base_own_prompt.json")
+    evals["GRPO"] = evaluate(cfg.trained, cfg, out / "eval" / "trained.json")
     grpo_dir = Path(cfg.trained).parent
     rows = read_metrics(grpo_dir / "metrics.jsonl")
     plot_pass1(evals, out / "pass1.png")
@@ -188,7 +197,9 @@ def run(cfg: ReportConfig) -> Path:
     b, g = evals["base"], evals["GRPO"]
     gain = paired({"rows": g["rows"]}, {"rows": b["rows"]}, key="correct")
     gain_eq = paired({"rows": g["rows"]}, {"rows": b["rows"]}, key="after_equals")
-    ok = gain["mean"] >= GAIN_BAR
+    native = evals.get("base, own prompt")
+    gain_native = paired({"rows": g["rows"]}, {"rows": native["rows"]}, key="correct") if native else None
+    ok = gain["mean"] >= GAIN_BAR and (gain_native is None or gain_native["mean"] >= GAIN_BAR)
     done = grpo_dir / "ponder_done.json"
     train_s = sum(r.get("seconds") or 0 for r in rows)
     L = [f"# {cfg.title}: `{cfg.task}`", "",
@@ -198,6 +209,9 @@ def run(cfg: ReportConfig) -> Path:
          f"- {'PASS' if ok else 'MISS'}: GRPO gain {pts(gain['mean'])} points "
          f"(95% CI {pts(gain['low'])} to {pts(gain['high'])}, paired over {gain['n']} problems); "
          f"bar: ≥ +{100 * GAIN_BAR:.0f}",
+         *([f"- over the base model with its own prompt (no system turn of ours, no pre-fill): "
+            f"{pts(gain_native['mean'])} points (95% CI {pts(gain_native['low'])} to {pts(gain_native['high'])})"]
+           if gain_native else []),
          f"- by the after-'=' rule: {pts(gain_eq['mean'])} points (95% CI {pts(gain_eq['low'])} to "
          f"{pts(gain_eq['high'])})",
          f"- think share (reasoning closed by `</think>`): {pct(b['think_share'])} → {pct(g['think_share'])}", "",
@@ -225,6 +239,7 @@ def run(cfg: ReportConfig) -> Path:
     write_text_atomic(report, "\n".join(L) + "\n")
     write_json_atomic(out / "summary.json", {
         "task": cfg.task, "limit": cfg.limit, "gain": {**gain, "bar": GAIN_BAR, "pass": ok}, "gain_after_equals": gain_eq,
+        "gain_over_own_prompt": gain_native,
         **{name: {k: e[k] for k in ("pass1", "pass1_after_equals", "think_share", "reasoning_tokens", "seconds")}
            for name, e in evals.items()}, "grpo_steps": len(rows), "grpo_step_seconds": train_s})
     return report
