@@ -268,6 +268,8 @@ class LocalRollout:
         if self.engine is None or self.engine.model is not model:
             # no prefix cache: the weights change every step, so its KV would be dropped unused
             self.engine = LocalEngine(model, trainer.processing_class, prefix_cache=0)
+            # it has just read the weights: a second copy of its fused matrices would only add to the peak
+            self.loaded_step = trainer.state.global_step
         step = trainer.state.global_step
         if step != self.loaded_step:
             # The fast decode path keeps fused copies of q|k|v and gate|up. It detects in-place
