@@ -75,6 +75,17 @@ def test_micro_batches_keep_one_row_per_step_and_num_iterations(base, tmp_path):
     assert all(r["loss"] is not None for r in rows)
 
 
+@pytest.mark.parametrize("kw", [
+    {"tools": True, "max_tool_calls": 1},  # env_mask travels with the split rows
+    {"dynamic_sampling": True, "rewards": "accuracy=1,format=0.2"},  # refills see whole groups
+])
+def test_micro_batches_with_tool_rollouts_and_dynamic_sampling(base, tmp_path, kw):
+    grpo.run(_cfg(base, tmp_path / "run", steps=2, micro_batch_size=3, lr=1e-3, **kw))
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["reward"] is not None and r["loss"] is not None for r in rows)
+
+
 def test_trl_gets_accumulation_steps_and_one_generation_per_step(base, tmp_path):
     a = grpo.trainer_args(_cfg(base, tmp_path, micro_batch_size=2), tmp_path)
     assert (a.per_device_train_batch_size, a.gradient_accumulation_steps, a.steps_per_generation) == (2, 3, 3)

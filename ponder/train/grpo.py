@@ -17,6 +17,11 @@ from base + adapter at the base's decode cost). ``"trl"`` uses
 TRL's own ``model.generate`` path; ``"vllm"`` sets ``use_vllm=True`` (GPU machines, colocated
 vLLM; see docs/training.md). bench/train.py measures local vs trl.
 
+**Memory.** A step's forward keeps its activations for the backward, and they, not the weights,
+set the peak: ``micro_batch_size`` rows go through each forward/backward and gradient accumulation
+makes up the step, still one generation round and one optimizer step (``trainer_args``);
+``auto`` sizes the micro-batch from the model's config (``activation_bytes``).
+
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
