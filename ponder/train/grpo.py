@@ -17,6 +17,11 @@ from base + adapter at the base's decode cost). ``"trl"`` uses
 TRL's own ``model.generate`` path; ``"vllm"`` sets ``use_vllm=True`` (GPU machines, colocated
 vLLM; see docs/training.md). bench/train.py measures local vs trl.
 
+**Memory.** A step's forward keeps its activations for the backward, and they, not the weights,
+set the peak: ``micro_batch_size`` rows go through each forward/backward and gradient accumulation
+makes up the step, still one generation round and one optimizer step (``trainer_args``);
+``auto`` sizes the micro-batch from the model's config (``activation_bytes``).
+
 **Metrics.** ``<out>/metrics.jsonl`` has one JSON object per optimizer step::
 
     {"step", "reward", "rewards/<name>", "accuracy", "completion_length",
@@ -81,6 +86,7 @@ class GRPOConfig(PromptOptions, FineTuneOptions):
     temperature: float = shared("temperature", 1.0)
     top_p: float = shared("top_p", 1.0)
     max_completion_length: int = option(96, "Most tokens per completion (longer ones are cut).")
+    micro_batch_size: int | str = option("auto", "Completions per forward/backward; gradient accumulation makes up the step (still one generation round and one optimizer step). auto: the most rows whose saved activations, estimated from the model's config, fit 1 GiB (SmolLM2-135M with 16 rows of 180 tokens: 2; ponder's tiny models: all in one); or a divisor of batch_size*num_generations.")
     mask_truncated: bool = option(False, "Leave completions cut at max_completion_length out of the loss (DAPO's overlong filtering; TRL's mask_truncated_completions).")
     top_entropy_quantile: float = option(1.0, "Policy loss only on this top share of tokens by entropy (Wang et al. 2025 use 0.2; 1 = every token).")
     dynamic_sampling: bool = option(False, "DAPO dynamic sampling: replace groups whose rewards are all equal by groups from fresh prompts (generator local).")
@@ -108,6 +114,7 @@ class GRPOConfig(PromptOptions, FineTuneOptions):
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"grpo.loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
         self._check_variants()
+        self._check_micro_batch()
         check_choice(self, "scale_rewards", ("group", "batch", "none"), "grpo.")
         if self.generator not in GENERATORS:
             raise ConfigError(f"grpo.generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
@@ -120,6 +127,21 @@ class GRPOConfig(PromptOptions, FineTuneOptions):
             self.lora = normalise(self.lora)  # the canonical spec, as ponder_config.json records it
         except ConfigError as e:
             raise ConfigError(f"grpo.{e}") from None
+
+    def _check_micro_batch(self) -> None:
+        """``micro_batch_size``: auto, or a positive integer dividing the step's completions."""
+        value = self.micro_batch_size
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            self.micro_batch_size = "auto"
+            return
+        if not (isinstance(value, int) and not isinstance(value, bool)
+                or isinstance(value, str) and value.strip().isdigit()):
+            raise ConfigError(f"grpo.micro_batch_size must be auto or a positive integer, got {value!r}")
+        n = int(value)
+        completions = self.batch_size * self.num_generations
+        if n < 1 or completions % n:
+            raise ConfigError(f"grpo.micro_batch_size must divide batch_size*num_generations ({completions}), got {n}")
+        self.micro_batch_size = n
 
     def _check_variants(self) -> None:
         """The loss and sampling variants: ranges, and the combinations TRL would only warn about."""
@@ -251,6 +273,8 @@ class LocalRollout:
         if self.engine is None or self.engine.model is not model:
             # no prefix cache: the weights change every step, so its KV would be dropped unused
             self.engine = LocalEngine(model, trainer.processing_class, prefix_cache=0)
+            # it has just read the weights: a second copy of its fused matrices would only add to the peak
+            self.loaded_step = trainer.state.global_step
         step = trainer.state.global_step
         if step != self.loaded_step:
             # The fast decode path keeps fused copies of q|k|v and gate|up. It detects in-place
@@ -373,9 +397,67 @@ def metrics_row(logs: dict[str, Any]) -> dict[str, Any] | None:
     return row
 
 
-def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **overrides: Any):
+#: What ``micro_batch_size=auto`` lets one forward keep for its backward.
+ACTIVATION_BUDGET = 1 << 30
+
+
+def activation_bytes(model_config, tokens: int) -> int:
+    """Bytes one row of ``tokens`` keeps from its forward for the backward (float32).
+
+    About 16 hidden-size and 6 intermediate-size vectors per token and layer: the norms' float32
+    copies, q/k/v and the attention output, the MLP's gate, up, activation and product, and each
+    LoRA layer's input. Measured on SmolLM2-135M (30 layers, 576/1536) with LoRA on every linear
+    layer: a 16-row forward of 180 tokens grew RSS by 6.6 GB and its backward by 3 GB more; this
+    gives 6.4 GB. TRL's fused LM head scores the vocabulary in tiles, so the logits add little.
+    """
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    hidden = text.hidden_size
+    inter = getattr(text, "intermediate_size", None) or 4 * hidden
+    return 4 * tokens * text.num_hidden_layers * (16 * hidden + 6 * inter)
+
+
+def micro_batch(cfg: GRPOConfig, rows: int, model_config=None, prompt_tokens: int | None = None) -> int:
+    """Rows per forward/backward among ``rows`` (the step's completions on this process).
+
+    ``auto``: the largest divisor of ``rows`` whose ``activation_bytes`` fit ``ACTIVATION_BUDGET``,
+    each row ``prompt_tokens`` (the pool's longest prompt; unknown: as long as a completion) plus
+    ``max_completion_length`` long; all rows when the model's config is not known.
+    """
+    if cfg.micro_batch_size != "auto":
+        n = int(cfg.micro_batch_size)
+        if rows % n:
+            raise ConfigError(f"grpo.micro_batch_size ({n}) must divide the {rows} completions each process trains on")
+        return n
+    if model_config is None:
+        return rows
+    tokens = (prompt_tokens if prompt_tokens is not None else cfg.max_completion_length) + cfg.max_completion_length
+    fit = max(1, ACTIVATION_BUDGET // activation_bytes(model_config, tokens))
+    return max(d for d in range(1, rows + 1) if rows % d == 0 and d <= fit)
+
+
+def _model_config(path: str):
+    """The ``transformers`` config of checkpoint ``path`` (an adapter's: its base's), or None."""
+    from transformers import AutoConfig
+
+    from ponder.models import ModelLoadError, is_adapter
+    from ponder.models.lora import adapter_config
+
+    try:
+        if is_adapter(path):
+            path = adapter_config(path).get("base_model_name_or_path") or path
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, ModelLoadError):
+        return None
+
+
+def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, model_config=None,
+                 prompt_tokens: int | None = None, **overrides: Any):
     """TRL ``GRPOConfig`` for ``cfg``: one generation round and one optimizer step per ``step``.
 
+    The step's completions train in micro-batches of ``micro_batch`` rows (``model_config``, read
+    from ``cfg.model`` when not given, and ``prompt_tokens`` feed its estimate), accumulated to one
+    optimizer step: ``steps_per_generation`` equals the accumulation steps, so TRL generates once
+    per step and, with ``num_iterations`` 1, takes the rollout's log-probs as the old policy's.
     ``overrides`` replace any TRL field (bench/train.py uses it to restore TRL's CPU defaults).
     """
     from trl import GRPOConfig as TRLGRPOConfig
@@ -384,6 +466,10 @@ def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **override
     completions = cfg.batch_size * cfg.num_generations
     if completions % world:
         raise ConfigError(f"grpo: batch_size*num_generations ({completions}) must divide among {world} processes")
+    rows = completions // world
+    if cfg.micro_batch_size == "auto" and model_config is None:
+        model_config = _model_config(cfg.model)
+    micro = micro_batch(cfg, rows, model_config, prompt_tokens)
     if cfg.dynamic_sampling and cfg.batch_size % world:
         raise ConfigError(f"grpo: dynamic sampling needs whole groups per process: batch_size ({cfg.batch_size}) "
                           f"must divide among {world} processes")
@@ -393,9 +479,9 @@ def trainer_args(cfg: GRPOConfig, out: Path, lr: float | None = None, **override
         learning_rate=cfg.lr if cfg.lr is not None else (lr or 1e-4),
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=completions // world,
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=rows // micro,
+        steps_per_generation=rows // micro,
         num_iterations=cfg.num_iterations,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
@@ -427,9 +513,11 @@ def build_trainer(cfg: GRPOConfig, out: Path, callbacks: list | None = None, arg
     common.check_targets(model, peft_config)
     model.train()
     thinking = common.thinking_for(tok, model.config, cfg.thinking)
-    args = args if args is not None else trainer_args(cfg, out, common.default_lr("grpo", model, bool(cfg.lora)))
-    args.reward_weights = weights
     dataset = prompt_dataset(cfg, tok, thinking)
+    if args is None:
+        longest = max(len(ids) for ids in tok(list(dataset["prompt"]), add_special_tokens=False)["input_ids"])
+        args = trainer_args(cfg, out, common.default_lr("grpo", model, bool(cfg.lora)), model.config, longest)
+    args.reward_weights = weights
     sampler = None
     if cfg.dynamic_sampling:
         sampler = dynamic.DynamicSampler(funcs, weights, dataset.to_list(), cfg.max_refill_rounds, cfg.seed)
