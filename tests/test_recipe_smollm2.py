@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ponder.evaluate.recipe_report import ReportConfig
+from ponder.evaluate.recipe_report import ReportConfig, training_seconds
 from ponder.train.grpo import GRPOConfig
 from ponder.train.pipeline import find_recipe, load_recipe, resolve, run_recipe
 
@@ -33,6 +33,14 @@ def test_a_bad_report_field_names_the_stage():
 
     with pytest.raises(PipelineError, match="report"):
         resolve(load_recipe("smollm2-r1-zero", ["report.limitt=3"]))
+
+
+def test_training_time_is_the_last_elapsed_value_of_each_process():
+    # metrics rows carry seconds since their process started: summing them counted a 17-minute
+    # run as 280 minutes; a resumed run starts counting again
+    assert training_seconds([{"seconds": 38.7}, {"seconds": 74.4}, {"seconds": 109.0}]) == 109.0
+    assert training_seconds([{"seconds": 40.0}, {"seconds": 80.0}, {"seconds": 35.0}, {"seconds": 70.0}]) == 150.0
+    assert training_seconds([{"seconds": None}, {}]) == 0.0
 
 
 def test_a_short_run_trains_an_adapter_and_writes_the_report(smollm2_dir, tmp_path):

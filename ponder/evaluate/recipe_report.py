@@ -178,6 +178,21 @@ def _window(rows: list[dict], key: str, first: bool) -> str:
     return f"{sum(vals) / len(vals):.3f}" if vals else "–"
 
 
+def training_seconds(rows: list[dict]) -> float:
+    """Wall seconds of a run's training steps from its metrics rows. ``seconds`` counts from the
+    start of the process that logged the row, so it drops back when a killed run resumes: each
+    stretch contributes its own last value."""
+    total, last = 0.0, 0.0
+    for r in rows:
+        s = r.get("seconds")
+        if s is None:
+            continue
+        if s < last:  # a resumed process started counting again
+            total += last
+        last = s
+    return total + last
+
+
 def run(cfg: ReportConfig) -> Path:
     """Evaluate both models, plot, write ``<out>/report.md``; returns its path."""
     set_threads(cfg.threads)  # the training stages' rule
@@ -201,7 +216,7 @@ def run(cfg: ReportConfig) -> Path:
     gain_native = paired({"rows": g["rows"]}, {"rows": native["rows"]}, key="correct") if native else None
     ok = gain["mean"] >= GAIN_BAR and (gain_native is None or gain_native["mean"] >= GAIN_BAR)
     done = grpo_dir / "ponder_done.json"
-    train_s = sum(r.get("seconds") or 0 for r in rows)
+    train_s = training_seconds(rows)
     L = [f"# {cfg.title}: `{cfg.task}`", "",
          f"Held-out set: the first {cfg.limit} test problems of `{cfg.task}`; greedy, ≤ {cfg.max_tokens} tokens, "
          f"thinking `{cfg.thinking}`, the training prompt (system turn: {cfg.system[:60]!r}…). "
