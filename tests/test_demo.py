@@ -47,7 +47,7 @@ def test_quick_demo_runs_and_prints_the_report_path(quick_run):
 def test_report_numbers_are_the_eval_files_numbers(quick_run):
     _, out = quick_run
     report = (out / "report.md").read_text()
-    for section in ("## Checks", "## Held-out pass@1 per stage", "## Test-time sampling", "## GRPO training curves",
+    for section in ("## Checks", "## Held-out pass@1 per stage", "## The cold start", "## Test-time sampling", "## GRPO training curves",
                     "## Distillation vs RL", "![held-out pass@1 per stage](pass1.png)", "seed **3**"):
         assert section in report
     found = {m.group(4): m for m in re.finditer(r"^\| [^|]+ \| [^|]+ \| ([\d.]+%) \| \[([\d.]+%), ([\d.]+%)\] \| "
@@ -72,6 +72,21 @@ def test_checks_are_recomputed_honestly(quick_run):
     gain = sum(r["greedy_correct"] - sft[r["id"]] for r in grpo) / len(grpo)
     word = "PASS" if gain >= 0.10 else "MISS"
     assert f"- {word}: GRPO gain over its start (SFT) {100 * gain:+.1f} points" in report
+    # the cold start's check: the per-problem share of sampled completions that reason, SFT - base
+    base_rows = {r["id"]: r for r in _eval(out, "base")["rows"]}
+    sft_ev = _eval(out, "sft")
+    assert sft_ev["config"]["samples"] == 8
+    assert sft_ev["config"]["temperature"] == json.loads((out / "grpo" / "final" / "ponder_config.json").read_text())["temperature"]
+    d = [r["sampled_reasoned"] / r["sampled_n"] - base_rows[r["id"]]["sampled_reasoned"] / base_rows[r["id"]]["sampled_n"]
+         for r in sft_ev["rows"]]
+    mean = sum(d) / len(d)
+    half = 1.96 * (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5 / len(d) ** 0.5
+    word = "PASS" if mean - half > 0 else "MISS"
+    share = sum(r["sampled_reasoned"] for r in sft_ev["rows"]) / sum(r["sampled_n"] for r in sft_ev["rows"])
+    assert share == sft_ev["reasoning_share_sampled"]
+    assert (f"- {word}: the cold start makes sampled reasoning more likely: "
+            f"{_pct(_eval(out, 'base')['reasoning_share_sampled'])} -> {_pct(share)} of samples reason ({100 * mean:+.1f} points") in report
+    assert f"| SFT | {_pct(sft_ev['pass1_greedy']['mean'])} | {_pct(sft_ev['reasoning_share_greedy'])} |" in report
     final = _eval(out, "final")
     word = "PASS" if final["maj@8"]["mean"] >= final["pass1_sampled"]["mean"] else "MISS"
     assert f"- {word}: final model maj@8 {_pct(final['maj@8']['mean'])}" in report

@@ -190,3 +190,21 @@ def test_stage_evaluation_metrics_on_a_scripted_backend():
     assert all(row["sampled_correct"] == 3 for row in r["rows"])
     with pytest.raises(ConfigError, match="samples must be"):
         StageEvalConfig(samples=1).check()
+
+
+def test_stage_evaluation_reports_how_often_the_model_reasons():
+    """Greedy answers directly; of 4 samples one reasons (empty think blocks do not count)."""
+    from ponder.evaluate.stages import StageEvalConfig, evaluate_backend
+
+    class Direct(Scripted):
+        def generate(self, prompts, n=1, sampling=None, budget=None):
+            pool = lambda g: [Fake(f"<think></think>{g}"), Fake(f"<think>  </think>{g + 1}"),  # noqa: E731
+                              Fake(f"<think>4 + 3 = 7</think>{g}"), Fake(f"{g}")]
+            return [[pool(_gold_of(p))[j % 4] for j in range(n)] for p in prompts]
+
+    r = evaluate_backend(Direct(), StageEvalConfig(task="addition:digits=2", limit=6, samples=4, batch_prompts=4))
+    assert r["reasoning_share_greedy"] == 0.0 and not any(row["reasoned"] for row in r["rows"])
+    assert r["reasoning_share_sampled"] == pytest.approx(0.25)
+    assert all(row["sampled_reasoned"] == 1 and row["sampled_n"] == 4 for row in r["rows"])
+    greedy_only = evaluate_backend(Direct(), StageEvalConfig(task="addition:digits=2", limit=3))
+    assert "reasoning_share_sampled" not in greedy_only

@@ -89,3 +89,37 @@ def test_anneal_stops_mid_decay(tmp_path):
     assert pretrain.lr_at(59, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.59)))
     with pytest.raises(ConfigError, match="anneal"):
         tiny_pretrain(tmp_path, anneal=0)
+
+
+def test_length_groups_split_short_from_long_rows_and_cover_the_batch():
+    lengths = [20, 72, 21, 19, 70, 22, 75, 20] * 4  # answer-only and worked rows, as in the corpus
+    groups = pretrain.length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert len(groups) == 2 and {max(lengths[i] for i in g) for g in groups} == {22, 75}
+    # a forward's fixed cost makes a batch of equal rows one forward, not several
+    assert pretrain.length_groups([30] * 32) == [list(range(32))]
+    assert len(pretrain.length_groups(lengths, max_groups=1)) == 1
+
+
+@pytest.mark.parametrize("prompt_loss", [False, True])
+def test_grouped_backward_gives_the_padded_batch_gradient(prompt_loss):
+    import random
+
+    import torch
+
+    from ponder.models import build_model
+
+    rng = random.Random(0)
+    # rows of (ids, prompt length): short answer-only rows and long worked ones
+    data = [([rng.randrange(3, 60) for _ in range(n)], 6) for n in [12, 40, 11, 13, 44, 12, 38, 10] * 2]
+    idx = list(range(len(data)))
+    tok = type("Tok", (), {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "__len__": lambda self: 64})()
+    one, grouped = (build_model("nano", tok, seed=0) for _ in range(2))
+    ids, mask, labels = pretrain.batch(data, idx, 0, prompt_loss)
+    ref = one(input_ids=ids, attention_mask=mask, labels=labels).loss
+    ref.backward()
+    assert len(pretrain.length_groups([len(d[0]) for d in data])) > 1  # the split is exercised
+    loss = pretrain.backward(grouped, data, idx, 0, prompt_loss)
+    assert loss == pytest.approx(ref.item(), rel=1e-5)
+    for a, b in zip(one.parameters(), grouped.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-7)

@@ -9,7 +9,8 @@
    sampled pass@1 and maj@8 from 8 samples per problem.
 3. Writes ``runs/<name>/report.md`` with PNG plots (pass@1 per stage; GRPO reward, accuracy and
    reasoning-length curves) and checks its stated bars honestly, printing PASS or MISS:
-   GRPO gains >= 10 points of held-out pass@1 over its starting checkpoint; maj@8 >= pass@1. The
+   GRPO gains >= 10 points of held-out pass@1 over its starting checkpoint; the cold start raises
+   the share of sampled completions (at the GRPO temperature) that reason; maj@8 >= pass@1. The
    distillation-vs-RL comparison is stated whichever way it comes out.
 
 All stages resume (re-running the demo skips finished stages and evaluations); the settings of
@@ -132,6 +133,7 @@ def demo(
     evals = evaluate_stages(out, {k: Path(v["output"]) for k, v in stages.items() if k in STAGES},
                             task=recipe["task"], limit=limit, seed=seed, quick=quick,
                             max_tokens=int(recipe["grpo"].get("max_completion_length", 96)) * 2,
+                            rollout_temperature=float(recipe["grpo"].get("temperature", 1.0)),
                             log=lambda s: console.print(s, highlight=False))
     meta = {"mode": "quick" if quick else "full", "seed": seed, "task": recipe["task"], "eval_limit": limit,
             "train_seconds": train_s, "total_seconds": time.time() - t0, "load_start": load0, "load_end": _load_avg(),

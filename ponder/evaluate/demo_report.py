@@ -19,18 +19,25 @@ from typing import Callable
 from ponder.evaluate.stages import StageEvalConfig, evaluate_checkpoint
 from ponder.io import write_json_atomic
 
-SAMPLES = 8  # maj@8 for the final model
+SAMPLES = 8  # maj@8 for the final model; also the samples per problem of the cold-start comparison
 SAMPLE_TEMPERATURE = 0.8
+COLD_START = ("base", "sft")  # sampled at the GRPO rollout temperature: what RL starts from
 GRPO_BAR = 0.10  # GRPO must gain >= 10 points of held-out pass@1 over its start
 
 
 def evaluate_stages(out: Path, outputs: dict[str, Path], task: str, limit: int, seed: int, quick: bool,
-                    max_tokens: int, log: Callable[[str], None] = print) -> dict[str, dict]:
-    """Evaluate each model stage in ``outputs`` on the first ``limit`` test problems of ``task``."""
+                    max_tokens: int, rollout_temperature: float, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Evaluate each model stage in ``outputs`` on the first ``limit`` test problems of ``task``.
+
+    Greedy pass@1 for every stage; also ``SAMPLES`` samples per problem for the final model (at
+    ``SAMPLE_TEMPERATURE``: maj@k) and for base and SFT at the GRPO ``rollout_temperature``, where
+    the cold start's effect shows: greedy decoding of both answers directly, sampling does not.
+    """
     evals = {}
     for name, model in outputs.items():
-        samples = SAMPLES if name == "final" else 0
-        cfg = StageEvalConfig(task=task, limit=limit, samples=samples, temperature=SAMPLE_TEMPERATURE,
+        samples = SAMPLES if name == "final" or name in COLD_START else 0
+        temperature = rollout_temperature if name in COLD_START else SAMPLE_TEMPERATURE
+        cfg = StageEvalConfig(task=task, limit=limit, samples=samples, temperature=temperature,
                               max_tokens=max_tokens, seed=seed)
         r = evaluate_checkpoint(model, cfg, out / "eval" / f"{name}.json")
         p = r["pass1_greedy"]
@@ -40,10 +47,12 @@ def evaluate_stages(out: Path, outputs: dict[str, Path], task: str, limit: int, 
     return evals
 
 
-def paired(a: dict, b: dict, key: str = "greedy_correct") -> dict:
-    """Mean and 95% interval of per-problem score differences a - b (same problem ids)."""
-    rb = {r["id"]: float(r[key]) for r in b["rows"]}
-    d = [float(r[key]) - rb[r["id"]] for r in a["rows"] if r["id"] in rb]
+def paired(a: dict, b: dict, key: str | Callable[[dict], float] = "greedy_correct") -> dict:
+    """Mean and 95% interval of per-problem score differences a - b (same problem ids); ``key`` is a
+    row field or a function of the row."""
+    value = key if callable(key) else (lambda r: float(r[key]))
+    rb = {r["id"]: value(r) for r in b["rows"]}
+    d = [value(r) - rb[r["id"]] for r in a["rows"] if r["id"] in rb]
     m = len(d)
     mean = sum(d) / m if m else float("nan")
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (m - 1)) if m > 1 else 0.0
@@ -141,7 +150,8 @@ def write_report(out: Path, stages: dict, evals: dict, meta: dict, labels: dict)
     plot_curves(runs, out / "grpo_curves.png")
     checks, summary = [], {"meta": meta, "stages": {}, "checks": {}}
     for n, r in evals.items():
-        summary["stages"][n] = {"pass1_greedy": r["pass1_greedy"], "reasoning_tokens": r["reasoning_tokens_greedy"]}
+        summary["stages"][n] = {"pass1_greedy": r["pass1_greedy"], "reasoning_tokens": r["reasoning_tokens_greedy"],
+                                **{k: r[k] for k in ("pass1_sampled", "reasoning_share_sampled") if k in r}}
 
     # check 1: GRPO over its starting checkpoint (the SFT model)
     gain = paired(evals["grpo"], evals["sft"])
@@ -149,7 +159,20 @@ def write_report(out: Path, stages: dict, evals: dict, meta: dict, labels: dict)
     checks.append(f"{'PASS' if ok else 'MISS'}: GRPO gain over its start (SFT) {pts(gain['mean'])} points "
                   f"(95% CI {pts(gain['low'])} to {pts(gain['high'])}); bar: >= +{100 * GRPO_BAR:.0f}")
     summary["checks"]["grpo_gain"] = {**gain, "bar": GRPO_BAR, "pass": ok}
-    # check 2: maj@8 >= pass@1 on the final model (the same 8 samples)
+    # check 2: the cold start does what R1's does -- the base model reasons in more of its samples,
+    # the behaviour GRPO reinforces (the paired interval of the per-problem reasoning share excludes 0)
+    base, sft = evals["base"], evals["sft"]
+    share = paired(sft, base, key=lambda r: r["sampled_reasoned"] / r["sampled_n"])
+    ok_cs = share["low"] > 0
+    t_rl = sft["config"]["temperature"]
+    checks.append(f"{'PASS' if ok_cs else 'MISS'}: the cold start makes sampled reasoning more likely: "
+                  f"{pct(base['reasoning_share_sampled'])} -> {pct(sft['reasoning_share_sampled'])} of samples "
+                  f"reason ({pts(share['mean'])} points, 95% CI {pts(share['low'])} to {pts(share['high'])}; "
+                  f"{SAMPLES} per problem at the GRPO temperature {t_rl:g}); sampled pass@1 "
+                  f"{pct(base['pass1_sampled']['mean'])} -> {pct(sft['pass1_sampled']['mean'])}; bar: interval above 0")
+    summary["checks"]["cold_start_reasoning"] = {**share, "base": base["reasoning_share_sampled"],
+                                                 "sft": sft["reasoning_share_sampled"], "pass": ok_cs}
+    # check 3: maj@8 >= pass@1 on the final model (the same 8 samples)
     fin = evals["final"]
     maj, sp1 = fin[f"maj@{SAMPLES}"], fin["pass1_sampled"]
     ok2 = maj["mean"] >= sp1["mean"]
@@ -194,6 +217,17 @@ def write_report(out: Path, stages: dict, evals: dict, meta: dict, labels: dict)
         L.append(f"| {labels[n][0]} | {labels[n][1]} | {pct(p['mean'])} | [{pct(p['low'])}, {pct(p['high'])}] | "
                  f"{r['reasoning_tokens_greedy']:.1f} | eval/{n}.json |")
     L += ["", "![held-out pass@1 per stage](pass1.png)", "",
+          f"## The cold start: what GRPO starts from, {SAMPLES} samples per problem at T={t_rl:g}", "",
+          "R1's cold start gives RL a model that already reasons in a readable form. Greedy decoding hides "
+          "it here (the base model and the SFT model both answer directly); sampling at the rollout "
+          "temperature shows how often each one reasons, which is what GRPO's groups see.", "",
+          "| stage | pass@1 greedy | reasoning share, greedy | pass@1 sampled | reasoning share, sampled |",
+          "|---|---|---|---|---|"]
+    for n in COLD_START:
+        r = evals[n]
+        L.append(f"| {labels[n][0]} | {pct(r['pass1_greedy']['mean'])} | {pct(r['reasoning_share_greedy'])} | "
+                 f"{pct(r['pass1_sampled']['mean'])} | {pct(r['reasoning_share_sampled'])} |")
+    L += ["",
           f"## Test-time sampling: the final model, {SAMPLES} samples per problem at T={SAMPLE_TEMPERATURE}", "",
           "| metric | value | 95% CI |", "|---|---|---|",
           f"| pass@1 (sampled) | {pct(sp1['mean'])} | [{pct(sp1['low'])}, {pct(sp1['high'])}] |",

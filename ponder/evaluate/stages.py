@@ -77,12 +77,13 @@ def evaluate_backend(backend, cfg: StageEvalConfig) -> dict:
         v, c = g.verdict, g.completion
         row = {"id": g.example["id"], "greedy_correct": v.correct, "greedy_answer": v.answer,
                "reasoning_tokens": c.reasoning_tokens, "completion_tokens": len(c.token_ids),
-               "think_closed": c.think_closed}
+               "think_closed": c.think_closed, "reasoned": bool(c.reasoning.strip())}
         tokens += len(c.token_ids)
         if group:
             correct = [s.verdict.correct for s in group]
             keys = [s.verdict.answer.strip() if s.verdict.answer else None for s in group]
             row.update(sampled_correct=sum(correct), sampled_n=len(group),
+                       sampled_reasoned=sum(bool(s.completion.reasoning.strip()) for s in group),
                        maj_correct=maj_at_k(keys, correct, len(group)))
             tokens += sum(len(s.completion.token_ids) for s in group)
         rows.append(row)
@@ -90,6 +91,9 @@ def evaluate_backend(backend, cfg: StageEvalConfig) -> dict:
         "config": asdict(cfg),
         "pass1_greedy": _ci([float(r["greedy_correct"]) for r in rows]),
         "reasoning_tokens_greedy": sum(r["reasoning_tokens"] for r in rows) / len(rows),
+        # share of completions with a non-empty think block: a model that can reason but greedily
+        # answers directly still reasons in some samples, the behaviour RL builds on
+        "reasoning_share_greedy": sum(r["reasoned"] for r in rows) / len(rows),
         "seconds": time.perf_counter() - t0,
         "tokens": tokens,
         "rows": rows,
@@ -97,6 +101,7 @@ def evaluate_backend(backend, cfg: StageEvalConfig) -> dict:
     if cfg.samples:
         result["pass1_sampled"] = _ci([r["sampled_correct"] / r["sampled_n"] for r in rows])
         result[f"maj@{cfg.samples}"] = _ci([float(r["maj_correct"]) for r in rows])
+        result["reasoning_share_sampled"] = sum(r["sampled_reasoned"] for r in rows) / sum(r["sampled_n"] for r in rows)
     return result
 
 

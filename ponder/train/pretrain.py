@@ -10,11 +10,14 @@ So the base model knows both behaviours, and which one it picks is decided by a 
 after ``<think>``. Answering directly is much less accurate for a tiny model than working
 column by column; that is the headroom GRPO can exploit by learning *to reason* (the R1 finding
 that RL lengthens reasoning, on a scale a CPU can show). ``steps`` sets how far the base model is
-trained; a partly trained start leaves room for RL (see /work/notes/grpo_findings.md).
+trained; a partly trained start leaves room for RL (docs/training.md).
 
-The loop is ponder's own (not transformers' Trainer): one fp32 AdamW step per padded batch,
-linear warm-up then cosine decay to 10% of ``lr``, gradient clipping at 1.0. It is short and
-checkpoints exactly what a resume needs (weights, optimizer, scheduler position).
+The loop is ponder's own (not transformers' Trainer): one fp32 AdamW step per batch, linear
+warm-up then cosine decay to 10% of ``lr``, gradient clipping at 1.0. It is short and checkpoints
+exactly what a resume needs (weights, optimizer, scheduler position). A batch mixes answer-only
+examples (~20 tokens) with worked ones (~70), so one right-padded forward spends about half its
+compute on padding; the loop instead runs the batch as a few forwards of similar-length rows
+(``length_groups``) and sums their token-weighted losses: the same gradient, ~1.6x fewer FLOPs.
 """
 
 from __future__ import annotations
@@ -171,6 +174,53 @@ def batch(data: list[tuple[list[int], int]], idx: list[int], pad_id: int, prompt
     return ids, mask, labels
 
 
+def length_groups(lengths: list[int], max_groups: int = 4, overhead: int = 256) -> list[list[int]]:
+    """Positions of ``lengths`` split into <= ``max_groups`` groups of similar length.
+
+    Each group becomes one right-padded forward costing ``len(group) * max(length) + overhead``
+    tokens (the overhead stands for a forward's fixed cost); the split minimises the total over
+    contiguous runs of the sorted lengths (a small dynamic programme: a batch is tens of rows).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    s = [lengths[i] for i in order]
+    n, inf = len(s), float("inf")
+    # best[g][j]: cheapest split of the j shortest rows into g groups; cut[g][j]: where its last group starts
+    best = [[inf] * (n + 1) for _ in range(max_groups + 1)]
+    cut = [[0] * (n + 1) for _ in range(max_groups + 1)]
+    best[0][0] = 0
+    for g in range(1, max_groups + 1):
+        for j in range(1, n + 1):
+            for i in range(g - 1, j):
+                c = best[g - 1][i] + (j - i) * s[j - 1] + overhead
+                if c < best[g][j]:
+                    best[g][j], cut[g][j] = c, i
+    g = min(range(1, max_groups + 1), key=lambda k: best[k][n])
+    groups, j = [], n
+    while g:
+        i = cut[g][j]
+        groups.append(order[i:j])
+        j, g = i, g - 1
+    return groups[::-1]
+
+
+def backward(model, data: list[tuple[list[int], int]], idx: list[int], pad_id: int, prompt_loss: bool) -> float:
+    """Backpropagate the batch's mean token loss, one forward per length group; return the loss.
+
+    Each group's loss is summed over its tokens and divided by the whole batch's count of predicted
+    tokens (a label predicts the next token, so a row of n labelled positions from 0 predicts n-1),
+    so the accumulated gradient is the single padded forward's, up to float rounding.
+    """
+    n_pred = sum(max(len(data[i][0]) - max(0 if prompt_loss else data[i][1], 1), 0) for i in idx)
+    total = torch.tensor(max(n_pred, 1))
+    loss = 0.0
+    for group in length_groups([len(data[i][0]) for i in idx]):
+        ids, mask, labels = batch(data, [idx[r] for r in group], pad_id, prompt_loss)
+        part = model(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=total).loss
+        part.backward()
+        loss += part.item()
+    return loss
+
+
 def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Learning rate before optimizer step ``step`` (0-based): warm-up, then cosine to 10%."""
     if step < cfg.warmup_steps:
@@ -251,26 +301,22 @@ def run(cfg: PretrainConfig) -> Path:
     metrics = out / "metrics.jsonl"
     _truncate_metrics(metrics, start)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    tokens = 0
     with common.progress_bar() as bar, metrics.open("a") as mf:
         task = bar.add_task("pretrain", total=cfg.steps, completed=start)
         for step in range(start, cfg.steps):
             # The batch depends on (seed, step) only, so a resumed run sees the batches it would have.
             rng = random.Random(f"pretrain-batch:{cfg.seed}:{step}")
             idx = rng.sample(range(len(data)), min(cfg.batch_size, len(data)))
-            ids, mask, labels = batch(data, idx, pad, cfg.prompt_loss)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = backward(model, data, idx, pad, cfg.prompt_loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            tokens += int(mask.sum())
-            mf.write(json.dumps({"step": step + 1, "loss": round(loss.item(), 5), "lr": lr_at(step, cfg),
+            mf.write(json.dumps({"step": step + 1, "loss": round(loss, 5), "lr": lr_at(step, cfg),
                                  "peak_rss_mb": common.peak_rss_mb()}) + "\n")
             mf.flush()
-            bar.update(task, completed=step + 1, description=f"pretrain loss {loss.item():.3f}")
+            bar.update(task, completed=step + 1, description=f"pretrain loss {loss:.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 _save_checkpoint(out, step + 1, model, opt)
     model.eval()
