@@ -17,7 +17,8 @@ warm-up then cosine decay to 10% of ``lr``, gradient clipping at 1.0. It is shor
 exactly what a resume needs (weights, optimizer, scheduler position). A batch mixes answer-only
 examples (~20 tokens) with worked ones (~70), so one right-padded forward spends about half its
 compute on padding; the loop instead runs the batch as a few forwards of similar-length rows
-(``length_groups``) and sums their token-weighted losses: the same gradient, ~1.6x fewer FLOPs.
+(``length_groups``) and sums their token-weighted losses: the same gradient in about half the
+time (bench/pretrain.py).
 """
 
 from __future__ import annotations
